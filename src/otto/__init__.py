@@ -1,0 +1,3 @@
+"""Otto: a self-hosted CI/CD system."""
+
+__version__ = "0.1.0"

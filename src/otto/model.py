@@ -1,0 +1,176 @@
+"""The pipeline model: the contract between the parser and the PSM (DESIGN §2).
+
+A pipeline is a list of batches; a batch runs its contexts in a mode; a
+context holds properties, an environment and steps. The JSON/YAML field
+names are those of the original Otto, so its models load unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid as uuidlib
+from collections.abc import Iterator
+from enum import StrEnum
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
+
+M = TypeVar("M", bound=BaseModel)
+Parameters = list[JsonValue] | dict[str, JsonValue]
+
+
+def new_uuid() -> str:
+    return str(uuidlib.uuid4())
+
+
+class ModelError(ValueError):
+    """A model that breaks the schema or an invariant; `path` names the bad field."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.path = path
+        self.message = message
+
+
+class BatchMode(StrEnum):
+    LINEAR = "Linear"
+    PARALLEL = "Parallel"
+    FANOUT = "Fanout"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Step(_Strict):
+    uuid: str = Field(default_factory=new_uuid)
+    context: str
+    symbol: str
+    parameters: Parameters = Field(default_factory=list)
+
+    def blocks(self) -> Iterator[tuple[str, list[dict[str, JsonValue]]]]:
+        """Parameters holding nested steps (e.g. `dir`'s block): (parameter path, raw steps)."""
+        values: Iterator[tuple[str, JsonValue]]
+        if isinstance(self.parameters, dict):
+            values = ((f".{k}", v) for k, v in self.parameters.items())
+        else:
+            values = ((f"[{i}]", v) for i, v in enumerate(self.parameters))
+        for where, value in values:
+            if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+                yield f"parameters{where}", value  # type: ignore[misc]
+
+    def block_steps(self) -> list[Step]:
+        return [Step.model_validate(raw) for _, block in self.blocks() for raw in block]
+
+
+class Context(_Strict):
+    uuid: str = Field(default_factory=new_uuid)
+    properties: dict[str, str] = Field(default_factory=dict)
+    environment: dict[str, str] = Field(default_factory=dict)
+    steps: list[Step] = Field(default_factory=list)
+
+    @field_validator("environment", mode="before")
+    @classmethod
+    def _null_environment(cls, value: Any) -> Any:
+        # The original Otto serialises an absent environment as null.
+        return {} if value is None else value
+
+    @property
+    def name(self) -> str:
+        return self.properties.get("name", "")
+
+
+class Batch(_Strict):
+    mode: BatchMode = BatchMode.LINEAR
+    contexts: list[Context] = Field(default_factory=list)
+
+
+class Pipeline(_Strict):
+    uuid: str = Field(default_factory=new_uuid)
+    batches: list[Batch] = Field(default_factory=list)
+
+    def contexts(self) -> Iterator[Context]:
+        for batch in self.batches:
+            yield from batch.contexts
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def to_json(self, indent: int | None = None) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def load(data: Any) -> Pipeline:
+    """Validate a decoded model (dict) and its invariants; raise ModelError naming the field."""
+    pipeline = _validate(Pipeline, data)
+    check_invariants(pipeline)
+    return pipeline
+
+
+def loads(text: str) -> Pipeline:
+    """Load a model from JSON or YAML text (JSON is a subset of YAML)."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ModelError("", f"not valid JSON or YAML: {exc}") from None
+    return load(data)
+
+
+def check_invariants(pipeline: Pipeline) -> None:
+    """Every uuid is unique and every step names the context that owns it."""
+    seen: dict[str, str] = {pipeline.uuid: "uuid"}
+
+    def claim(uid: str, path: str) -> None:
+        _check_uuid(uid, path)
+        if uid in seen:
+            raise ModelError(path, f"duplicate uuid {uid} (already used at {seen[uid]})")
+        seen[uid] = path
+
+    def check_step(step: Step, owner: str, path: str) -> None:
+        claim(step.uuid, f"{path}.uuid")
+        if step.context != owner:
+            raise ModelError(
+                f"{path}.context", f"step belongs to context {owner}, not {step.context}"
+            )
+        for where, block in step.blocks():
+            for i, raw in enumerate(block):
+                inner_path = f"{path}.{where}[{i}]"
+                check_step(_validate(Step, raw, inner_path), owner, inner_path)
+
+    _check_uuid(pipeline.uuid, "uuid")
+    for b, batch in enumerate(pipeline.batches):
+        for c, context in enumerate(batch.contexts):
+            cpath = f"batches[{b}].contexts[{c}]"
+            claim(context.uuid, f"{cpath}.uuid")
+            for s, step in enumerate(context.steps):
+                check_step(step, context.uuid, f"{cpath}.steps[{s}]")
+
+
+def _validate(model: type[M], data: Any, path: str = "") -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = _path(first["loc"])
+        raise ModelError(f"{path}.{loc}" if path and loc else path or loc, first["msg"]) from None
+
+
+def _check_uuid(value: str, path: str) -> None:
+    try:
+        uuidlib.UUID(value)
+    except ValueError:
+        raise ModelError(path, f"not a uuid: {value!r}") from None
