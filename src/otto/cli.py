@@ -1,0 +1,118 @@
+"""The `otto` command line (DESIGN §9).
+
+Exit codes: 0 success, 1 an invalid pipeline (or a Failed run), 2 Aborted,
+3 Unstable, 4 Error, 64 a usage error (EX_USAGE), so that a mistyped command
+never reads as a pipeline status.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+# typer vendors click; its UsageError is what a bad command line raises.
+from typer._click.exceptions import ClickException, UsageError
+
+from otto.model import Pipeline
+from otto.parser import ParseError, parse, render
+from otto.steps import standard_manifests, step_problems
+from otto.steps.explain import explain_lines
+
+EX_USAGE = 64
+EX_INVALID = 1
+
+app = typer.Typer(
+    name="otto",
+    help="Otto: a self-hosted CI/CD system.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+stderr = Console(stderr=True, highlight=False)
+
+
+class Format(StrEnum):
+    JSON = "json"
+    YAML = "yaml"
+
+
+def _read(file: str) -> tuple[str, bytes]:
+    if file == "-":
+        return "<stdin>", sys.stdin.buffer.read()
+    path = Path(file)
+    try:
+        return file, path.read_bytes()
+    except OSError as exc:
+        stderr.print(f"otto: cannot read {file}: {exc.strerror or exc}", markup=False)
+        raise typer.Exit(EX_USAGE) from None
+
+
+def _load(file: str) -> Pipeline:
+    name, data = _read(file)
+    try:
+        return parse(data, filename=name)
+    except ParseError as exc:
+        stderr.print(str(exc), markup=False)
+        raise typer.Exit(EX_INVALID) from None
+
+
+@app.command("parse")
+def parse_command(
+    file: str = typer.Argument(..., help="The Ottofile to parse, or - for standard input."),
+    format: Format = typer.Option(Format.JSON, "--format", "-f", help="Output format."),
+) -> None:
+    """Parse an Ottofile and print its pipeline model."""
+    pipeline = _load(file)
+    typer.echo(pipeline.to_yaml() if format is Format.YAML else pipeline.to_json(indent=2))
+
+
+@app.command("explain")
+def explain_command(
+    file: str = typer.Argument(..., help="The Ottofile to explain, or - for standard input."),
+) -> None:
+    """Say what a pipeline will run, checking every step against its manifest."""
+    pipeline = _load(file)
+    manifests = standard_manifests()
+    problems = [p for context in pipeline.contexts() for p in step_problems(context.steps, manifests)]
+    for line in explain_lines(pipeline, manifests):
+        typer.echo(line)
+    if problems:
+        for step, error in problems:
+            where = pipeline.positions.get(step.uuid) if hasattr(pipeline, "positions") else None
+            stderr.print(f"{file}:{where or '?'}: {error}", markup=False)
+        raise typer.Exit(EX_INVALID)
+
+
+@app.command("fmt")
+def fmt_command(
+    file: str = typer.Argument(..., help="The Ottofile to format, or - for standard input."),
+    write: bool = typer.Option(False, "--write", "-w", help="Rewrite the file in place."),
+) -> None:
+    """Print an Ottofile in the one canonical style."""
+    text = render(_load(file))
+    if write and file != "-":
+        Path(file).write_text(text, encoding="utf-8")
+    else:
+        typer.echo(text, nl=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        code = app(args=argv, prog_name="otto", standalone_mode=False)
+    except UsageError as exc:
+        exc.show()
+        return EX_USAGE
+    except ClickException as exc:
+        exc.show()
+        return EX_USAGE
+    except KeyboardInterrupt:
+        return 130
+    return code if isinstance(code, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

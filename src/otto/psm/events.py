@@ -1,0 +1,97 @@
+"""Committed transitions, fanned out to subscribers in sequence order.
+
+The writer publishes each group commit here. Recent transitions stay in a
+bounded ring; a subscriber reads from its own cursor, from the ring while it
+keeps up and from the store's log when it has fallen behind the ring, so a
+slow subscriber costs the state machine nothing and never misses a thing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import deque
+from collections.abc import Iterator
+
+from otto.psm.records import Transition
+from otto.psm.store.base import Store, Tx
+
+RING = 20_000
+PAGE = 1_000
+
+
+class EventHub:
+    def __init__(self, store: Store, capacity: int = RING) -> None:
+        self._store = store
+        self._ring: deque[Transition] = deque(maxlen=capacity)
+        self._cond = threading.Condition()
+        self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+        row = store.read(lambda tx: tx.one("SELECT COALESCE(MAX(seq), 0) AS seq FROM transitions"))
+        self.last_seq: int = int(row["seq"]) if row else 0
+
+    def publish(self, transitions: list[Transition]) -> None:
+        with self._cond:
+            self._ring.extend(transitions)
+            self.last_seq = transitions[-1].seq
+            self._cond.notify_all()
+            waiters = list(self._waiters)
+        for loop, event in waiters:
+            loop.call_soon_threadsafe(event.set)
+
+    def after(self, seq: int, limit: int = PAGE, pipeline: str | None = None) -> list[Transition]:
+        """Committed transitions with a sequence number above `seq`, oldest first."""
+        with self._cond:
+            oldest = self._ring[0].seq if self._ring else None
+            if oldest is not None and oldest <= seq + 1:
+                found = [t for t in self._ring if t.seq > seq]
+                if pipeline is not None:
+                    found = [t for t in found if t.pipeline == pipeline]
+                return found[:limit]
+        return self._store.read(lambda tx: _from_log(tx, seq, limit, pipeline))
+
+    def wait(self, seq: int, timeout: float) -> bool:
+        """Block until something above `seq` is committed; False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self.last_seq > seq, timeout)
+
+    async def wait_async(self, seq: int, timeout: float) -> bool:
+        if self.last_seq > seq:
+            return True
+        event = asyncio.Event()
+        waiter = (asyncio.get_running_loop(), event)
+        with self._cond:
+            self._waiters.add(waiter)
+        try:
+            if self.last_seq > seq:
+                return True
+            await asyncio.wait_for(event.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            with self._cond:
+                self._waiters.discard(waiter)
+
+    def stream(self, after: int = 0, stop: threading.Event | None = None) -> Iterator[Transition]:
+        """Every transition after `after`, as committed, until `stop` is set."""
+        cursor = after
+        while stop is None or not stop.is_set():
+            batch = self.after(cursor)
+            if batch:
+                yield from batch
+                cursor = batch[-1].seq
+            else:
+                self.wait(cursor, 0.5)
+
+
+def _from_log(tx: Tx, seq: int, limit: int, pipeline: str | None) -> list[Transition]:
+    if pipeline is None:
+        rows = tx.all("SELECT * FROM transitions WHERE seq > ? ORDER BY seq LIMIT ?", seq, limit)
+    else:
+        rows = tx.all(
+            "SELECT * FROM transitions WHERE pipeline = ? AND seq > ? ORDER BY seq LIMIT ?",
+            pipeline,
+            seq,
+            limit,
+        )
+    return [Transition.from_row(r) for r in rows]

@@ -1,0 +1,128 @@
+"""The one way state changes: check the table, update the row, append to the log.
+
+Both happen in the caller's transaction, so a state and the transition that
+produced it are committed together or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from otto.psm.records import Conflict, Transition
+from otto.psm.states import OUTCOMES, Entity, check
+from otto.psm.store.base import Tx
+
+_UPDATE = {
+    Entity.PIPELINE: "UPDATE pipelines SET state = ?, status = ?, updated_at = ? "
+    "WHERE uuid = ? AND state = ?",
+    Entity.BATCH: "UPDATE batches SET state = ?, status = ? WHERE pipeline = ? AND idx = ? "
+    "AND state = ?",
+    Entity.CONTEXT: "UPDATE contexts SET state = ? WHERE uuid = ? AND state = ?",
+    Entity.STEP: "UPDATE steps SET state = ? WHERE uuid = ? AND state = ?",
+}
+
+_INSERT = (
+    "INSERT INTO transitions (seq, pipeline, entity, id, from_state, to_state, status, reason,"
+    " actor, at, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+@dataclass(frozen=True)
+class Cause:
+    """Who caused a change and why; every transition records it."""
+
+    actor: str
+    reason: str | None = None
+
+
+def move(
+    tx: Tx,
+    pipeline: str,
+    entity: Entity,
+    ident: str,
+    current: str,
+    wanted: str,
+    cause: Cause,
+    status: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> Transition:
+    """Move one entity from `current` to `wanted` and record the transition."""
+    check(entity, ident, current, wanted)
+    now = time.time()
+    if entity is Entity.PIPELINE:
+        changed = tx.run(_UPDATE[entity], wanted, status, now, ident, current)
+    elif entity is Entity.BATCH:
+        changed = tx.run(_UPDATE[entity], wanted, status, pipeline, int(ident), current)
+    else:
+        changed = tx.run(_UPDATE[entity], wanted, ident, current)
+    if changed != 1:
+        raise Conflict(f"{entity} {ident} is no longer {current}")
+    seq = tx.next_seq()
+    outcome = status if status is not None else (wanted if wanted in OUTCOMES else None)
+    record = Transition(
+        seq,
+        pipeline,
+        entity.value,
+        ident,
+        current,
+        wanted,
+        outcome,
+        cause.reason,
+        cause.actor,
+        now,
+        data,
+    )
+    tx.run(
+        _INSERT,
+        seq,
+        pipeline,
+        entity.value,
+        ident,
+        current,
+        wanted,
+        outcome,
+        cause.reason,
+        cause.actor,
+        now,
+        json.dumps(data) if data else None,
+    )
+    tx.published.append(record)  # type: ignore[attr-defined]
+    return record
+
+
+def record_creation(tx: Tx, pipeline: str, cause: Cause, data: dict[str, Any]) -> Transition:
+    """The first entry of a pipeline's history: it came to be, Pending."""
+    now = time.time()
+    seq = tx.next_seq()
+    tx.run(
+        _INSERT,
+        seq,
+        pipeline,
+        Entity.PIPELINE.value,
+        pipeline,
+        None,
+        "Pending",
+        None,
+        cause.reason,
+        cause.actor,
+        now,
+        json.dumps(data),
+    )
+    record = Transition(
+        seq,
+        pipeline,
+        "pipeline",
+        pipeline,
+        None,
+        "Pending",
+        None,
+        cause.reason,
+        cause.actor,
+        now,
+        data,
+    )
+    tx.published.append(record)  # type: ignore[attr-defined]
+    return record

@@ -1,0 +1,387 @@
+"""The Pipeline State Machine: the public face of `otto.psm`.
+
+Every method that changes anything runs as one piece of work on the store's
+writer (one transaction, group-committed); reads run on snapshots.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from otto.model import Pipeline
+from otto.psm import flow, views
+from otto.psm.events import EventHub
+from otto.psm.ledger import Cause, move, record_creation
+from otto.psm.records import Conflict, Lease, StaleLease, Transition
+from otto.psm.states import (
+    ABORTING,
+    AUCTION_COMPLETED,
+    AUCTION_STARTED,
+    BATCH_AWARDED,
+    BATCH_LIVE,
+    EXECUTING,
+    PENDING,
+    PROVISIONING,
+    RUNNING,
+    TERMINAL,
+    Entity,
+)
+from otto.psm.store.base import Row, Store, Tx
+from otto.status import Status
+
+DEFAULT_LEASE_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Created:
+    uuid: str
+    duplicate: bool = False
+
+
+class PipelineStateMachine:
+    def __init__(self, store: Store, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
+        self.store = store
+        self.lease_seconds = lease_seconds
+        self.events = EventHub(store)
+        store.on_commit = self.events.publish
+
+    def close(self) -> None:
+        self.store.close()
+
+    # -- pipelines -------------------------------------------------------------
+    def create(
+        self,
+        pipeline: Pipeline,
+        *,
+        repo: str | None = None,
+        ref: str | None = None,
+        sha: str | None = None,
+        force: bool = False,
+        actor: str = "api",
+    ) -> Created:
+        """Store a pipeline and start it; a known (repo, sha) returns the existing run."""
+
+        def work(tx: Tx) -> Created:
+            if repo and sha and not force:
+                known = tx.one("SELECT pipeline FROM commits WHERE repo = ? AND sha = ?", repo, sha)
+                if known:
+                    return Created(known["pipeline"], duplicate=True)
+            _insert(tx, pipeline, repo, ref, sha)
+            cause = Cause(actor, "created")
+            record_creation(tx, pipeline.uuid, cause, {"repo": repo, "ref": ref, "sha": sha})
+            move(tx, pipeline.uuid, Entity.PIPELINE, pipeline.uuid, PENDING, RUNNING, cause)
+            flow.start_batch(tx, pipeline.uuid, 0, cause)
+            return Created(pipeline.uuid)
+
+        return self.store.write(work)
+
+    def get(self, uuid: str) -> dict[str, Any]:
+        return self.store.read(lambda tx: views.pipeline(tx, uuid))
+
+    def list(self, **filters: Any) -> tuple[list[dict[str, Any]], str | None]:
+        return self.store.read(lambda tx: views.pipelines(tx, **filters))
+
+    def transitions(self, uuid: str) -> list[Transition]:
+        return self.store.read(lambda tx: views.transitions(tx, uuid))
+
+    def abort(self, uuid: str, actor: str = "api") -> None:
+        def work(tx: Tx) -> None:
+            run = views.pipeline_row(tx, uuid)
+            if run["state"] in TERMINAL[Entity.PIPELINE]:
+                raise Conflict(f"pipeline {uuid} is already {run['state']}", run["state"])
+            flow.abort_pipeline(tx, uuid, Cause(actor, flow.USER_ABORT))
+
+        self.store.write(work)
+
+    # -- auctions ---------------------------------------------------------------
+    def open_contexts(self) -> list[Row]:
+        """Contexts of live batches that wait for an orchestrator."""
+        return self.store.read(views.open_contexts)
+
+    def award(self, context: str, orchestrator: str, actor: str = "auctioneer") -> None:
+        """Hand a context to an orchestrator; when all of a batch are handed out, provision."""
+
+        def work(tx: Tx) -> None:
+            ctx = views.context_row(tx, context)
+            batch = views.batch_row(tx, ctx["pipeline"], ctx["batch"])
+            if ctx["state"] != PENDING or batch["state"] not in BATCH_LIVE:
+                raise Conflict(f"context {context} is not open for award", ctx["state"])
+            tx.run("UPDATE contexts SET orchestrator = ? WHERE uuid = ?", orchestrator, context)
+            waiting = [
+                c
+                for c in flow.contexts_of(tx, ctx["pipeline"], ctx["batch"])
+                if c["orchestrator"] is None and c["state"] == PENDING
+            ]
+            if batch["state"] == AUCTION_STARTED and not waiting:
+                awards = {
+                    c["uuid"]: c["orchestrator"]
+                    for c in flow.contexts_of(tx, ctx["pipeline"], ctx["batch"])
+                }
+                cause = Cause(actor, "awarded")
+                ident = str(ctx["batch"])
+                move(
+                    tx,
+                    ctx["pipeline"],
+                    Entity.BATCH,
+                    ident,
+                    AUCTION_STARTED,
+                    AUCTION_COMPLETED,
+                    cause,
+                    data={"awards": awards},
+                )
+                move(
+                    tx, ctx["pipeline"], Entity.BATCH, ident, AUCTION_COMPLETED, PROVISIONING, cause
+                )
+
+        self.store.write(work)
+
+    def release(self, context: str, orchestrator: str) -> None:
+        """An awarded orchestrator that cannot start gives the context back."""
+
+        def work(tx: Tx) -> None:
+            tx.run(
+                "UPDATE contexts SET orchestrator = NULL WHERE uuid = ? AND orchestrator = ? "
+                "AND state = ?",
+                context,
+                orchestrator,
+                PENDING,
+            )
+
+        self.store.write(work)
+
+    # -- executors --------------------------------------------------------------
+    def claim(self, context: str, orchestrator: str) -> Lease:
+        """Start an attempt of an awarded context; the lease fences every later report."""
+
+        def work(tx: Tx) -> Lease:
+            ctx = views.context_row(tx, context)
+            batch = views.batch_row(tx, ctx["pipeline"], ctx["batch"])
+            if ctx["state"] != PENDING:
+                raise Conflict(f"context {context} is {ctx['state']}", ctx["state"])
+            if ctx["orchestrator"] != orchestrator or batch["state"] not in BATCH_AWARDED:
+                raise Conflict(f"context {context} is not awarded to {orchestrator}", ctx["state"])
+            if batch["mode"] == "Linear":
+                before = [
+                    c
+                    for c in flow.contexts_of(tx, ctx["pipeline"], ctx["batch"])
+                    if c["position"] < ctx["position"]
+                ]
+                if any(c["state"] not in TERMINAL[Entity.CONTEXT] for c in before):
+                    raise Conflict(f"context {context} waits for the one before it", PENDING)
+            cause = Cause(orchestrator, "claimed")
+            if batch["state"] == PROVISIONING:
+                move(
+                    tx,
+                    ctx["pipeline"],
+                    Entity.BATCH,
+                    str(ctx["batch"]),
+                    PROVISIONING,
+                    EXECUTING,
+                    cause,
+                )
+            epoch = ctx["lease_epoch"] + 1
+            expires = time.time() + self.lease_seconds
+            move(
+                tx,
+                ctx["pipeline"],
+                Entity.CONTEXT,
+                context,
+                PENDING,
+                RUNNING,
+                cause,
+                data={"orchestrator": orchestrator, "attempt": ctx["attempt"] + 1},
+            )
+            tx.run(
+                "UPDATE contexts SET attempt = attempt + 1, lease_epoch = ?, lease_expires = ?,"
+                " started_at = ? WHERE uuid = ?",
+                epoch,
+                expires,
+                time.time(),
+                context,
+            )
+            return Lease(ctx["pipeline"], context, orchestrator, epoch, expires)
+
+        return self.store.write(work)
+
+    def renew(self, lease: Lease) -> Lease:
+        """Extend a lease; the answer says whether the PSM wants the context aborted."""
+
+        def work(tx: Tx) -> Lease:
+            ctx = _leased(tx, lease)
+            expires = time.time() + self.lease_seconds
+            tx.run("UPDATE contexts SET lease_expires = ? WHERE uuid = ?", expires, lease.context)
+            return Lease(
+                lease.pipeline,
+                lease.context,
+                lease.orchestrator,
+                lease.epoch,
+                expires,
+                aborting=ctx["state"] == ABORTING,
+            )
+
+        return self.store.write(work)
+
+    def step_started(self, lease: Lease, step: str) -> None:
+        def work(tx: Tx) -> None:
+            _leased(tx, lease)
+            row = views.step_row(tx, lease.context, step)
+            move(
+                tx,
+                lease.pipeline,
+                Entity.STEP,
+                step,
+                row["state"],
+                RUNNING,
+                Cause(lease.orchestrator),
+            )
+            tx.run("UPDATE steps SET started_at = ? WHERE uuid = ?", time.time(), step)
+
+        self.store.write(work)
+
+    def step_finished(
+        self,
+        lease: Lease,
+        step: str,
+        exit_code: int | None = None,
+        status: Status | None = None,
+        reason: str | None = None,
+    ) -> Status:
+        """Record a step's outcome: an explicit status, or the one its exit code maps to."""
+        if status is None:
+            if exit_code is None:
+                raise ValueError("a finished step needs an exit code or a status")
+            status = Status.from_exit_code(exit_code)
+        outcome = status
+
+        def work(tx: Tx) -> Status:
+            _leased(tx, lease)
+            row = views.step_row(tx, lease.context, step)
+            move(
+                tx,
+                lease.pipeline,
+                Entity.STEP,
+                step,
+                row["state"],
+                outcome.value,
+                Cause(lease.orchestrator, reason),
+                data={"exit_code": exit_code},
+            )
+            tx.run(
+                "UPDATE steps SET exit_code = ?, finished_at = ? WHERE uuid = ?",
+                exit_code,
+                time.time(),
+                step,
+            )
+            return outcome
+
+        return self.store.write(work)
+
+    def context_finished(self, lease: Lease, status: Status, reason: str | None = None) -> None:
+        def work(tx: Tx) -> None:
+            ctx = _leased(tx, lease)
+            flow.finish_context(tx, ctx, status, Cause(lease.orchestrator, reason))
+
+        self.store.write(work)
+
+    def fail_context(self, context: str, reason: str, actor: str) -> None:
+        """Infrastructure failure before or during a run (e.g. provisioning failed): Error."""
+
+        def work(tx: Tx) -> None:
+            ctx = views.context_row(tx, context)
+            if ctx["state"] in TERMINAL[Entity.CONTEXT]:
+                raise Conflict(f"context {context} is already {ctx['state']}", ctx["state"])
+            flow.finish_context(tx, ctx, Status.ERROR, Cause(actor, reason))
+
+        self.store.write(work)
+
+    # -- deadlines --------------------------------------------------------------
+    def next_deadline(self) -> float | None:
+        row = self.store.read(
+            lambda tx: tx.one(
+                "SELECT MIN(lease_expires) AS due FROM contexts WHERE lease_expires IS NOT NULL"
+            )
+        )
+        return row["due"] if row else None
+
+    def expire_leases(self, now: float | None = None) -> int:
+        """Contexts whose lease ran out lost their agent: Error, reason `agent_lost`."""
+        moment = time.time() if now is None else now
+
+        def work(tx: Tx) -> int:
+            lost = tx.all(
+                "SELECT * FROM contexts WHERE lease_expires IS NOT NULL AND lease_expires <= ?"
+                " AND state IN (?, ?)",
+                moment,
+                RUNNING,
+                ABORTING,
+            )
+            for ctx in lost:
+                flow.finish_context(tx, ctx, Status.ERROR, Cause("psm", "agent_lost"))
+            return len(lost)
+
+        return self.store.write(work)
+
+
+def _leased(tx: Tx, lease: Lease) -> Row:
+    ctx = views.context_row(tx, lease.context)
+    if ctx["state"] not in (RUNNING, ABORTING):
+        raise Conflict(f"context {lease.context} is {ctx['state']}", ctx["state"])
+    if ctx["lease_epoch"] != lease.epoch:
+        raise StaleLease(
+            f"lease epoch {lease.epoch} of context {lease.context} is stale (current "
+            f"{ctx['lease_epoch']})",
+            ctx["state"],
+        )
+    return ctx
+
+
+def _insert(tx: Tx, pipeline: Pipeline, repo: str | None, ref: str | None, sha: str | None) -> None:
+    if tx.one("SELECT uuid FROM pipelines WHERE uuid = ?", pipeline.uuid):
+        raise Conflict(f"pipeline {pipeline.uuid} already exists")
+    now = time.time()
+    tx.run(
+        "INSERT INTO pipelines (uuid, model, state, repo, ref, sha, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        pipeline.uuid,
+        pipeline.to_json(),
+        PENDING,
+        repo,
+        ref,
+        sha,
+        now,
+        now,
+    )
+    if repo and sha:
+        tx.run(
+            "INSERT INTO commits (repo, sha, pipeline) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+            repo,
+            sha,
+            pipeline.uuid,
+        )
+    tx.many(
+        "INSERT INTO batches (pipeline, idx, mode, state) VALUES (?, ?, ?, ?)",
+        [(pipeline.uuid, i, b.mode.value, PENDING) for i, b in enumerate(pipeline.batches)],
+    )
+    contexts, steps = [], []
+    for b, batch in enumerate(pipeline.batches):
+        for c, context in enumerate(batch.contexts):
+            contexts.append((context.uuid, pipeline.uuid, b, c, context.name, PENDING))
+            steps += [
+                (s.uuid, context.uuid, i, s.symbol, PENDING) for i, s in enumerate(context.steps)
+            ]
+    try:
+        tx.many(
+            "INSERT INTO contexts (uuid, pipeline, batch, position, name, state)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            contexts,
+        )
+        tx.many(
+            "INSERT INTO steps (uuid, context, position, symbol, state) VALUES (?, ?, ?, ?, ?)",
+            steps,
+        )
+    except Exception as exc:  # a uuid clash with another stored pipeline
+        if "UNIQUE" in str(exc).upper() or "duplicate key" in str(exc):
+            raise Conflict("a context or step uuid of this model is already in use") from None
+        raise

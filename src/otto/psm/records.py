@@ -1,0 +1,101 @@
+"""What the PSM hands out: transitions, leases, errors."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from otto.psm.states import IllegalTransition
+
+__all__ = ["Conflict", "IllegalTransition", "Lease", "NotFound", "StaleLease", "Transition"]
+
+
+class NotFound(LookupError):
+    """No such pipeline, context or step."""
+
+
+class Conflict(Exception):
+    """The request does not fit the current state; nothing was changed."""
+
+    def __init__(self, message: str, current: str | None = None) -> None:
+        super().__init__(message)
+        self.current = current
+
+
+class StaleLease(Conflict):
+    """A report under a lease that is no longer the context's current one."""
+
+
+def iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    seq: int
+    pipeline: str
+    entity: str
+    id: str
+    from_state: str | None
+    to_state: str
+    status: str | None
+    reason: str | None
+    actor: str
+    at: float
+    data: dict[str, Any] | None = None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Transition:
+        data = row["data"]
+        return cls(
+            seq=row["seq"],
+            pipeline=row["pipeline"],
+            entity=row["entity"],
+            id=row["id"],
+            from_state=row["from_state"],
+            to_state=row["to_state"],
+            status=row["status"],
+            reason=row["reason"],
+            actor=row["actor"],
+            at=row["at"],
+            data=json.loads(data) if data else None,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "pipeline": self.pipeline,
+            "entity": self.entity,
+            "id": self.id,
+            "from": self.from_state,
+            "to": self.to_state,
+            "status": self.status,
+            "reason": self.reason,
+            "actor": self.actor,
+            "at": iso(self.at),
+            "data": self.data or {},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """The right to report for one attempt of a context; `epoch` fences older attempts."""
+
+    pipeline: str
+    context: str
+    orchestrator: str
+    epoch: int
+    expires_at: float
+    aborting: bool = False  # the PSM asks the executor to stop the context
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "pipeline": self.pipeline,
+            "context": self.context,
+            "orchestrator": self.orchestrator,
+            "epoch": self.epoch,
+            "expires_at": self.expires_at,
+            "aborting": self.aborting,
+        }

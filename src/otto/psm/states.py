@@ -1,0 +1,101 @@
+"""Every state of every entity and the one table of allowed transitions (DESIGN §4).
+
+The table is data: `ALLOWED[entity][from]` is the set of states `from` may
+become. `Store`/`Engine` code changes state only through `check()`, and the
+HTTP API serves `table()` at `GET /v1/transitions`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from otto.status import Status
+
+
+class Entity(StrEnum):
+    PIPELINE = "pipeline"
+    BATCH = "batch"
+    CONTEXT = "context"
+    STEP = "step"
+
+
+class IllegalTransition(Exception):
+    def __init__(self, entity: Entity, ident: str, current: str, wanted: str) -> None:
+        super().__init__(f"{entity} {ident} is {current}; it cannot become {wanted}")
+        self.entity, self.ident, self.current, self.wanted = entity, ident, current, wanted
+
+
+# Names shared by several entities.
+PENDING = "Pending"
+RUNNING = "Running"
+COMPLETE = "Complete"
+NOT_RUN = "NotRun"
+ABORTING = "Aborting"
+
+# Batch-only states, in the order a batch passes through them.
+AUCTION_STARTED = "AuctionStarted"
+AUCTION_COMPLETED = "AuctionCompleted"
+PROVISIONING = "Provisioning"
+EXECUTING = "Executing"
+
+OUTCOMES = [s.value for s in Status]  # a context's or step's terminal outcome
+
+_BATCH_LIVE = [AUCTION_STARTED, AUCTION_COMPLETED, PROVISIONING, EXECUTING]
+
+ALLOWED: dict[Entity, dict[str, frozenset[str]]] = {
+    Entity.PIPELINE: {
+        PENDING: frozenset({RUNNING, COMPLETE}),
+        RUNNING: frozenset({COMPLETE}),
+        COMPLETE: frozenset(),
+    },
+    Entity.BATCH: {
+        PENDING: frozenset({AUCTION_STARTED, NOT_RUN}),
+        AUCTION_STARTED: frozenset({AUCTION_COMPLETED, COMPLETE}),
+        AUCTION_COMPLETED: frozenset({PROVISIONING, COMPLETE}),
+        PROVISIONING: frozenset({EXECUTING, COMPLETE}),
+        EXECUTING: frozenset({COMPLETE}),
+        COMPLETE: frozenset(),
+        NOT_RUN: frozenset(),
+    },
+    Entity.CONTEXT: {
+        # Pending → Error: provisioning failed before the context started.
+        PENDING: frozenset({RUNNING, NOT_RUN, Status.ERROR.value}),
+        RUNNING: frozenset({ABORTING, *OUTCOMES}),
+        # An abort races the context's own end: whatever really happened is recorded.
+        ABORTING: frozenset(OUTCOMES),
+        **{outcome: frozenset() for outcome in OUTCOMES},
+        NOT_RUN: frozenset(),
+    },
+    Entity.STEP: {
+        PENDING: frozenset({RUNNING, NOT_RUN}),
+        RUNNING: frozenset(OUTCOMES),
+        **{outcome: frozenset() for outcome in OUTCOMES},
+        NOT_RUN: frozenset(),
+    },
+}
+
+TERMINAL: dict[Entity, frozenset[str]] = {
+    entity: frozenset(s for s, nexts in table.items() if not nexts)
+    for entity, table in ALLOWED.items()
+}
+
+# Batch states in which its contexts have been handed out (auction is over).
+BATCH_AWARDED = frozenset({AUCTION_COMPLETED, PROVISIONING, EXECUTING})
+BATCH_LIVE = frozenset(_BATCH_LIVE)
+
+
+def check(entity: Entity, ident: str, current: str, wanted: str) -> None:
+    if wanted not in ALLOWED[entity].get(current, frozenset()):
+        raise IllegalTransition(entity, ident, current, wanted)
+
+
+def is_terminal(entity: Entity, state: str) -> bool:
+    return state in TERMINAL[entity]
+
+
+def table() -> dict[str, dict[str, list[str]]]:
+    """The transition table as JSON-ready data, for the API."""
+    return {
+        entity.value: {state: sorted(nexts) for state, nexts in states.items()}
+        for entity, states in ALLOWED.items()
+    }

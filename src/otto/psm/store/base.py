@@ -1,0 +1,163 @@
+"""The storage interface the PSM runs on, and the group-committing writer both backends share.
+
+Every change runs as a function of one `Tx` on the single writer thread.
+The writer takes whatever work is queued, runs each piece inside its own
+SAVEPOINT (so one refused request rolls back alone) and commits them all in
+one database transaction: one fsync for many transitions. A caller's
+`write()` returns only after its work is durable; the transitions it
+produced are then published, in sequence order, to `on_commit`.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
+Row = dict[str, Any]
+
+GROUP_LIMIT = 256  # pieces of work per database transaction at most
+
+
+class Tx(Protocol):
+    """A database transaction as the PSM sees it (SQL uses `?` placeholders)."""
+
+    def one(self, sql: str, *params: Any) -> Row | None: ...
+    def all(self, sql: str, *params: Any) -> list[Row]: ...
+    def run(self, sql: str, *params: Any) -> int: ...
+    def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+    def next_seq(self) -> int: ...
+
+
+@dataclass
+class _Work:
+    fn: Callable[[Any], Any]
+    future: Future[Any] = field(default_factory=Future)
+
+
+class Store(ABC):
+    """A backend: a single writer thread with group commit, plus concurrent readers."""
+
+    dialect: str
+
+    def __init__(self) -> None:
+        self.on_commit: Callable[[list[Any]], None] = lambda published: None
+        self._queue: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._closed = False
+
+    # -- the interface -------------------------------------------------------
+    def write(self, fn: Callable[[Any], T]) -> T:
+        """Run `fn(tx)` in the next group commit; return its result once durable."""
+        if self._closed:
+            raise RuntimeError("store is closed")
+        work = _Work(fn)
+        self._queue.put(work)
+        return work.future.result()
+
+    @abstractmethod
+    def read(self, fn: Callable[[Any], T]) -> T:
+        """Run `fn(tx)` on a read-only snapshot, concurrently with the writer."""
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        if self._writer:
+            self._writer.join()
+        self._close_connections()
+
+    # -- for the backends ----------------------------------------------------
+    def _start_writer(self) -> None:
+        self._writer = threading.Thread(target=self._write_loop, name="psm-writer", daemon=True)
+        self._writer.start()
+
+    @abstractmethod
+    def _writer_tx(self) -> WriterTx: ...
+
+    @abstractmethod
+    def _close_connections(self) -> None: ...
+
+    def _write_loop(self) -> None:
+        tx = self._writer_tx()
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            group = [first]
+            while len(group) < GROUP_LIMIT:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._queue.put(None)  # stop after this group
+                    break
+                group.append(more)
+            self._commit_group(tx, group)
+
+    def _commit_group(self, tx: WriterTx, group: list[_Work]) -> None:
+        outcomes: list[tuple[_Work, Any, BaseException | None]] = []
+        try:
+            tx.begin()
+            for work in group:
+                tx.savepoint()
+                mark = len(tx.published)
+                try:
+                    result = work.fn(tx)
+                except BaseException as exc:  # the caller gets it; the group goes on
+                    tx.rollback_savepoint()
+                    del tx.published[mark:]
+                    outcomes.append((work, None, exc))
+                else:
+                    tx.release_savepoint()
+                    outcomes.append((work, result, None))
+            tx.commit()
+        except BaseException as exc:
+            tx.rollback()
+            tx.published.clear()
+            for work in group:
+                if not work.future.done():
+                    work.future.set_exception(exc)
+            return
+        published, tx.published = tx.published, []
+        if published:
+            self.on_commit(published)
+        for work, result, error in outcomes:
+            if error is None:
+                work.future.set_result(result)
+            else:
+                work.future.set_exception(error)
+
+
+class WriterTx(ABC):
+    """The writer thread's transaction: `Tx` plus transaction control."""
+
+    def __init__(self) -> None:
+        self.published: list[Any] = []  # what this transaction will publish when committed
+
+    @abstractmethod
+    def begin(self) -> None: ...
+    @abstractmethod
+    def commit(self) -> None: ...
+    @abstractmethod
+    def rollback(self) -> None: ...
+
+    def savepoint(self) -> None:
+        self.run("SAVEPOINT work")
+
+    def release_savepoint(self) -> None:
+        self.run("RELEASE SAVEPOINT work")
+
+    def rollback_savepoint(self) -> None:
+        self.run("ROLLBACK TO SAVEPOINT work")
+        self.run("RELEASE SAVEPOINT work")
+
+    @abstractmethod
+    def run(self, sql: str, *params: Any) -> int: ...

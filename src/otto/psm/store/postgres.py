@@ -1,0 +1,117 @@
+"""The shared backend: PostgreSQL through psycopg 3, for several server replicas.
+
+The writer thread group-commits like the SQLite one. Sequence numbers come
+from a counter row that the transaction holds locked until it commits, so
+they are gap-free and ordered as the commits are, across replicas too.
+"""
+
+from __future__ import annotations
+
+import queue
+import re
+from collections.abc import Callable, Sequence
+from functools import cache
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg.rows import dict_row
+
+from otto.psm.store.base import Row, Store, WriterTx
+from otto.psm.store.schema import MIGRATIONS
+
+T = TypeVar("T")
+MIGRATION_LOCK = 0x0770  # advisory lock id: one replica migrates at a time
+
+
+@cache
+def _pg(sql: str) -> str:
+    """Our SQL uses `?` placeholders; psycopg wants `%s`."""
+    return re.sub(r"\?", "%s", sql.replace("%", "%%"))
+
+
+def _connect(dsn: str) -> psycopg.Connection[Row]:
+    return psycopg.connect(dsn, autocommit=True, row_factory=dict_row)
+
+
+class _PostgresTx(WriterTx):
+    def __init__(self, conn: psycopg.Connection[Row]) -> None:
+        super().__init__()
+        self.conn = conn
+
+    def one(self, sql: str, *params: Any) -> Row | None:
+        return self.conn.execute(_pg(sql), params).fetchone()
+
+    def all(self, sql: str, *params: Any) -> list[Row]:
+        return self.conn.execute(_pg(sql), params).fetchall()
+
+    def run(self, sql: str, *params: Any) -> int:
+        return self.conn.execute(_pg(sql), params).rowcount
+
+    def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        with self.conn.cursor() as cur:
+            cur.executemany(_pg(sql), rows)
+
+    def next_seq(self) -> int:
+        row = self.one("UPDATE seq_counter SET value = value + 1 RETURNING value")
+        assert row is not None
+        return int(row["value"])
+
+    def begin(self) -> None:
+        self.conn.execute("BEGIN")
+
+    def commit(self) -> None:
+        self.conn.execute("COMMIT")
+
+    def rollback(self) -> None:
+        self.conn.execute("ROLLBACK")
+
+
+class PostgresStore(Store):
+    dialect = "postgres"
+
+    def __init__(self, dsn: str) -> None:
+        super().__init__()
+        self.dsn = dsn
+        self._write_conn = _connect(dsn)
+        self._migrate()
+        self._readers: queue.SimpleQueue[psycopg.Connection[Row]] = queue.SimpleQueue()
+        self._all_readers: list[psycopg.Connection[Row]] = []
+        self._start_writer()
+
+    def _migrate(self) -> None:
+        conn = self._write_conn
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = conn.execute("SELECT MAX(version) AS v FROM schema_version").fetchone()
+            current = (row or {}).get("v") or 0
+            for version, statements in enumerate(MIGRATIONS, 1):
+                if version <= current:
+                    continue
+                for sql in statements:
+                    conn.execute(sql.replace("{seq}", "seq BIGINT PRIMARY KEY"))  # type: ignore[arg-type]
+                if version == 1:
+                    conn.execute("CREATE TABLE seq_counter (value BIGINT NOT NULL)")
+                    conn.execute("INSERT INTO seq_counter VALUES (0)")
+                conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
+
+    def _writer_tx(self) -> WriterTx:
+        return _PostgresTx(self._write_conn)
+
+    def read(self, fn: Callable[[Any], T]) -> T:
+        try:
+            conn = self._readers.get_nowait()
+        except queue.Empty:
+            conn = _connect(self.dsn)
+            self._all_readers.append(conn)
+        try:
+            with conn.transaction():
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                return fn(_PostgresTx(conn))
+        finally:
+            self._readers.put(conn)
+
+    def _close_connections(self) -> None:
+        self._write_conn.close()
+        for conn in self._all_readers:
+            conn.close()

@@ -1,0 +1,85 @@
+"""Versioned schema migrations, shared by both backends.
+
+Each migration is a list of statements in a portable SQL subset; `{seq}`
+marks the transition sequence column, which differs per backend (SQLite's
+rowid is gap-free under its single writer; PostgreSQL takes numbers from a
+counter row locked until commit, since its sequences leave gaps on rollback).
+Migrations run on start, each in its own transaction, and are recorded in
+`schema_version`.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[list[str]] = [
+    [
+        """CREATE TABLE pipelines (
+            uuid TEXT PRIMARY KEY,
+            model TEXT NOT NULL,
+            state TEXT NOT NULL,
+            status TEXT,
+            repo TEXT,
+            ref TEXT,
+            sha TEXT,
+            abort_requested INTEGER NOT NULL DEFAULT 0,
+            created_at DOUBLE PRECISION NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL
+        )""",
+        "CREATE INDEX pipelines_created ON pipelines (created_at, uuid)",
+        "CREATE INDEX pipelines_repo ON pipelines (repo, ref)",
+        """CREATE TABLE commits (
+            repo TEXT NOT NULL,
+            sha TEXT NOT NULL,
+            pipeline TEXT NOT NULL,
+            PRIMARY KEY (repo, sha)
+        )""",
+        """CREATE TABLE batches (
+            pipeline TEXT NOT NULL,
+            idx INTEGER NOT NULL,
+            mode TEXT NOT NULL,
+            state TEXT NOT NULL,
+            status TEXT,
+            PRIMARY KEY (pipeline, idx)
+        )""",
+        """CREATE TABLE contexts (
+            uuid TEXT PRIMARY KEY,
+            pipeline TEXT NOT NULL,
+            batch INTEGER NOT NULL,
+            position INTEGER NOT NULL,
+            name TEXT NOT NULL,
+            state TEXT NOT NULL,
+            orchestrator TEXT,
+            attempt INTEGER NOT NULL DEFAULT 0,
+            lease_epoch INTEGER NOT NULL DEFAULT 0,
+            lease_expires DOUBLE PRECISION,
+            started_at DOUBLE PRECISION,
+            finished_at DOUBLE PRECISION
+        )""",
+        "CREATE INDEX contexts_batch ON contexts (pipeline, batch, position)",
+        "CREATE INDEX contexts_lease ON contexts (lease_expires)",
+        """CREATE TABLE steps (
+            uuid TEXT PRIMARY KEY,
+            context TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            symbol TEXT NOT NULL,
+            state TEXT NOT NULL,
+            exit_code INTEGER,
+            started_at DOUBLE PRECISION,
+            finished_at DOUBLE PRECISION
+        )""",
+        "CREATE INDEX steps_context ON steps (context, position)",
+        """CREATE TABLE transitions (
+            {seq},
+            pipeline TEXT NOT NULL,
+            entity TEXT NOT NULL,
+            id TEXT NOT NULL,
+            from_state TEXT,
+            to_state TEXT NOT NULL,
+            status TEXT,
+            reason TEXT,
+            actor TEXT NOT NULL,
+            at DOUBLE PRECISION NOT NULL,
+            data TEXT
+        )""",
+        "CREATE INDEX transitions_pipeline ON transitions (pipeline, seq)",
+    ],
+]

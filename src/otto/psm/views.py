@@ -1,0 +1,173 @@
+"""Read-side queries: rows by key and the JSON-ready views the API serves."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from otto.psm.records import NotFound, Transition, iso
+from otto.psm.states import BATCH_LIVE, OUTCOMES, PENDING
+from otto.psm.store.base import Row, Tx
+
+MAX_PAGE = 500
+
+
+def pipeline_row(tx: Tx, uuid: str) -> Row:
+    row = tx.one("SELECT * FROM pipelines WHERE uuid = ?", uuid)
+    if row is None:
+        raise NotFound(f"no pipeline {uuid}")
+    return row
+
+
+def batch_row(tx: Tx, pipeline: str, idx: int) -> Row:
+    row = tx.one("SELECT * FROM batches WHERE pipeline = ? AND idx = ?", pipeline, idx)
+    if row is None:
+        raise NotFound(f"no batch {idx} in pipeline {pipeline}")
+    return row
+
+
+def context_row(tx: Tx, uuid: str) -> Row:
+    row = tx.one("SELECT * FROM contexts WHERE uuid = ?", uuid)
+    if row is None:
+        raise NotFound(f"no context {uuid}")
+    return row
+
+
+def step_row(tx: Tx, context: str, uuid: str) -> Row:
+    row = tx.one("SELECT * FROM steps WHERE uuid = ? AND context = ?", uuid, context)
+    if row is None:
+        raise NotFound(f"no step {uuid} in context {context}")
+    return row
+
+
+def _outcome(state: str) -> str | None:
+    return state if state in OUTCOMES else None
+
+
+def pipeline(tx: Tx, uuid: str) -> dict[str, Any]:
+    """The model and every state: pipeline, batches, contexts, steps."""
+    run = pipeline_row(tx, uuid)
+    batches = tx.all("SELECT * FROM batches WHERE pipeline = ? ORDER BY idx", uuid)
+    contexts = tx.all("SELECT * FROM contexts WHERE pipeline = ? ORDER BY batch, position", uuid)
+    steps = tx.all(
+        "SELECT s.* FROM steps s JOIN contexts c ON c.uuid = s.context WHERE c.pipeline = ?"
+        " ORDER BY s.position",
+        uuid,
+    )
+    steps_of: dict[str, list[dict[str, Any]]] = {}
+    for s in steps:
+        steps_of.setdefault(s["context"], []).append(
+            {
+                "uuid": s["uuid"],
+                "symbol": s["symbol"],
+                "state": s["state"],
+                "status": _outcome(s["state"]),
+                "exit_code": s["exit_code"],
+                "started_at": iso(s["started_at"]),
+                "finished_at": iso(s["finished_at"]),
+            }
+        )
+    contexts_of: dict[int, list[dict[str, Any]]] = {}
+    for c in contexts:
+        contexts_of.setdefault(c["batch"], []).append(
+            {
+                "uuid": c["uuid"],
+                "name": c["name"],
+                "state": c["state"],
+                "status": _outcome(c["state"]),
+                "orchestrator": c["orchestrator"],
+                "attempt": c["attempt"],
+                "started_at": iso(c["started_at"]),
+                "finished_at": iso(c["finished_at"]),
+                "steps": steps_of.get(c["uuid"], []),
+            }
+        )
+    return {
+        **_summary(run),
+        "model": json.loads(run["model"]),
+        "batches": [
+            {
+                "index": b["idx"],
+                "mode": b["mode"],
+                "state": b["state"],
+                "status": b["status"],
+                "contexts": contexts_of.get(b["idx"], []),
+            }
+            for b in batches
+        ],
+    }
+
+
+def _summary(run: Row) -> dict[str, Any]:
+    return {
+        "uuid": run["uuid"],
+        "state": run["state"],
+        "status": run["status"],
+        "repo": run["repo"],
+        "ref": run["ref"],
+        "sha": run["sha"],
+        "abort_requested": bool(run["abort_requested"]),
+        "created_at": iso(run["created_at"]),
+        "updated_at": iso(run["updated_at"]),
+    }
+
+
+def pipelines(
+    tx: Tx,
+    state: str | None = None,
+    repo: str | None = None,
+    ref: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Newest first, filtered; `cursor` continues where the previous page ended."""
+    where, params = [], []
+    for column, value in (("state", state), ("repo", repo), ("ref", ref)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if cursor:
+        created, uuid = decode_cursor(cursor)
+        where.append("(created_at < ? OR (created_at = ? AND uuid < ?))")
+        params += [created, created, uuid]
+    limit = max(1, min(limit, MAX_PAGE))
+    sql = "SELECT * FROM pipelines"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    rows = tx.all(sql + " ORDER BY created_at DESC, uuid DESC LIMIT ?", *params, limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    following = encode_cursor(rows[-1]["created_at"], rows[-1]["uuid"]) if more else None
+    return [_summary(r) for r in rows], following
+
+
+def encode_cursor(created: float, uuid: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([created, uuid]).encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    try:
+        created, uuid = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return float(created), str(uuid)
+    except (ValueError, TypeError) as exc:
+        raise ValueError("cursor: not a cursor this server gave out") from exc
+
+
+def transitions(tx: Tx, uuid: str) -> list[Transition]:
+    pipeline_row(tx, uuid)
+    rows = tx.all("SELECT * FROM transitions WHERE pipeline = ? ORDER BY seq", uuid)
+    return [Transition.from_row(r) for r in rows]
+
+
+def open_contexts(tx: Tx) -> list[Row]:
+    """Pending contexts without an orchestrator, in batches that are running."""
+    live = ", ".join("?" for _ in BATCH_LIVE)
+    return tx.all(
+        "SELECT c.uuid, c.pipeline, c.batch, c.position, c.name FROM contexts c"
+        " JOIN batches b ON b.pipeline = c.pipeline AND b.idx = c.batch"
+        f" WHERE c.state = ? AND c.orchestrator IS NULL AND b.state IN ({live})"
+        " ORDER BY c.pipeline, c.batch, c.position",
+        PENDING,
+        *sorted(BATCH_LIVE),
+    )
