@@ -100,6 +100,25 @@ def fmt_command(
         typer.echo(text, nl=False)
 
 
+@app.command("server")
+def server_command(
+    host: str = typer.Option(None, help="Address to listen on (default 127.0.0.1)."),
+    port: int = typer.Option(None, help="Port to listen on (default 7670)."),
+    home: str = typer.Option(None, help="Where state lives (default $OTTO_HOME or ./.otto)."),
+    db: str = typer.Option(None, help="A SQLite file or a postgresql:// URL."),
+) -> None:
+    """Run every Otto service in one process (embedded defaults under $OTTO_HOME)."""
+    from otto.config import load_settings
+    from otto.server import serve
+
+    settings = load_settings(home=home, host=host, port=port, db=db)
+    stderr.print(
+        f"otto server on http://{settings.host}:{settings.port} (state in {settings.db_url})",
+        markup=False,
+    )
+    serve(settings)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         code = app(args=argv, prog_name="otto", standalone_mode=False)

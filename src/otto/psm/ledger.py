@@ -15,13 +15,12 @@ from otto.psm.records import Conflict, Transition
 from otto.psm.states import OUTCOMES, Entity, check
 from otto.psm.store.base import Tx
 
-_UPDATE = {
-    Entity.PIPELINE: "UPDATE pipelines SET state = ?, status = ?, updated_at = ? "
-    "WHERE uuid = ? AND state = ?",
-    Entity.BATCH: "UPDATE batches SET state = ?, status = ? WHERE pipeline = ? AND idx = ? "
-    "AND state = ?",
-    Entity.CONTEXT: "UPDATE contexts SET state = ? WHERE uuid = ? AND state = ?",
-    Entity.STEP: "UPDATE steps SET state = ? WHERE uuid = ? AND state = ?",
+# Each entity's table and the columns that identify a row of it.
+_ROWS = {
+    Entity.PIPELINE: ("pipelines", ("uuid",)),
+    Entity.BATCH: ("batches", ("pipeline", "idx")),
+    Entity.CONTEXT: ("contexts", ("uuid",)),
+    Entity.STEP: ("steps", ("uuid",)),
 }
 
 _INSERT = (
@@ -48,16 +47,28 @@ def move(
     cause: Cause,
     status: str | None = None,
     data: dict[str, Any] | None = None,
+    columns: dict[str, Any] | None = None,
 ) -> Transition:
-    """Move one entity from `current` to `wanted` and record the transition."""
+    """Move one entity from `current` to `wanted` and record the transition.
+
+    `columns` are further columns of the entity's row to set in the same update.
+    """
     check(entity, ident, current, wanted)
     now = time.time()
+    table, keys = _ROWS[entity]
+    sets = {"state": wanted, **(columns or {})}
+    if entity in (Entity.PIPELINE, Entity.BATCH):
+        sets["status"] = status
     if entity is Entity.PIPELINE:
-        changed = tx.run(_UPDATE[entity], wanted, status, now, ident, current)
-    elif entity is Entity.BATCH:
-        changed = tx.run(_UPDATE[entity], wanted, status, pipeline, int(ident), current)
-    else:
-        changed = tx.run(_UPDATE[entity], wanted, ident, current)
+        sets["updated_at"] = now
+    key_values = (pipeline, int(ident)) if entity is Entity.BATCH else (ident,)
+    changed = tx.run(
+        f"UPDATE {table} SET {', '.join(f'{c} = ?' for c in sets)} WHERE "
+        + " AND ".join(f"{k} = ?" for k in (*keys, "state")),
+        *sets.values(),
+        *key_values,
+        current,
+    )
     if changed != 1:
         raise Conflict(f"{entity} {ident} is no longer {current}")
     seq = tx.next_seq()

@@ -192,18 +192,21 @@ class PipelineStateMachine:
                 RUNNING,
                 cause,
                 data={"orchestrator": orchestrator, "attempt": ctx["attempt"] + 1},
-            )
-            tx.run(
-                "UPDATE contexts SET attempt = attempt + 1, lease_epoch = ?, lease_expires = ?,"
-                " started_at = ? WHERE uuid = ?",
-                epoch,
-                expires,
-                time.time(),
-                context,
+                columns={
+                    "attempt": ctx["attempt"] + 1,
+                    "lease_epoch": epoch,
+                    "lease_expires": expires,
+                    "started_at": time.time(),
+                },
             )
             return Lease(ctx["pipeline"], context, orchestrator, epoch, expires)
 
         return self.store.write(work)
+
+    def lease(self, context: str, orchestrator: str, epoch: int) -> Lease:
+        """The lease a remote executor names by (context, epoch), for its reports."""
+        row = self.store.read(lambda tx: views.context_row(tx, context))
+        return Lease(row["pipeline"], context, orchestrator, epoch, row["lease_expires"] or 0.0)
 
     def renew(self, lease: Lease) -> Lease:
         """Extend a lease; the answer says whether the PSM wants the context aborted."""
@@ -225,8 +228,7 @@ class PipelineStateMachine:
 
     def step_started(self, lease: Lease, step: str) -> None:
         def work(tx: Tx) -> None:
-            _leased(tx, lease)
-            row = views.step_row(tx, lease.context, step)
+            row = _leased_step(tx, lease, step)
             move(
                 tx,
                 lease.pipeline,
@@ -235,8 +237,8 @@ class PipelineStateMachine:
                 row["state"],
                 RUNNING,
                 Cause(lease.orchestrator),
+                columns={"started_at": time.time()},
             )
-            tx.run("UPDATE steps SET started_at = ? WHERE uuid = ?", time.time(), step)
 
         self.store.write(work)
 
@@ -256,8 +258,7 @@ class PipelineStateMachine:
         outcome = status
 
         def work(tx: Tx) -> Status:
-            _leased(tx, lease)
-            row = views.step_row(tx, lease.context, step)
+            row = _leased_step(tx, lease, step)
             move(
                 tx,
                 lease.pipeline,
@@ -267,12 +268,7 @@ class PipelineStateMachine:
                 outcome.value,
                 Cause(lease.orchestrator, reason),
                 data={"exit_code": exit_code},
-            )
-            tx.run(
-                "UPDATE steps SET exit_code = ?, finished_at = ? WHERE uuid = ?",
-                exit_code,
-                time.time(),
-                step,
+                columns={"exit_code": exit_code, "finished_at": time.time()},
             )
             return outcome
 
@@ -335,6 +331,24 @@ def _leased(tx: Tx, lease: Lease) -> Row:
             ctx["state"],
         )
     return ctx
+
+
+def _leased_step(tx: Tx, lease: Lease, step: str) -> Row:
+    """The step's row, when `lease` is the current lease of the step's context."""
+    row = tx.one(
+        "SELECT s.state FROM steps s JOIN contexts c ON c.uuid = s.context WHERE s.uuid = ?"
+        " AND c.uuid = ? AND c.lease_epoch = ? AND c.state IN (?, ?)",
+        step,
+        lease.context,
+        lease.epoch,
+        RUNNING,
+        ABORTING,
+    )
+    if row is None:  # say exactly what is wrong
+        _leased(tx, lease)
+        views.step_row(tx, lease.context, step)
+        raise AssertionError("unreachable")
+    return row
 
 
 def _insert(tx: Tx, pipeline: Pipeline, repo: str | None, ref: str | None, sha: str | None) -> None:

@@ -160,10 +160,10 @@ def transitions(tx: Tx, uuid: str) -> list[Transition]:
     return [Transition.from_row(r) for r in rows]
 
 
-def open_contexts(tx: Tx) -> list[Row]:
+def open_contexts(tx: Tx) -> list[dict[str, Any]]:
     """Pending contexts without an orchestrator, in batches that are running."""
     live = ", ".join("?" for _ in BATCH_LIVE)
-    return tx.all(
+    rows = tx.all(
         "SELECT c.uuid, c.pipeline, c.batch, c.position, c.name FROM contexts c"
         " JOIN batches b ON b.pipeline = c.pipeline AND b.idx = c.batch"
         f" WHERE c.state = ? AND c.orchestrator IS NULL AND b.state IN ({live})"
@@ -171,3 +171,4 @@ def open_contexts(tx: Tx) -> list[Row]:
         PENDING,
         *sorted(BATCH_LIVE),
     )
+    return [dict(r) for r in rows]

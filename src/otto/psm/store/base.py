@@ -13,13 +13,13 @@ from __future__ import annotations
 import queue
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
-Row = dict[str, Any]
+Row = Mapping[str, Any]  # a dict, or sqlite3.Row: columns by name
 
 GROUP_LIMIT = 256  # pieces of work per database transaction at most
 
@@ -103,29 +103,23 @@ class Store(ABC):
             self._commit_group(tx, group)
 
     def _commit_group(self, tx: WriterTx, group: list[_Work]) -> None:
-        outcomes: list[tuple[_Work, Any, BaseException | None]] = []
         try:
-            tx.begin()
-            for work in group:
-                tx.savepoint()
-                mark = len(tx.published)
-                try:
-                    result = work.fn(tx)
-                except BaseException as exc:  # the caller gets it; the group goes on
-                    tx.rollback_savepoint()
-                    del tx.published[mark:]
-                    outcomes.append((work, None, exc))
-                else:
-                    tx.release_savepoint()
-                    outcomes.append((work, result, None))
-            tx.commit()
-        except BaseException as exc:
+            outcomes = self._run_group(tx, group, savepoints=False)
+        except _Redo:
+            # A piece of work failed after it had written: run the group again,
+            # this time fencing each piece off in its own savepoint.
             tx.rollback()
             tx.published.clear()
-            for work in group:
-                if not work.future.done():
-                    work.future.set_exception(exc)
+            outcomes = None
+        except BaseException as exc:
+            self._fail_group(tx, group, exc)
             return
+        if outcomes is None:
+            try:
+                outcomes = self._run_group(tx, group, savepoints=True)
+            except BaseException as exc:
+                self._fail_group(tx, group, exc)
+                return
         published, tx.published = tx.published, []
         if published:
             self.on_commit(published)
@@ -135,17 +129,82 @@ class Store(ABC):
             else:
                 work.future.set_exception(error)
 
+    @staticmethod
+    def _run_group(tx: WriterTx, group: list[_Work], savepoints: bool) -> list[_Outcome]:
+        """Run each piece of work in one transaction and commit it.
+
+        Without savepoints (the fast path) a piece that fails before writing
+        anything is simply dropped; one that fails after writing raises _Redo.
+        """
+        outcomes: list[_Outcome] = []
+        tx.begin()
+        for work in group:
+            if savepoints:
+                tx.savepoint()
+            tx.dirty = False
+            mark = len(tx.published)
+            try:
+                result = work.fn(tx)
+            except BaseException as exc:  # the caller gets it; the group goes on
+                if savepoints:
+                    tx.rollback_savepoint()
+                elif tx.dirty:
+                    raise _Redo from exc
+                del tx.published[mark:]
+                outcomes.append((work, None, exc))
+            else:
+                if savepoints:
+                    tx.release_savepoint()
+                outcomes.append((work, result, None))
+        tx.commit()
+        return outcomes
+
+    @staticmethod
+    def _fail_group(tx: WriterTx, group: list[_Work], exc: BaseException) -> None:
+        tx.rollback()
+        tx.published.clear()
+        for work in group:
+            if not work.future.done():
+                work.future.set_exception(exc)
+
+
+class _Redo(Exception):
+    pass
+
+
+_Outcome = tuple[_Work, Any, BaseException | None]
+
 
 class WriterTx(ABC):
-    """The writer thread's transaction: `Tx` plus transaction control."""
+    """The writer thread's transaction: `Tx` plus transaction control.
+
+    Sequence numbers: the transaction reads the last committed one when it
+    begins (holding the write lock from then on) and numbers its transitions
+    on from there; a rolled-back piece of work drops its transitions from
+    `published`, so the numbering stays gap-free without a query per number.
+    """
 
     def __init__(self) -> None:
         self.published: list[Any] = []  # what this transaction will publish when committed
+        self.dirty = False  # set by anything that may have changed the transaction
+        self._base_seq = 0
+
+    def next_seq(self) -> int:
+        return self._base_seq + len(self.published) + 1
+
+    def begin(self) -> None:
+        self._base_seq = self._begin()
+
+    def commit(self) -> None:
+        self._commit(self._base_seq + len(self.published))
 
     @abstractmethod
-    def begin(self) -> None: ...
+    def _begin(self) -> int:
+        """Start the transaction, take the write lock, return the last committed seq."""
+
     @abstractmethod
-    def commit(self) -> None: ...
+    def _commit(self, last_seq: int) -> None: ...
+
     @abstractmethod
     def rollback(self) -> None: ...
 

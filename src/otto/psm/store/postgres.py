@@ -39,27 +39,37 @@ class _PostgresTx(WriterTx):
         self.conn = conn
 
     def one(self, sql: str, *params: Any) -> Row | None:
-        return self.conn.execute(_pg(sql), params).fetchone()
+        try:
+            return self.conn.execute(_pg(sql), params).fetchone()
+        except psycopg.Error:
+            self.dirty = True  # a failed statement may have spoiled the transaction
+            raise
 
     def all(self, sql: str, *params: Any) -> list[Row]:
-        return self.conn.execute(_pg(sql), params).fetchall()
+        try:
+            return self.conn.execute(_pg(sql), params).fetchall()
+        except psycopg.Error:
+            self.dirty = True
+            raise
 
     def run(self, sql: str, *params: Any) -> int:
+        self.dirty = True
         return self.conn.execute(_pg(sql), params).rowcount
 
     def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self.dirty = True
         with self.conn.cursor() as cur:
             cur.executemany(_pg(sql), rows)
 
-    def next_seq(self) -> int:
-        row = self.one("UPDATE seq_counter SET value = value + 1 RETURNING value")
+    def _begin(self) -> int:
+        self.conn.execute("BEGIN")
+        # The counter row stays locked until COMMIT: replicas number their commits in turn.
+        row = self.one("SELECT value FROM seq_counter FOR UPDATE")
         assert row is not None
         return int(row["value"])
 
-    def begin(self) -> None:
-        self.conn.execute("BEGIN")
-
-    def commit(self) -> None:
+    def _commit(self, last_seq: int) -> None:
+        self.run("UPDATE seq_counter SET value = ?", last_seq)
         self.conn.execute("COMMIT")
 
     def rollback(self) -> None:

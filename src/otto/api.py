@@ -1,0 +1,132 @@
+"""What every Otto HTTP API shares: JSON errors, validated bodies, the OpenAPI document.
+
+Each service part declares its endpoints as `Endpoint` data; the server
+turns them into Starlette routes and the OpenAPI document from the same list,
+so the documentation cannot drift from what is served.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+M = TypeVar("M", bound=BaseModel)
+Handler = Callable[[Request], Awaitable[Response]] | Callable[[Request], Response]
+
+MAX_BODY = 25 * 1024 * 1024
+
+
+class ApiError(Exception):
+    """An error answered as `{"error": {"code", "message", …}}` with an HTTP status."""
+
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.extra = status, code, message, extra
+
+    def response(self) -> JSONResponse:
+        body = {"error": {"code": self.code, "message": self.message, **self.extra}}
+        return JSONResponse(body, status_code=self.status)
+
+
+def parse_body(model: type[M], raw: bytes) -> M:
+    """Validate a JSON body; a bad one is a 400/422 naming the field."""
+    if len(raw) > MAX_BODY:
+        raise ApiError(413, "too_large", f"request body over {MAX_BODY} bytes")
+    try:
+        data = json.loads(raw or b"{}")
+    except ValueError as exc:
+        raise ApiError(400, "invalid_json", f"request body is not JSON: {exc}") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise ApiError(422, "invalid_request", f"{where}: {first['msg']}", field=where) from None
+
+
+def query_int(request: Request, name: str, default: int, minimum: int = 0) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, "invalid_query", f"{name}: not an integer", field=name) from None
+    if value < minimum:
+        raise ApiError(400, "invalid_query", f"{name}: must be ≥ {minimum}", field=name)
+    return value
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    body: type[BaseModel] | None = None
+    responses: dict[int, str] = field(default_factory=lambda: {200: "OK"})
+    content: str = "application/json"  # of the request body, when there is one
+
+
+def routes(endpoints: list[Endpoint]) -> list[Route]:
+    by_path: dict[str, dict[str, Handler]] = {}
+    for e in endpoints:
+        by_path.setdefault(e.path, {})[e.method] = e.handler
+    return [
+        Route(path, _dispatch(methods), methods=list(methods)) for path, methods in by_path.items()
+    ]
+
+
+def _dispatch(methods: dict[str, Handler]) -> Callable[[Request], Awaitable[Response]]:
+    import inspect
+
+    from starlette.concurrency import run_in_threadpool
+
+    async def endpoint(request: Request) -> Response:
+        handler = methods[request.method if request.method != "HEAD" else "GET"]
+        try:
+            if inspect.iscoroutinefunction(handler):
+                return await handler(request)  # type: ignore[misc]
+            request.state.body = await request.body()
+            return await run_in_threadpool(handler, request)  # type: ignore[arg-type]
+        except ApiError as err:
+            return err.response()
+
+    return endpoint
+
+
+def openapi(endpoints: list[Endpoint], title: str, version: str) -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    schemas: dict[str, Any] = {}
+    for e in endpoints:
+        op: dict[str, Any] = {
+            "summary": e.summary,
+            "responses": {str(code): {"description": text} for code, text in e.responses.items()},
+        }
+        params = [p.strip("{}").split(":")[0] for p in e.path.split("/") if p.startswith("{")]
+        if params:
+            op["parameters"] = [
+                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+                for p in params
+            ]
+        if e.body is not None:
+            schema = e.body.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas.update(schema.pop("$defs", {}))
+            schemas[e.body.__name__] = schema
+            ref = {"$ref": f"#/components/schemas/{e.body.__name__}"}
+            op["requestBody"] = {"required": True, "content": {e.content: {"schema": ref}}}
+        path = "/".join(p.split(":")[0] + ("}" if ":" in p else "") for p in e.path.split("/"))
+        paths.setdefault(path, {})[e.method.lower()] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": version},
+        "paths": paths,
+        "components": {"schemas": schemas},
+    }

@@ -1,0 +1,287 @@
+"""The PSM's HTTP API (DESIGN §9): pipelines, transitions, events, and the executor calls."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from otto import model as pipeline_model
+from otto.api import ApiError, Endpoint, parse_body, query_int
+from otto.parser import ParseError, parse
+from otto.psm import states
+from otto.psm.machine import PipelineStateMachine
+from otto.psm.records import Conflict, Lease, NotFound, StaleLease
+from otto.status import Status
+
+HEARTBEAT_SECONDS = 15.0
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CreatePipeline(_Body):
+    ottofile: str | None = None
+    model: dict[str, Any] | None = None
+    repo: str | None = None
+    ref: str | None = None
+    sha: str | None = None
+    force: bool = False
+
+
+class ParseRequest(_Body):
+    ottofile: str
+
+
+class Award(_Body):
+    orchestrator: str = Field(min_length=1)
+
+
+class LeaseRef(_Body):
+    orchestrator: str = Field(min_length=1)
+    epoch: int = Field(ge=1)
+
+
+class StepFinished(LeaseRef):
+    exit_code: int | None = None
+    status: Status | None = None
+    reason: str | None = None
+
+
+class ContextFinished(LeaseRef):
+    status: Status
+    reason: str | None = None
+
+
+def _translate(exc: Exception) -> ApiError:
+    if isinstance(exc, NotFound):
+        return ApiError(404, "not_found", str(exc))
+    if isinstance(exc, StaleLease):
+        return ApiError(409, "stale_lease", str(exc), current=exc.current)
+    if isinstance(exc, Conflict):
+        return ApiError(409, "conflict", str(exc), current=exc.current)
+    if isinstance(exc, states.IllegalTransition):
+        return ApiError(409, "illegal_transition", str(exc), current=exc.current)
+    raise exc
+
+
+def _parse_error(exc: ParseError) -> ApiError:
+    return ApiError(
+        400, "invalid_ottofile", exc.message, line=exc.line, column=exc.column, field="ottofile"
+    )
+
+
+class PsmApi:
+    def __init__(self, psm: PipelineStateMachine) -> None:
+        self.psm = psm
+
+    def endpoints(self) -> list[Endpoint]:
+        return [
+            Endpoint("POST", "/v1/parse", self.parse, "Parse an Ottofile into a pipeline model",
+                     ParseRequest, {200: "the model", 400: "a parse error with line and column"}),
+            Endpoint("POST", "/v1/pipelines", self.create, "Create and start a pipeline",
+                     CreatePipeline, {201: "created", 200: "a duplicate of a known (repo, sha)"}),
+            Endpoint("GET", "/v1/pipelines", self.list, "Pipelines, newest first"),
+            Endpoint("GET", "/v1/pipelines/{uuid}", self.get, "A pipeline with every state",
+                     responses={200: "OK", 404: "unknown uuid"}),
+            Endpoint("GET", "/v1/pipelines/{uuid}/transitions", self.transitions,
+                     "A pipeline's transitions, in order"),
+            Endpoint("POST", "/v1/pipelines/{uuid}/abort", self.abort, "Abort a run",
+                     responses={202: "abort under way", 409: "already complete"}),
+            Endpoint("GET", "/v1/events", self.events,
+                     "Transitions after a sequence number: JSON, or SSE with Accept: "
+                     "text/event-stream (resumes from Last-Event-ID)"),
+            Endpoint("GET", "/v1/transitions", self.table, "The allowed-transition table"),
+            Endpoint("GET", "/v1/contexts/open", self.open_contexts,
+                     "Contexts waiting for an orchestrator"),
+            Endpoint("POST", "/v1/contexts/{uuid}/award", self.award,
+                     "Award a context to an orchestrator", Award),
+            Endpoint("POST", "/v1/contexts/{uuid}/claim", self.claim,
+                     "Start an attempt of an awarded context; returns its lease", Award),
+            Endpoint("POST", "/v1/contexts/{uuid}/lease", self.renew,
+                     "Renew a lease; says whether the context is to be aborted", LeaseRef),
+            Endpoint("POST", "/v1/contexts/{uuid}/steps/{step}/started", self.step_started,
+                     "Report a step started", LeaseRef),
+            Endpoint("POST", "/v1/contexts/{uuid}/steps/{step}/finished", self.step_finished,
+                     "Report a step's outcome", StepFinished),
+            Endpoint("POST", "/v1/contexts/{uuid}/finished", self.context_finished,
+                     "Report a context's outcome", ContextFinished),
+        ]  # fmt: skip
+
+    # -- pipelines -----------------------------------------------------------------
+    def parse(self, request: Request) -> Response:
+        body = parse_body(ParseRequest, request.state.body)
+        try:
+            return JSONResponse(parse(body.ottofile, filename="ottofile").to_dict())
+        except ParseError as exc:
+            raise _parse_error(exc) from None
+
+    def create(self, request: Request) -> Response:
+        body = parse_body(CreatePipeline, request.state.body)
+        if (body.ottofile is None) == (body.model is None):
+            raise ApiError(
+                422, "invalid_request", "give exactly one of ottofile, model", field="ottofile"
+            )
+        try:
+            if body.ottofile is not None:
+                pipeline = parse(body.ottofile, filename="ottofile")
+            else:
+                pipeline = pipeline_model.load(body.model)
+        except ParseError as exc:
+            raise _parse_error(exc) from None
+        except pipeline_model.ModelError as exc:
+            field = f"model.{exc.path}" if exc.path else "model"
+            raise ApiError(422, "invalid_model", f"{field}: {exc.message}", field=field) from None
+        try:
+            created = self.psm.create(
+                pipeline, repo=body.repo, ref=body.ref, sha=body.sha, force=body.force
+            )
+        except Conflict as exc:
+            raise _translate(exc) from None
+        if created.duplicate:
+            return JSONResponse({"uuid": created.uuid, "duplicate": True})
+        return JSONResponse({"uuid": created.uuid}, status_code=201)
+
+    def list(self, request: Request) -> Response:
+        q = request.query_params
+        try:
+            items, cursor = self.psm.list(
+                state=q.get("state"),
+                repo=q.get("repo"),
+                ref=q.get("ref"),
+                limit=query_int(request, "limit", 50, minimum=1),
+                cursor=q.get("cursor"),
+            )
+        except ValueError as exc:
+            raise ApiError(400, "invalid_query", str(exc), field="cursor") from None
+        return JSONResponse({"pipelines": items, "next_cursor": cursor})
+
+    def get(self, request: Request) -> Response:
+        try:
+            return JSONResponse(self.psm.get(request.path_params["uuid"]))
+        except NotFound as exc:
+            raise _translate(exc) from None
+
+    def transitions(self, request: Request) -> Response:
+        try:
+            found = self.psm.transitions(request.path_params["uuid"])
+        except NotFound as exc:
+            raise _translate(exc) from None
+        return JSONResponse({"transitions": [t.to_dict() for t in found]})
+
+    def abort(self, request: Request) -> Response:
+        try:
+            self.psm.abort(request.path_params["uuid"], actor=_actor(request))
+        except (NotFound, Conflict) as exc:
+            raise _translate(exc) from None
+        return JSONResponse({"uuid": request.path_params["uuid"], "aborting": True}, 202)
+
+    def table(self, request: Request) -> Response:
+        return JSONResponse({"transitions": states.table()})
+
+    # -- events --------------------------------------------------------------------
+    async def events(self, request: Request) -> Response:
+        after = query_int(request, "after", 0)
+        pipeline = request.query_params.get("pipeline")
+        if "text/event-stream" in request.headers.get("accept", ""):
+            last = request.headers.get("last-event-id")
+            if last is not None:
+                try:
+                    after = int(last)
+                except ValueError:
+                    raise ApiError(400, "invalid_header", "Last-Event-ID: not an integer") from None
+            return StreamingResponse(
+                self._sse(after, pipeline),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            )
+        limit = query_int(request, "limit", 1000, minimum=1)
+        found = self.psm.events.after(after, limit=min(limit, 10_000), pipeline=pipeline)
+        return JSONResponse({"events": [t.to_dict() for t in found]})
+
+    async def _sse(self, after: int, pipeline: str | None) -> AsyncIterator[bytes]:
+        hub = self.psm.events
+        cursor = after
+        yield b"retry: 1000\n\n"
+        while True:
+            batch = hub.after(cursor, pipeline=pipeline)
+            if batch:
+                yield b"".join(
+                    f"id: {t.seq}\nevent: transition\ndata: {json.dumps(t.to_dict())}\n\n".encode()
+                    for t in batch
+                )
+                cursor = batch[-1].seq
+                continue
+            if pipeline is not None:
+                cursor = max(cursor, hub.last_seq)
+            if not await hub.wait_async(cursor, HEARTBEAT_SECONDS):
+                yield b": keep-alive\n\n"
+
+    # -- executors -----------------------------------------------------------------
+    def open_contexts(self, request: Request) -> Response:
+        return JSONResponse({"contexts": self.psm.open_contexts()})
+
+    def award(self, request: Request) -> Response:
+        body = parse_body(Award, request.state.body)
+        return self._do(lambda: self.psm.award(request.path_params["uuid"], body.orchestrator))
+
+    def claim(self, request: Request) -> Response:
+        body = parse_body(Award, request.state.body)
+        return self._do(lambda: self.psm.claim(request.path_params["uuid"], body.orchestrator))
+
+    def renew(self, request: Request) -> Response:
+        lease = self._lease(request, LeaseRef)
+        return self._do(lambda: self.psm.renew(lease))
+
+    def step_started(self, request: Request) -> Response:
+        lease = self._lease(request, LeaseRef)
+        return self._do(lambda: self.psm.step_started(lease, request.path_params["step"]))
+
+    def step_finished(self, request: Request) -> Response:
+        body = parse_body(StepFinished, request.state.body)
+        if body.exit_code is None and body.status is None:
+            raise ApiError(
+                422,
+                "invalid_request",
+                "exit_code: give an exit code or a status",
+                field="exit_code",
+            )
+        lease = self._lease(request, StepFinished, body)
+        step = request.path_params["step"]
+        return self._do(
+            lambda: {
+                "status": self.psm.step_finished(
+                    lease, step, body.exit_code, body.status, body.reason
+                )
+            }
+        )
+
+    def context_finished(self, request: Request) -> Response:
+        body = parse_body(ContextFinished, request.state.body)
+        lease = self._lease(request, ContextFinished, body)
+        return self._do(lambda: self.psm.context_finished(lease, body.status, body.reason))
+
+    def _lease(self, request: Request, kind: type[LeaseRef], body: LeaseRef | None = None) -> Lease:
+        ref = body or parse_body(kind, request.state.body)
+        try:
+            return self.psm.lease(request.path_params["uuid"], ref.orchestrator, ref.epoch)
+        except NotFound as exc:
+            raise _translate(exc) from None
+
+    def _do(self, action: Any) -> Response:
+        try:
+            result = action()
+        except (NotFound, Conflict, states.IllegalTransition) as exc:
+            raise _translate(exc) from None
+        if isinstance(result, Lease):
+            return JSONResponse(result.to_dict())
+        return JSONResponse(result if isinstance(result, dict) else {"ok": True})
+
+
+def _actor(request: Request) -> str:
+    return request.headers.get("x-otto-actor", "api")

@@ -1,0 +1,86 @@
+"""`otto server`: every service in one process on one port (DESIGN §1).
+
+The embedded default keeps everything under `$OTTO_HOME`: the SQLite file,
+the object store. `--db postgresql://…` puts the state in PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
+
+from otto import __version__
+from otto.api import openapi, routes
+from otto.config import Settings
+from otto.psm import PipelineStateMachine, open_store
+from otto.psm.api import PsmApi
+
+log = logging.getLogger("otto.server")
+
+
+class DeadlineWatcher(threading.Thread):
+    """Fires stored deadlines (lease expiries) as they fall due, also after a restart."""
+
+    def __init__(self, psm: PipelineStateMachine, poll: float = 1.0) -> None:
+        super().__init__(name="psm-deadlines", daemon=True)
+        self.psm, self.poll = psm, poll
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.wait(self.poll):
+            try:
+                self.psm.expire_leases()
+            except Exception:  # keep watching; the next round retries
+                log.exception("expiring leases failed")
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join()
+
+
+def build_app(settings: Settings) -> Starlette:
+    settings.home.mkdir(parents=True, exist_ok=True)
+    psm = PipelineStateMachine(open_store(settings.db_url), lease_seconds=settings.lease_seconds)
+    watcher = DeadlineWatcher(psm)
+    endpoints = PsmApi(psm).endpoints()
+    document = openapi(endpoints, "Otto", __version__)
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    async def openapi_json(request: Request) -> JSONResponse:
+        return JSONResponse(document)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        watcher.start()
+        try:
+            yield
+        finally:
+            watcher.stop()
+            psm.close()
+
+    app_routes: list[BaseRoute] = [
+        Route("/health", health),
+        Route("/openapi.json", openapi_json),
+        *routes(endpoints),
+    ]
+    app = Starlette(routes=app_routes, lifespan=lifespan)
+    app.state.psm = psm
+    app.state.settings = settings
+    return app
+
+
+def serve(settings: Settings) -> None:
+    import uvicorn
+
+    app = build_app(settings)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", lifespan="on")
+
