@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -209,13 +208,12 @@ class PsmApi:
         cursor = after
         yield b"retry: 1000\n\n"
         while True:
-            batch = hub.after(cursor, pipeline=pipeline)
+            batch = hub.encoded_after(cursor, pipeline=pipeline)
             if batch:
                 yield b"".join(
-                    f"id: {t.seq}\nevent: transition\ndata: {json.dumps(t.to_dict())}\n\n".encode()
-                    for t in batch
+                    b"id: %d\nevent: transition\ndata: %s\n\n" % (t.seq, data) for t, data in batch
                 )
-                cursor = batch[-1].seq
+                cursor = batch[-1][0].seq
                 continue
             if pipeline is not None:
                 cursor = max(cursor, hub.last_seq)

@@ -9,8 +9,8 @@ slow subscriber costs the state machine nothing and never misses a thing.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
-from collections import deque
 from collections.abc import Iterator
 
 from otto.psm.records import Transition
@@ -23,15 +23,21 @@ PAGE = 1_000
 class EventHub:
     def __init__(self, store: Store, capacity: int = RING) -> None:
         self._store = store
-        self._ring: deque[Transition] = deque(maxlen=capacity)
+        self._capacity = capacity
+        # The ring: recent transitions, contiguous by seq (the log is gap-free), each
+        # with its JSON encoded once for every subscriber.
+        self._ring: list[tuple[Transition, bytes]] = []
         self._cond = threading.Condition()
         self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
         row = store.read(lambda tx: tx.one("SELECT COALESCE(MAX(seq), 0) AS seq FROM transitions"))
         self.last_seq: int = int(row["seq"]) if row else 0
 
     def publish(self, transitions: list[Transition]) -> None:
+        encoded = [(t, json.dumps(t.to_dict()).encode()) for t in transitions]
         with self._cond:
-            self._ring.extend(transitions)
+            self._ring.extend(encoded)
+            if len(self._ring) > 2 * self._capacity:  # trim in bulk: amortised O(1)
+                del self._ring[: len(self._ring) - self._capacity]
             self.last_seq = transitions[-1].seq
             self._cond.notify_all()
             waiters = list(self._waiters)
@@ -40,14 +46,21 @@ class EventHub:
 
     def after(self, seq: int, limit: int = PAGE, pipeline: str | None = None) -> list[Transition]:
         """Committed transitions with a sequence number above `seq`, oldest first."""
+        return [t for t, _ in self.encoded_after(seq, limit, pipeline)]
+
+    def encoded_after(
+        self, seq: int, limit: int = PAGE, pipeline: str | None = None
+    ) -> list[tuple[Transition, bytes]]:
+        """Like `after`, each transition with its JSON encoding."""
         with self._cond:
-            oldest = self._ring[0].seq if self._ring else None
-            if oldest is not None and oldest <= seq + 1:
-                found = [t for t in self._ring if t.seq > seq]
-                if pipeline is not None:
-                    found = [t for t in found if t.pipeline == pipeline]
+            if self._ring and self._ring[0][0].seq <= seq + 1:
+                start = seq + 1 - self._ring[0][0].seq
+                if pipeline is None:
+                    return self._ring[start : start + limit]
+                found = [e for e in self._ring[start:] if e[0].pipeline == pipeline]
                 return found[:limit]
-        return self._store.read(lambda tx: _from_log(tx, seq, limit, pipeline))
+        older = self._store.read(lambda tx: _from_log(tx, seq, limit, pipeline))
+        return [(t, json.dumps(t.to_dict()).encode()) for t in older]
 
     def wait(self, seq: int, timeout: float) -> bool:
         """Block until something above `seq` is committed; False on timeout."""

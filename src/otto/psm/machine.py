@@ -288,6 +288,8 @@ class PipelineStateMachine:
             ctx = views.context_row(tx, context)
             if ctx["state"] in TERMINAL[Entity.CONTEXT]:
                 raise Conflict(f"context {context} is already {ctx['state']}", ctx["state"])
+            if views.batch_row(tx, ctx["pipeline"], ctx["batch"])["state"] not in BATCH_LIVE:
+                raise Conflict(f"context {context}: its batch has not started", ctx["state"])
             flow.finish_context(tx, ctx, Status.ERROR, Cause(actor, reason))
 
         self.store.write(work)
@@ -313,9 +315,14 @@ class PipelineStateMachine:
                 RUNNING,
                 ABORTING,
             )
-            for ctx in lost:
-                flow.finish_context(tx, ctx, Status.ERROR, Cause("psm", "agent_lost"))
-            return len(lost)
+            expired = 0
+            for stale in lost:
+                # Re-read: an earlier expiry in this loop may have moved it (Fanout: Aborting).
+                ctx = views.context_row(tx, stale["uuid"])
+                if ctx["state"] in (RUNNING, ABORTING):
+                    flow.finish_context(tx, ctx, Status.ERROR, Cause("psm", "agent_lost"))
+                    expired += 1
+            return expired
 
         return self.store.write(work)
 
