@@ -116,7 +116,7 @@ def main() -> int:
         f"({rate / baseline:.2f} x baseline; targets >= 10,000/s and >= 0.25 x)"
     )
     if not args.no_postgres:
-        from tests.pg import throwaway_postgres
+        from tests.pg import throwaway_postgres  # a throw-away cluster, as the tests start
 
         with throwaway_postgres() as dsn:
             elapsed, count = bench_psm(dsn, args.pipelines, args.threads)

@@ -18,7 +18,7 @@ from rich.console import Console
 from typer._click.exceptions import ClickException, UsageError
 
 from otto.model import Pipeline
-from otto.parser import ParseError, parse, render
+from otto.parser import ParseError, parse_located, render
 from otto.steps import standard_manifests, step_problems
 from otto.steps.explain import explain_lines
 
@@ -47,17 +47,26 @@ def _read(file: str) -> tuple[str, bytes]:
     try:
         return file, path.read_bytes()
     except OSError as exc:
-        stderr.print(f"otto: cannot read {file}: {exc.strerror or exc}", markup=False)
+        _error(f"otto: cannot read {file}: {exc.strerror or exc}")
         raise typer.Exit(EX_USAGE) from None
 
 
 def _load(file: str) -> Pipeline:
+    return _load_located(file)[0]
+
+
+def _load_located(file: str) -> tuple[Pipeline, dict[str, tuple[int, int]]]:
     name, data = _read(file)
     try:
-        return parse(data, filename=name)
+        return parse_located(data, filename=name)
     except ParseError as exc:
-        stderr.print(str(exc), markup=False)
+        _error(str(exc))
         raise typer.Exit(EX_INVALID) from None
+
+
+def _error(text: str) -> None:
+    # Plain stderr: rich would wrap `FILE:LINE:COLUMN: message` at the terminal width.
+    sys.stderr.write(text.rstrip("\n") + "\n")
 
 
 @app.command("parse")
@@ -75,15 +84,17 @@ def explain_command(
     file: str = typer.Argument(..., help="The Ottofile to explain, or - for standard input."),
 ) -> None:
     """Say what a pipeline will run, checking every step against its manifest."""
-    pipeline = _load(file)
+    pipeline, positions = _load_located(file)
     manifests = standard_manifests()
-    problems = [p for context in pipeline.contexts() for p in step_problems(context.steps, manifests)]
+    problems = [
+        p for context in pipeline.contexts() for p in step_problems(context.steps, manifests)
+    ]
     for line in explain_lines(pipeline, manifests):
         typer.echo(line)
+    for step, error in problems:
+        line, column = positions[step.uuid]
+        _error(f"{file}:{line}:{column}: {error}")
     if problems:
-        for step, error in problems:
-            where = pipeline.positions.get(step.uuid) if hasattr(pipeline, "positions") else None
-            stderr.print(f"{file}:{where or '?'}: {error}", markup=False)
         raise typer.Exit(EX_INVALID)
 
 

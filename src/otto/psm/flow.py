@@ -57,12 +57,28 @@ def start_batch(tx: Tx, pipeline: str, idx: int, cause: Cause) -> None:
 
 def finish_context(tx: Tx, ctx: Row, outcome: Status, cause: Cause) -> None:
     """A context ended: record it, settle its steps, then let the batch react."""
-    move(tx, ctx["pipeline"], Entity.CONTEXT, ctx["uuid"], ctx["state"], outcome.value, cause,
-         columns={"lease_expires": None, "finished_at": time.time()})  # fmt: skip
+    move(
+        tx,
+        ctx["pipeline"],
+        Entity.CONTEXT,
+        ctx["uuid"],
+        ctx["state"],
+        outcome.value,
+        cause,
+        columns={"lease_expires": None, "finished_at": time.time()},
+    )
     for step in tx.all("SELECT * FROM steps WHERE context = ? ORDER BY position", ctx["uuid"]):
         if step["state"] == RUNNING:
-            move(tx, ctx["pipeline"], Entity.STEP, step["uuid"], RUNNING, outcome.value, cause,
-                 columns={"finished_at": time.time()})  # fmt: skip
+            move(
+                tx,
+                ctx["pipeline"],
+                Entity.STEP,
+                step["uuid"],
+                RUNNING,
+                outcome.value,
+                cause,
+                columns={"finished_at": time.time()},
+            )
         elif step["state"] == PENDING:
             move(tx, ctx["pipeline"], Entity.STEP, step["uuid"], PENDING, NOT_RUN, cause)
     if outcome.is_failure:

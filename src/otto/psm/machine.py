@@ -109,31 +109,7 @@ class PipelineStateMachine:
             if ctx["state"] != PENDING or batch["state"] not in BATCH_LIVE:
                 raise Conflict(f"context {context} is not open for award", ctx["state"])
             tx.run("UPDATE contexts SET orchestrator = ? WHERE uuid = ?", orchestrator, context)
-            waiting = [
-                c
-                for c in flow.contexts_of(tx, ctx["pipeline"], ctx["batch"])
-                if c["orchestrator"] is None and c["state"] == PENDING
-            ]
-            if batch["state"] == AUCTION_STARTED and not waiting:
-                awards = {
-                    c["uuid"]: c["orchestrator"]
-                    for c in flow.contexts_of(tx, ctx["pipeline"], ctx["batch"])
-                }
-                cause = Cause(actor, "awarded")
-                ident = str(ctx["batch"])
-                move(
-                    tx,
-                    ctx["pipeline"],
-                    Entity.BATCH,
-                    ident,
-                    AUCTION_STARTED,
-                    AUCTION_COMPLETED,
-                    cause,
-                    data={"awards": awards},
-                )
-                move(
-                    tx, ctx["pipeline"], Entity.BATCH, ident, AUCTION_COMPLETED, PROVISIONING, cause
-                )
+            _close_auction(tx, ctx["pipeline"], ctx["batch"], actor)
 
         self.store.write(work)
 
@@ -291,6 +267,8 @@ class PipelineStateMachine:
             if views.batch_row(tx, ctx["pipeline"], ctx["batch"])["state"] not in BATCH_LIVE:
                 raise Conflict(f"context {context}: its batch has not started", ctx["state"])
             flow.finish_context(tx, ctx, Status.ERROR, Cause(actor, reason))
+            # It may have been the last context the auction waited for.
+            _close_auction(tx, ctx["pipeline"], ctx["batch"], actor)
 
         self.store.write(work)
 
@@ -325,6 +303,30 @@ class PipelineStateMachine:
             return expired
 
         return self.store.write(work)
+
+
+def _close_auction(tx: Tx, pipeline: str, idx: int, actor: str) -> None:
+    """When no Pending context of a batch in auction waits for an orchestrator: provision."""
+    batch = views.batch_row(tx, pipeline, idx)
+    if batch["state"] != AUCTION_STARTED:
+        return
+    contexts = flow.contexts_of(tx, pipeline, idx)
+    if any(c["orchestrator"] is None and c["state"] == PENDING for c in contexts):
+        return
+    awards = {c["uuid"]: c["orchestrator"] for c in contexts}
+    cause = Cause(actor, "awarded")
+    ident = str(idx)
+    move(
+        tx,
+        pipeline,
+        Entity.BATCH,
+        ident,
+        AUCTION_STARTED,
+        AUCTION_COMPLETED,
+        cause,
+        data={"awards": awards},
+    )
+    move(tx, pipeline, Entity.BATCH, ident, AUCTION_COMPLETED, PROVISIONING, cause)
 
 
 def _leased(tx: Tx, lease: Lease) -> Row:

@@ -10,12 +10,11 @@ produced are then published, in sequence order, to `on_commit`.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future
-from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
@@ -34,10 +33,27 @@ class Tx(Protocol):
     def next_seq(self) -> int: ...
 
 
-@dataclass
 class _Work:
-    fn: Callable[[Any], Any]
-    future: Future[Any] = field(default_factory=Future)
+    """One caller's piece of work; a bare lock is the cheapest way to wait for it."""
+
+    __slots__ = ("_done", "error", "fn", "result")
+
+    def __init__(self, fn: Callable[[Any], Any]) -> None:
+        self.fn = fn
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self._done = threading.Lock()
+        self._done.acquire()
+
+    def finish(self, result: Any, error: BaseException | None) -> None:
+        self.result, self.error = result, error
+        self._done.release()
+
+    def wait(self) -> Any:
+        self._done.acquire()
+        if self.error is not None:
+            raise self.error
+        return self.result
 
 
 class Store(ABC):
@@ -50,25 +66,28 @@ class Store(ABC):
         self._queue: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._closed = False
+        self._closing = threading.Lock()  # no work is queued behind the stop sentinel
 
     # -- the interface -------------------------------------------------------
     def write(self, fn: Callable[[Any], T]) -> T:
         """Run `fn(tx)` in the next group commit; return its result once durable."""
-        if self._closed:
-            raise RuntimeError("store is closed")
         work = _Work(fn)
-        self._queue.put(work)
-        return work.future.result()
+        with self._closing:
+            if self._closed:
+                raise RuntimeError("store is closed")
+            self._queue.put(work)
+        return work.wait()
 
     @abstractmethod
     def read(self, fn: Callable[[Any], T]) -> T:
         """Run `fn(tx)` on a read-only snapshot, concurrently with the writer."""
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._queue.put(None)
+        with self._closing:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.put(None)
         if self._writer:
             self._writer.join()
         self._close_connections()
@@ -122,12 +141,12 @@ class Store(ABC):
                 return
         published, tx.published = tx.published, []
         if published:
-            self.on_commit(published)
+            try:
+                self.on_commit(published)
+            except Exception:  # committed all the same: the writer and its callers go on
+                logging.getLogger(__name__).exception("on_commit failed")
         for work, result, error in outcomes:
-            if error is None:
-                work.future.set_result(result)
-            else:
-                work.future.set_exception(error)
+            work.finish(result, error)
 
     @staticmethod
     def _run_group(tx: WriterTx, group: list[_Work], savepoints: bool) -> list[_Outcome]:
@@ -164,8 +183,7 @@ class Store(ABC):
         tx.rollback()
         tx.published.clear()
         for work in group:
-            if not work.future.done():
-                work.future.set_exception(exc)
+            work.finish(None, exc)
 
 
 class _Redo(Exception):

@@ -1,0 +1,54 @@
+"""The Ottofile language: `parse()` text into a pipeline model, `render()` a model as text.
+
+The language (DESIGN §3), compatible with the original Otto's grammar::
+
+    pipeline    := 'pipeline' '{' (stage | steps | parallel | fanout)* '}'
+    stage       := 'stage' '{' (property | environment)* steps '}'
+    parallel    := 'parallel' '{' stage* '}'
+    fanout      := 'fanout' '{' stage* '}'
+    environment := 'environment' '{' (NAME '=' STR)* '}'
+    steps       := 'steps' '{' step+ '}'
+    step        := IDENT (args | kwargs) block?
+    args        := (STR ','?)+
+    kwargs      := (IDENT ':' STR ','?)+
+    block       := '{' step+ '}'
+    property    := IDENT '=' STR
+    IDENT       := [A-Za-z][A-Za-z0-9_]*          NAME may also start with '_'
+    STR         := '…' (may span lines; '' is a quote; nothing else is an escape)
+
+Comments (`// …` to the end of the line, `/* … */` nesting) and whitespace
+(spaces, tabs, newlines) may stand between any two tokens. CR LF and CR line
+ends read as LF, in strings too; a leading byte-order mark is ignored.
+
+Mapping: each top-level `stage` and each top-level (orphan) `steps` block is
+one Linear batch with one context (an orphan's context has no properties);
+`parallel` is one Parallel batch and `fanout` one Fanout batch, with a context
+per stage. A stage's `environment` fills its context's `environment`. Every
+step's `context` is the uuid of the context it belongs to; every uuid is a
+fresh uuid4.
+
+Extensions over the original (every older file keeps its meaning):
+
+- `fanout { stage* }` and a stage's `environment { NAME = '…' }` block (at
+  most one per stage, anywhere among its properties, each variable once).
+- A step may end with a block of nested steps, `{ step+ }`, e.g.
+  `dir 'build' { sh 'make' }` or `dir directory: 'build' { sh 'make' }`. The
+  block is a parameter holding a list of step objects (each with its own uuid
+  and its context's uuid): with positional arguments it is appended as the
+  last element; with keyword arguments it is the key `block` (so a step with
+  a block may not also have a `block:` argument). A step still needs at
+  least one argument before its block, and blocks nest at most
+  `MAX_BLOCK_DEPTH` (50) deep.
+- `stage`, `steps`, `environment`, … stay usable as names wherever no keyword
+  can stand (a step named `stage`, a property named `environment`).
+
+Kept from the original: a `stages { }` wrapper and an empty `steps {}` are
+errors; a repeated property or keyword argument keeps its last value.
+"""
+
+from otto.parser.build import MAX_BLOCK_DEPTH
+from otto.parser.errors import ParseError
+from otto.parser.parsing import parse, parse_located
+from otto.parser.render import render
+
+__all__ = ["MAX_BLOCK_DEPTH", "ParseError", "parse", "parse_located", "render"]

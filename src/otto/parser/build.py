@@ -1,0 +1,231 @@
+"""Building the pipeline model while lark parses (an embedded LALR transformer).
+
+Lark calls these callbacks as it reduces each rule, so no parse tree is built.
+Steps are collected as light `_Step` records and turned into model objects
+only once their context (and so its uuid) exists. The models are made with
+`model_construct`: every value is already checked here (strings only, uuids
+fresh, every step's `context` its owner), and skipping pydantic's per-step
+validation is what keeps the parser fast.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lark import Token, Transformer
+
+from otto.model import Batch, BatchMode, Context, Pipeline, Step, new_uuid
+
+# Nested step blocks deeper than this are refused (the renderer refuses them too),
+# so neither the model's consumers nor the renderer recurse without bound.
+MAX_BLOCK_DEPTH = 50
+# The keyword argument that holds a step's block.
+BLOCK_KEY = "block"
+
+
+class SemanticError(Exception):
+    """A well-formed file that is still wrong (e.g. a duplicate variable), at a token."""
+
+    def __init__(self, token: Token, message: str, expected: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.token = token
+        self.message = message
+        self.expected = expected or []
+
+
+Positions = dict[str, tuple[int, int]]  # step uuid → (line, column) of its name
+
+
+class _Step:
+    __slots__ = ("block", "depth", "parameters", "position", "symbol")
+
+    def __init__(
+        self,
+        name: Token,
+        parameters: list[Any] | dict[str, Any],
+        block: list[_Step] | None,
+        depth: int,
+    ) -> None:
+        self.symbol: str = name.value
+        self.position = (name.line or 0, name.column or 0)
+        self.parameters = parameters
+        self.block = block
+        self.depth = depth
+
+
+class _Steps(list[_Step]):
+    """A `steps { … }` block."""
+
+
+class _Environment(dict[str, str]):
+    def __init__(self, token: Token) -> None:
+        super().__init__()
+        self.token = token
+
+
+class _Stage:
+    __slots__ = ("environment", "properties", "steps")
+
+    def __init__(self, properties: dict[str, str], environment: dict[str, str], steps: _Steps):
+        self.properties = properties
+        self.environment = environment
+        self.steps = steps
+
+
+class _Group:
+    __slots__ = ("mode", "stages")
+
+    def __init__(self, mode: BatchMode, stages: list[_Stage]) -> None:
+        self.mode = mode
+        self.stages = stages
+
+
+def _unquote(token: Token) -> str:
+    value: str = token.value
+    return value[1:-1].replace("''", "'")
+
+
+class Builder(Transformer[Token, Pipeline]):
+    """Rule callbacks; stateless, so one instance serves every parse (and thread)."""
+
+    def step(self, children: list[Any]) -> _Step:
+        name: Token = children[0]
+        block: list[_Step] | None = None
+        parameters: list[Any] | dict[str, Any]
+        if children[1].type == "STR":
+            positional: list[Any] = []
+            for child in children[1:]:
+                if child.__class__ is _Step:
+                    if block is None:
+                        block = []
+                    block.append(child)
+                else:
+                    positional.append(_unquote(child))
+            parameters = positional
+        else:
+            keywords: dict[str, Any] = {}
+            key: str | None = None
+            for child in children[1:]:
+                if child.__class__ is _Step:
+                    if block is None:
+                        block = []
+                        if BLOCK_KEY in keywords:
+                            raise SemanticError(
+                                _find_key(children, BLOCK_KEY),
+                                f"keyword argument '{BLOCK_KEY}' clashes with the step's "
+                                f"block, which is passed as '{BLOCK_KEY}'",
+                            )
+                    block.append(child)
+                elif key is None:
+                    key = child.value
+                else:
+                    keywords[key] = _unquote(child)  # a repeated keyword: the last one wins
+                    key = None
+            parameters = keywords
+        depth = 0
+        if block is not None:
+            depth = 1 + max(inner.depth for inner in block)
+            if depth > MAX_BLOCK_DEPTH:
+                raise SemanticError(
+                    name, f"blocks nested too deeply (more than {MAX_BLOCK_DEPTH} levels)"
+                )
+        return _Step(name, parameters, block, depth)
+
+    def steps(self, children: list[Any]) -> _Steps:
+        return _Steps(children[1:])
+
+    def environment(self, children: list[Any]) -> _Environment:
+        env = _Environment(children[0])
+        for i in range(1, len(children), 2):
+            name: Token = children[i]
+            if name.value in env:
+                raise SemanticError(
+                    name, f"environment variable '{name.value}' is set twice in this block"
+                )
+            env[name.value] = _unquote(children[i + 1])
+        return env
+
+    def stage(self, children: list[Any]) -> _Stage:
+        properties: dict[str, str] = {}
+        environment: _Environment | None = None
+        name: str | None = None
+        for child in children[1:-1]:
+            if child.__class__ is _Environment:
+                if environment is not None:
+                    raise SemanticError(child.token, "a stage has at most one 'environment' block")
+                environment = child
+            elif name is None:
+                name = child.value
+            else:
+                properties[name] = _unquote(child)  # a repeated property: the last one wins
+                name = None
+        return _Stage(properties, dict(environment or {}), children[-1])
+
+    def parallel(self, children: list[Any]) -> _Group:
+        return _Group(BatchMode.PARALLEL, children[1:])
+
+    def fanout(self, children: list[Any]) -> _Group:
+        return _Group(BatchMode.FANOUT, children[1:])
+
+    def start(self, children: list[Any]) -> tuple[Pipeline, Positions]:
+        batches: list[Batch] = []
+        positions: Positions = {}
+        for item in children[1:]:
+            if item.__class__ is _Steps:
+                contexts = [_context({}, {}, item, positions)]
+                mode = BatchMode.LINEAR
+            elif item.__class__ is _Stage:
+                contexts = [_context(item.properties, item.environment, item.steps, positions)]
+                mode = BatchMode.LINEAR
+            else:
+                contexts = [
+                    _context(s.properties, s.environment, s.steps, positions) for s in item.stages
+                ]
+                mode = item.mode
+            batches.append(Batch.model_construct(mode=mode, contexts=contexts))
+        return Pipeline.model_construct(uuid=new_uuid(), batches=batches), positions
+
+
+def _find_key(children: list[Any], key: str) -> Token:
+    return next(c for c in children[1::2] if isinstance(c, Token) and c.value == key)
+
+
+def _context(
+    properties: dict[str, str], environment: dict[str, str], steps: _Steps, positions: Positions
+) -> Context:
+    uuid = new_uuid()
+    built = []
+    for step in steps:
+        step_uuid = new_uuid()
+        positions[step_uuid] = step.position
+        built.append(
+            Step.model_construct(
+                uuid=step_uuid,
+                context=uuid,
+                symbol=step.symbol,
+                parameters=_parameters(step, uuid, positions),
+            )
+        )
+    return Context.model_construct(
+        uuid=uuid, properties=properties, environment=environment, steps=built
+    )
+
+
+def _parameters(step: _Step, context: str, positions: Positions) -> list[Any] | dict[str, Any]:
+    if step.block is None:
+        return step.parameters
+    block = [_raw_step(inner, context, positions) for inner in step.block]
+    if isinstance(step.parameters, list):
+        return [*step.parameters, block]
+    return {**step.parameters, BLOCK_KEY: block}
+
+
+def _raw_step(step: _Step, context: str, positions: Positions) -> dict[str, Any]:
+    uuid = new_uuid()
+    positions[uuid] = step.position
+    return {
+        "uuid": uuid,
+        "context": context,
+        "symbol": step.symbol,
+        "parameters": _parameters(step, context, positions),
+    }
