@@ -19,6 +19,8 @@ from starlette.routing import BaseRoute, Route
 from otto import __version__
 from otto.api import openapi, routes
 from otto.config import Settings
+from otto.objectstore import http as objects_http
+from otto.objectstore import open_store as open_object_store
 from otto.psm import PipelineStateMachine, open_store
 from otto.psm.api import PsmApi
 
@@ -71,6 +73,7 @@ def build_app(settings: Settings) -> Starlette:
         Route("/health", health),
         Route("/openapi.json", openapi_json),
         *routes(endpoints),
+        *objects_http.routes(open_object_store(settings.objects_url)),
     ]
     app = Starlette(routes=app_routes, lifespan=lifespan)
     app.state.psm = psm
@@ -83,4 +86,3 @@ def serve(settings: Settings) -> None:
 
     app = build_app(settings)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", lifespan="on")
-

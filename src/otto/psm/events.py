@@ -31,17 +31,43 @@ class EventHub:
         self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
         row = store.read(lambda tx: tx.one("SELECT COALESCE(MAX(seq), 0) AS seq FROM transitions"))
         self.last_seq: int = int(row["seq"]) if row else 0
+        store.listen(self.catch_up)
+
+    def catch_up(self, newest: int) -> None:
+        """Another replica committed up to `newest`: read what this one has not seen."""
+        with self._cond:
+            if newest > self.last_seq:
+                self._extend(self._missing(newest))
 
     def publish(self, transitions: list[Transition]) -> None:
-        encoded = [(t, json.dumps(t.to_dict()).encode()) for t in transitions]
+        """This process committed `transitions` (consecutive, in order)."""
         with self._cond:
-            self._ring.extend(encoded)
-            if len(self._ring) > 2 * self._capacity:  # trim in bulk: amortised O(1)
-                del self._ring[: len(self._ring) - self._capacity]
-            self.last_seq = transitions[-1].seq
-            self._cond.notify_all()
-            waiters = list(self._waiters)
-        for loop, event in waiters:
+            if transitions[-1].seq <= self.last_seq:
+                return  # already caught up from the log
+            self._extend(self._missing(transitions[0].seq - 1))
+            self._extend([t for t in transitions if t.seq > self.last_seq])
+
+    def _missing(self, upto: int) -> list[Transition]:
+        """Transitions other replicas committed after ours, up to `upto` (from the log)."""
+        found: list[Transition] = []
+        while self.last_seq + len(found) < upto:
+            cursor = self.last_seq + len(found)
+            page = self._store.read(lambda tx, at=cursor: _from_log(tx, at, PAGE, None))
+            if not page:
+                break
+            found += [t for t in page if t.seq <= upto]
+        return found
+
+    def _extend(self, transitions: list[Transition]) -> None:
+        """Append to the ring and wake subscribers; the caller holds the lock."""
+        if not transitions:
+            return
+        self._ring.extend((t, json.dumps(t.to_dict()).encode()) for t in transitions)
+        if len(self._ring) > 2 * self._capacity:  # trim in bulk: amortised O(1)
+            del self._ring[: len(self._ring) - self._capacity]
+        self.last_seq = transitions[-1].seq
+        self._cond.notify_all()
+        for loop, event in self._waiters:
             loop.call_soon_threadsafe(event.set)
 
     def after(self, seq: int, limit: int = PAGE, pipeline: str | None = None) -> list[Transition]:

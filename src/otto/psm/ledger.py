@@ -23,9 +23,10 @@ _ROWS = {
     Entity.STEP: ("steps", ("uuid",)),
 }
 
-_INSERT = (
-    "INSERT INTO transitions (seq, pipeline, entity, id, from_state, to_state, status, reason,"
-    " actor, at, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_COLUMNS = "seq, pipeline, entity, id, from_state, to_state, status, reason, actor, at, data"
+_INSERT = f"INSERT INTO transitions ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_SELECT = (
+    f"INSERT INTO transitions ({_COLUMNS}) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?::double precision, ?"
 )
 
 
@@ -62,44 +63,34 @@ def move(
     if entity is Entity.PIPELINE:
         sets["updated_at"] = now
     key_values = (pipeline, int(ident)) if entity is Entity.BATCH else (ident,)
-    changed = tx.run(
-        f"UPDATE {table} SET {', '.join(f'{c} = ?' for c in sets)} WHERE "
-        + " AND ".join(f"{k} = ?" for k in (*keys, "state")),
-        *sets.values(),
-        *key_values,
-        current,
+    update = f"UPDATE {table} SET {', '.join(f'{c} = ?' for c in sets)} WHERE " + " AND ".join(
+        f"{k} = ?" for k in (*keys, "state")
     )
-    if changed != 1:
-        raise Conflict(f"{entity} {ident} is no longer {current}")
     seq = tx.next_seq()
     outcome = status if status is not None else (wanted if wanted in OUTCOMES else None)
     record = Transition(
-        seq,
-        pipeline,
-        entity.value,
-        ident,
-        current,
-        wanted,
-        outcome,
-        cause.reason,
-        cause.actor,
-        now,
-        data,
-    )
-    tx.run(
-        _INSERT,
-        seq,
-        pipeline,
-        entity.value,
-        ident,
-        current,
-        wanted,
-        outcome,
-        cause.reason,
-        cause.actor,
-        now,
-        json.dumps(data) if data else None,
-    )
+        seq, pipeline, entity.value, ident, current, wanted, outcome, cause.reason, cause.actor,
+        now, data,
+    )  # fmt: skip
+    row = (
+        seq, pipeline, entity.value, ident, current, wanted, outcome, cause.reason, cause.actor,
+        now, json.dumps(data) if data else None,
+    )  # fmt: skip
+    if tx.dialect == "postgres":
+        # One round trip: the log row is written only if the guarded update took.
+        changed = tx.run(
+            f"WITH moved AS ({update} RETURNING 1) {_INSERT_SELECT} FROM moved",
+            *sets.values(),
+            *key_values,
+            current,
+            *row,
+        )
+    else:
+        changed = tx.run(update, *sets.values(), *key_values, current)
+        if changed == 1:
+            tx.run(_INSERT, *row)
+    if changed != 1:
+        raise Conflict(f"{entity} {ident} is no longer {current}")
     tx.published.append(record)  # type: ignore[attr-defined]
     return record
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import queue
 import re
+import threading
 from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any, TypeVar
@@ -21,6 +22,7 @@ from otto.psm.store.schema import MIGRATIONS
 
 T = TypeVar("T")
 MIGRATION_LOCK = 0x0770  # advisory lock id: one replica migrates at a time
+CHANNEL = "otto_transitions"
 
 
 @cache
@@ -34,6 +36,8 @@ def _connect(dsn: str) -> psycopg.Connection[Row]:
 
 
 class _PostgresTx(WriterTx):
+    dialect = "postgres"
+
     def __init__(self, conn: psycopg.Connection[Row]) -> None:
         super().__init__()
         self.conn = conn
@@ -69,7 +73,15 @@ class _PostgresTx(WriterTx):
         return int(row["value"])
 
     def _commit(self, last_seq: int) -> None:
-        self.run("UPDATE seq_counter SET value = ?", last_seq)
+        if last_seq > self._base_seq:
+            # Other replicas learn of new transitions when this commits (NOTIFY is
+            # transactional), from the newest sequence number alone.
+            self.one(
+                "WITH c AS (UPDATE seq_counter SET value = ?) SELECT pg_notify(?, ?)",
+                last_seq,
+                CHANNEL,
+                str(last_seq),
+            )
         self.conn.execute("COMMIT")
 
     def rollback(self) -> None:
@@ -86,6 +98,7 @@ class PostgresStore(Store):
         self._migrate()
         self._readers: queue.SimpleQueue[psycopg.Connection[Row]] = queue.SimpleQueue()
         self._all_readers: list[psycopg.Connection[Row]] = []
+        self._listener: psycopg.Connection[Any] | None = None
         self._start_writer()
 
     def _migrate(self) -> None:
@@ -121,7 +134,24 @@ class PostgresStore(Store):
         finally:
             self._readers.put(conn)
 
+    def listen(self, on_seq: Callable[[int], None]) -> None:
+        """Call `on_seq(newest)` whenever any replica commits transitions."""
+        conn = psycopg.connect(self.dsn, autocommit=True)
+        conn.execute(f"LISTEN {CHANNEL}")
+        self._listener = conn
+
+        def loop() -> None:
+            try:
+                for note in conn.notifies():
+                    on_seq(int(note.payload))
+            except psycopg.Error:
+                return  # closed
+
+        threading.Thread(target=loop, name="psm-listen", daemon=True).start()
+
     def _close_connections(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
         self._write_conn.close()
         for conn in self._all_readers:
             conn.close()

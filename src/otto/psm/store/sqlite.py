@@ -24,6 +24,8 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 
 class _SqliteTx(WriterTx):
+    dialect = "sqlite"
+
     def __init__(self, conn: sqlite3.Connection) -> None:
         super().__init__()
         self.conn = conn
