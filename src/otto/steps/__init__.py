@@ -5,8 +5,10 @@ from otto.steps.manifest import (
     ManifestError,
     Parameter,
     StepCallError,
+    check_step,
     load_manifest,
     standard_manifests,
+    step_problems,
 )
 
 __all__ = [
@@ -14,6 +16,8 @@ __all__ = [
     "ManifestError",
     "Parameter",
     "StepCallError",
+    "check_step",
     "load_manifest",
     "standard_manifests",
+    "step_problems",
 ]

@@ -25,7 +25,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError
 
-from otto.model import Parameters
+from otto.model import Parameters, Step
 
 BUILTIN = "builtin"
 # Any step accepts these on top of its own parameters.
@@ -108,10 +108,6 @@ def _suggest(word: str, choices: list[str]) -> str:
     return f" (did you mean `{close[0]}`?)" if close else ""
 
 
-def suggest_symbol(symbol: str, known: list[str]) -> str:
-    return _suggest(symbol, known)
-
-
 def load_manifest(path: Path | str, text: str | None = None) -> Manifest:
     text = Path(path).read_text(encoding="utf-8") if text is None else text
     try:
@@ -135,3 +131,29 @@ def standard_manifests() -> dict[str, Manifest]:
         if entry.name.endswith(".yml")
     ]
     return {m.symbol: m for m in sorted(manifests, key=lambda m: m.symbol)}
+
+
+def check_step(step: Step, manifests: dict[str, Manifest]) -> dict[str, JsonValue]:
+    """Bind one step's parameters by its manifest; raise StepCallError saying what is wrong."""
+    manifest = manifests.get(step.symbol)
+    if manifest is None:
+        known = sorted(manifests)
+        raise StepCallError(
+            f"unknown step `{step.symbol}`{_suggest(step.symbol, known)}; "
+            f"known steps: {', '.join(known)}"
+        )
+    return manifest.bind(step.parameters)
+
+
+def step_problems(
+    steps: list[Step], manifests: dict[str, Manifest]
+) -> list[tuple[Step, StepCallError]]:
+    """Every step (nested blocks included) that does not fit its manifest, in order."""
+    problems: list[tuple[Step, StepCallError]] = []
+    for step in steps:
+        try:
+            check_step(step, manifests)
+        except StepCallError as exc:
+            problems.append((step, exc))
+        problems.extend(step_problems(step.block_steps(), manifests))
+    return problems

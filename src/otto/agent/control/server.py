@@ -1,0 +1,167 @@
+"""The agent's side of the control socket: a small threaded HTTP server on AF_UNIX."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+import selectors
+import socketserver
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
+
+from otto.agent.control import PATH
+from otto.status import Status
+
+VARIABLE_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+MAX_BODY = 1 << 20
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _status(value: Any) -> Any:
+    return Status.parse(value) if isinstance(value, str) else value
+
+
+StatusName = Annotated[Status, BeforeValidator(_status)]
+
+
+class SetPipelineStatus(_Message):
+    type: Literal["SetPipelineStatus"]
+    status: StatusName
+
+
+class CaptureVariable(_Message):
+    type: Literal["CaptureVariable"]
+    name: str = Field(pattern=VARIABLE_NAME, max_length=200)
+    value: str
+
+
+class DropVariable(_Message):
+    type: Literal["DropVariable"]
+    name: str = Field(pattern=VARIABLE_NAME, max_length=200)
+
+
+class Terminate(_Message):
+    type: Literal["Terminate"]
+    status: StatusName
+    reason: str | None = None
+
+
+ControlMessage = Annotated[
+    SetPipelineStatus | CaptureVariable | DropVariable | Terminate, Field(discriminator="type")
+]
+_MESSAGE: TypeAdapter[ControlMessage] = TypeAdapter(ControlMessage)
+
+
+class ControlRejected(Exception):
+    """A message the agent refuses (e.g. nothing is running to terminate)."""
+
+
+class ControlServer:
+    """Serves `handle(message) -> answer` on a unix socket until `close()`."""
+
+    def __init__(self, path: Path, token: str, handle: Callable[[Any], dict[str, Any]]) -> None:
+        self.path = path
+        self.token = token
+        self.handle = handle
+        server = self
+
+        class Handler(_Handler):
+            control = server
+
+        os.makedirs(path.parent, mode=0o700, exist_ok=True)
+        os.chmod(path.parent, 0o700)
+        self._server = _UnixServer(str(path), Handler)
+        os.chmod(path, 0o600)
+        self._wake_read, self._wake_write = os.pipe()
+        self._thread = threading.Thread(target=self._serve, name="otto control", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._server.socket, selectors.EVENT_READ, "request")
+            selector.register(self._wake_read, selectors.EVENT_READ, "stop")
+            while True:
+                for key, _ in selector.select():
+                    if key.data == "stop":
+                        return
+                    self._server.handle_request()
+
+    def close(self) -> None:
+        """Stop serving (at once: no polling interval to wait out) and remove the socket."""
+        os.write(self._wake_write, b"x")
+        self._thread.join()
+        self._server.server_close()
+        os.close(self._wake_read)
+        os.close(self._wake_write)
+        self.path.unlink(missing_ok=True)
+
+
+class _UnixServer(socketserver.ThreadingUnixStreamServer):
+    daemon_threads = True
+    timeout = 0  # handle_request() is only called when a connection is waiting
+
+
+class _Handler(BaseHTTPRequestHandler):
+    control: ControlServer
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        if self.path != PATH:
+            return self._answer(404, error=("not_found", f"no such endpoint {self.path}"))
+        auth = self.headers.get("Authorization", "")
+        expected = f"Bearer {self.control.token}"
+        if not hmac.compare_digest(auth.encode(), expected.encode()):
+            return self._answer(401, error=("unauthorized", "missing or wrong control token"))
+        try:
+            length = int(self.headers.get("Content-Length", "0"))
+        except ValueError:
+            length = -1
+        if not 0 <= length <= MAX_BODY:
+            return self._answer(400, error=("bad_request", "a JSON body is required"))
+        try:
+            message = _MESSAGE.validate_python(json.loads(self.rfile.read(length) or b"null"))
+        except ValueError as exc:
+            return self._answer(400, error=("bad_request", _describe(exc)))
+        try:
+            answer = self.control.handle(message)
+        except ControlRejected as exc:
+            return self._answer(409, error=("rejected", str(exc)))
+        self._answer(200, body=answer)
+
+    def do_GET(self) -> None:
+        self._answer(405, error=("method_not_allowed", "use POST"))
+
+    def _answer(
+        self, code: int, body: dict[str, Any] | None = None, error: tuple[str, str] | None = None
+    ) -> None:
+        if error is not None:
+            body = {"error": {"code": error[0], "message": error[1]}}
+        data = json.dumps(body or {}).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def address_string(self) -> str:
+        return "control-socket"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return f"{where}: {first['msg']}" if where else first["msg"]
+    return f"not JSON: {exc}"

@@ -1,0 +1,127 @@
+"""What an agent is asked to do: the invocation file of `otto agent --invocation FILE`.
+
+A JSON object:
+
+- `pipeline`: the pipeline's uuid; `context`: an `otto.model.Context`
+- `object_store`: the store's URL for `otto.objectstore.open_store` (a path,
+  `file://`, `s3://`, `http(s)://`)
+- `workspace_root`: the context's workspace is `<workspace_root>/<pipeline>/<context>`
+- `cache_dir`: kept between runs (git mirrors, step libraries); default
+  `<workspace_root>/.cache`
+- `report`: `{"type": "jsonl", "path": null}`: JSON lines on stdout, or appended to `path`
+- `lease`: opaque (e.g. `{"id": ..., "epoch": 3}`), passed back in every report
+- `secrets`: name → value, in the steps' environment, masked in logs
+- `checkout`: optional `{"url", "sha", "branch"}`, cloned into the workspace first
+- `libraries`: optional `[{"name", "version"}]`, step libraries the steps may call
+- `kill_grace`: seconds from SIGTERM to SIGKILL when a step is stopped (default 10)
+"""
+
+from __future__ import annotations
+
+import json
+import uuid as uuidlib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
+
+from otto.model import Context
+
+NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+
+
+class InvocationError(ValueError):
+    """An invocation file that cannot be read or does not describe a run."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Checkout(_Strict):
+    """Prepare the workspace with a clone of this exact commit before any step runs."""
+
+    url: str = Field(min_length=1)
+    sha: str = Field(pattern=r"^[0-9a-fA-F]{4,64}$")
+    branch: str | None = None  # fetched first when given: the commit is usually on it
+
+
+class LibraryRef(_Strict):
+    """A step library stored at `step-libraries/<name>/<version>.tar.gz`."""
+
+    name: str = Field(pattern=NAME)
+    version: str = Field(pattern=NAME)
+
+    @property
+    def key(self) -> str:
+        return f"step-libraries/{self.name}/{self.version}.tar.gz"
+
+
+class JsonLinesReport(_Strict):
+    """Report as JSON lines on stdout (`path` null) or appended to a file."""
+
+    type: Literal["jsonl"] = "jsonl"
+    path: str | None = None
+
+
+class Invocation(_Strict):
+    pipeline: str
+    context: Context
+    object_store: str
+    workspace_root: Path
+    cache_dir: Path | None = None
+    report: JsonLinesReport = Field(default_factory=JsonLinesReport)
+    lease: dict[str, JsonValue] = Field(default_factory=dict)
+    secrets: dict[str, str] = Field(default_factory=dict)
+    checkout: Checkout | None = None
+    libraries: list[LibraryRef] = Field(default_factory=list)
+    kill_grace: float = Field(default=10.0, ge=0)
+
+    @field_validator("pipeline")
+    @classmethod
+    def _uuid(cls, value: str) -> str:
+        uuidlib.UUID(value)
+        return value
+
+    @field_validator("context")
+    @classmethod
+    def _context_uuid(cls, value: Context) -> Context:
+        uuidlib.UUID(value.uuid)
+        return value
+
+    @field_validator("secrets")
+    @classmethod
+    def _secret_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not name or "=" in name or "\0" in name:
+                raise ValueError(f"secret name {name!r} cannot be an environment variable")
+        return value
+
+    @property
+    def workspace(self) -> Path:
+        """This context's own workspace: parallel contexts never share one."""
+        return self.workspace_root / self.pipeline / self.context.uuid
+
+    @property
+    def cache(self) -> Path:
+        return self.cache_dir or self.workspace_root / ".cache"
+
+
+def load_invocation(path: Path | str) -> Invocation:
+    """Read and validate an invocation file; InvocationError says what is wrong."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InvocationError(f"cannot read invocation {path}: {exc.strerror or exc}") from None
+    try:
+        return Invocation.model_validate(json.loads(text))
+    except ValueError as exc:
+        raise InvocationError(f"{path}: {_describe(exc)}") from None
+
+
+def _describe(exc: ValueError) -> str:
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return f"{where}: {first['msg']}" if where else first["msg"]
+    return f"not valid JSON: {exc}"

@@ -1,0 +1,259 @@
+"""Streaming step output to the object store while the step runs.
+
+Output is masked and buffered, then appended to the log's key in
+offset-checked chunks: when `flush_bytes` are waiting, or when the oldest
+waiting byte is `flush_interval` seconds old (the agent's process loop calls
+`LogWriter.tick()`), whichever comes first. A log's first output goes out at
+once, so a reader finds the log as soon as its step starts. `close()` stores
+the rest, so when a step is reported finished its log is complete; sealing it
+(`compact`: its checksum, S3 pieces merged) waits for the next tick, which
+runs while the next step's process starts, or for `LogWriter.close()`.
+
+Store calls happen in the thread that writes or ticks (the agent's main
+thread, or the control server's for a note in the context log): a background
+thread busy with small appends would contend with the agent's process handling
+for the GIL. Only a flood of output is appended by a helper thread, so reading
+the pipe goes on while a big chunk is written (the GIL is free meanwhile).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from otto.agent.masking import Masker
+from otto.objectstore import ObjectNotFound, ObjectStore, OffsetMismatch
+
+FLUSH_BYTES = 4 << 20
+# A producer waits for the store when this much of its output is waiting.
+MAX_PENDING = 64 << 20
+FLUSH_INTERVAL = 0.2
+RETRY_DELAYS = (0.1, 0.5, 1.0)
+
+
+class LogWriter:
+    """The open logs of an agent, flushed on time by `tick()`."""
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        masker: Masker | None = None,
+        *,
+        flush_bytes: int = FLUSH_BYTES,
+        flush_interval: float = FLUSH_INTERVAL,
+    ) -> None:
+        self.store = store
+        self.masker = masker or Masker()
+        self.flush_bytes = flush_bytes
+        self.flush_interval = flush_interval
+        self.errors: list[str] = []
+        self._lock = threading.Lock()
+        self._open: list[LogStream] = []
+        self._unsealed: list[LogStream] = []
+        self._floods: list[LogStream] = []
+        self._flood_wakeup = threading.Condition(self._lock)
+        self._helper: threading.Thread | None = None
+        self._stopping = False
+
+    def open(self, key: str) -> LogStream:
+        stream = LogStream(self, key)
+        with self._lock:
+            self._open.append(stream)
+        return stream
+
+    def tick(self) -> float | None:
+        """Store what is due, seal closed logs; when (time.monotonic()) to tick next."""
+        with self._lock:
+            streams = list(self._open)
+            unsealed, self._unsealed = self._unsealed, []
+        now = time.monotonic()
+        soonest: float | None = None
+        for stream in streams:
+            due = stream.due_at()
+            if due is None:
+                continue
+            if due <= now:
+                stream.flush()
+            else:
+                soonest = due if soonest is None else min(soonest, due)
+        for stream in unsealed:
+            stream._seal()
+        return soonest
+
+    def close(self) -> list[str]:
+        """Close and seal every log; the errors met since the start."""
+        with self._lock:
+            streams = list(self._open)
+        for stream in streams:
+            stream.close()
+        with self._lock:
+            self._stopping = True
+            self._flood_wakeup.notify_all()
+            helper = self._helper
+        if helper is not None:
+            helper.join()
+        self.tick()
+        return self.errors
+
+    def _flood(self, stream: LogStream) -> None:
+        """Have the helper thread append what `stream` has waiting."""
+        with self._lock:
+            if stream not in self._floods:
+                self._floods.append(stream)
+                self._flood_wakeup.notify_all()
+            if self._helper is None:
+                self._helper = threading.Thread(target=self._help, name="otto log", daemon=True)
+                self._helper.start()
+
+    def _help(self) -> None:
+        while True:
+            with self._lock:
+                while not self._floods and not self._stopping:
+                    self._flood_wakeup.wait()
+                if not self._floods:
+                    return
+                stream = self._floods.pop(0)
+            stream.flush()
+
+    def _closed(self, stream: LogStream, seal: bool) -> None:
+        with self._lock:
+            self._open.remove(stream)
+            if seal:
+                self._unsealed.append(stream)
+
+
+class LogStream:
+    """One append-only log object: `write()` as output arrives, `close()` at the end."""
+
+    def __init__(self, writer: LogWriter, key: str) -> None:
+        self.key = key
+        self.error: str | None = None
+        self._writer = writer
+        self._store = writer.store
+        self._masker = writer.masker.stream()
+        self._lock = threading.Lock()  # the buffer
+        self._io = threading.Lock()  # one append at a time, in order
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        self._since: float | None = None  # when the oldest pending byte arrived
+        self._offset = 0
+        self._started = False
+        self._cleared = False
+        self._closed = False
+
+    @property
+    def size(self) -> int:
+        """Bytes stored so far."""
+        return self._offset
+
+    def write(self, data: bytes) -> None:
+        with self._lock:
+            if self._closed:
+                raise ValueError(f"log {self.key} is closed")
+            data = self._masker.feed(data)
+            if not data or self.error is not None:
+                return
+            if self._since is None:
+                # The first output is due at once: readers find the log early.
+                self._since = time.monotonic() if self._started else 0.0
+            self._pending.append(data)
+            self._pending_size += len(data)
+            size = self._pending_size
+        if size >= MAX_PENDING:
+            self.flush()  # the store is slower than the producer: wait for it
+        elif size >= self._writer.flush_bytes:
+            self._writer._flood(self)
+
+    def text(self, message: str) -> None:
+        """A line of text (a newline is added when missing)."""
+        self.write(message.encode() if message.endswith("\n") else f"{message}\n".encode())
+
+    def due_at(self) -> float | None:
+        since = self._since
+        return None if since is None else since + self._writer.flush_interval
+
+    def flush(self) -> None:
+        """Store everything written so far."""
+        with self._io:
+            with self._lock:
+                chunk = b"".join(self._pending)
+                self._pending.clear()
+                self._pending_size = 0
+                self._since = None
+            if chunk and self.error is None:
+                self._append(chunk)
+
+    def close(self) -> str | None:
+        """Store the rest and seal the log; the error that broke it, if any."""
+        with self._lock:
+            if self._closed:
+                return self.error
+            self._pending.append(self._masker.finish())
+            self._closed = True
+        self.flush()
+        with self._io:
+            if self.error is None and not self._started:
+                self._put_empty()
+        self._writer._closed(self, seal=self._started and self.error is None)
+        return self.error
+
+    def _append(self, chunk: bytes) -> None:
+        for delay in (*RETRY_DELAYS, None):
+            try:
+                self._started = True
+                size = self._store.append(self.key, self._offset, chunk)
+                if size != self._offset + len(chunk):  # a longer log was there already
+                    raise OffsetMismatch(self.key, self._offset, size)
+                self._offset = size
+                return
+            except OffsetMismatch as exc:
+                if self._offset == 0 and not self._cleared:
+                    self._cleared = True  # the log of an earlier attempt: start afresh
+                    try:
+                        self._store.delete(self.key)
+                    except ObjectNotFound:
+                        pass
+                    except Exception as error:
+                        self._fail(error)
+                        return
+                    continue
+                if not self._landed(chunk):
+                    self._fail(exc)
+                return
+            except Exception as exc:  # any store failure (a backend may raise its own errors)
+                if delay is None:
+                    self._fail(exc)
+                    return
+                time.sleep(delay)
+
+    def _landed(self, chunk: bytes) -> bool:
+        """After a refused append: did an earlier, unanswered try of this chunk land?"""
+        try:
+            size = self._store.head(self.key).size
+        except Exception:
+            return False
+        if size == self._offset + len(chunk):
+            self._offset = size
+            return True
+        return False
+
+    def _put_empty(self) -> None:
+        try:
+            self._store.put(self.key, b"", content_type="text/plain; charset=utf-8")
+        except Exception as exc:
+            self._fail(exc)
+
+    def _seal(self) -> None:
+        with self._io:
+            try:
+                self._store.compact(self.key)
+            except Exception as exc:
+                self._fail(exc, "sealing")
+
+    def _fail(self, exc: Exception, what: str = "storing") -> None:
+        with self._lock:
+            self.error = f"{what} log {self.key} failed: {exc}"
+            self._pending.clear()
+            self._pending_size = 0
+            self._since = None
+        self._writer.errors.append(self.error)

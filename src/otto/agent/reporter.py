@@ -1,0 +1,108 @@
+"""How an agent reports progress: a small interface, and a JSON-lines implementation.
+
+Every JSON line carries the pipeline, the context and the lease (opaque: e.g.
+id and epoch), so a receiver can fence out reports of a stale attempt:
+
+    {"event": "step_started", "pipeline", "context", "lease", "at", "step", "symbol"}
+    {"event": "step_finished", ..., "step", "symbol", "exit_code", "status", "reason", "log"}
+    {"event": "context_finished", ..., "status", "reason", "log"}
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from datetime import UTC, datetime
+from typing import IO, Any, Protocol
+
+from pydantic import JsonValue
+
+from otto.model import Step
+from otto.status import Status
+
+
+def step_log_key(pipeline: str, context: str, step: str) -> str:
+    return f"{pipeline}/{context}/{step}.log"
+
+
+def context_log_key(pipeline: str, context: str) -> str:
+    """The context's own log: validation errors, the checkout, the outcome."""
+    return f"{pipeline}/{context}/context.log"
+
+
+class Reporter(Protocol):
+    def step_started(self, step: Step) -> None: ...
+
+    def step_finished(
+        self, step: Step, exit_code: int | None, status: Status, reason: str | None
+    ) -> None: ...
+
+    def context_finished(self, status: Status, reason: str | None) -> None: ...
+
+
+class JsonLinesReporter:
+    """Writes one JSON object per line to `stream`, flushed per line."""
+
+    def __init__(
+        self,
+        stream: IO[str],
+        pipeline: str,
+        context: str,
+        lease: dict[str, JsonValue] | None = None,
+    ) -> None:
+        self.stream = stream
+        self.pipeline = pipeline
+        self.context = context
+        self.lease = lease or {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(
+        cls, path: str | None, pipeline: str, context: str, lease: dict[str, JsonValue]
+    ) -> JsonLinesReporter:
+        """To the file at `path` (appended to), or stdout when `path` is None."""
+        stream = sys.stdout if path is None else open(path, "a", encoding="utf-8")  # noqa: SIM115
+        return cls(stream, pipeline, context, lease)
+
+    def close(self) -> None:
+        if self.stream is not sys.stdout:
+            self.stream.close()
+
+    def step_started(self, step: Step) -> None:
+        self._emit("step_started", step=step.uuid, symbol=step.symbol)
+
+    def step_finished(
+        self, step: Step, exit_code: int | None, status: Status, reason: str | None
+    ) -> None:
+        self._emit(
+            "step_finished",
+            step=step.uuid,
+            symbol=step.symbol,
+            exit_code=exit_code,
+            status=status.value,
+            reason=reason,
+            log=step_log_key(self.pipeline, self.context, step.uuid),
+        )
+
+    def context_finished(self, status: Status, reason: str | None) -> None:
+        self._emit(
+            "context_finished",
+            status=status.value,
+            reason=reason,
+            log=context_log_key(self.pipeline, self.context),
+        )
+
+    def _emit(self, event: str, **fields: Any) -> None:
+        record = {
+            "event": event,
+            "pipeline": self.pipeline,
+            "context": self.context,
+            "lease": self.lease,
+            "at": datetime.now(UTC).isoformat(),
+            **fields,
+        }
+        line = json.dumps(record) + "\n"
+        with self._lock:
+            self.stream.write(line)
+            self.stream.flush()

@@ -1,0 +1,340 @@
+"""The agent: runs one context's steps, in order, in the context's own workspace.
+
+1. open the object store and the context's log (`<pipeline>/<context>/context.log`);
+2. fetch the step libraries the invocation lists, then check every step (nested
+   blocks included) against its manifest: any problem fails the context before
+   anything runs, each problem written to the context's log and the reason reported;
+3. make the workspace `<workspace_root>/<pipeline>/<context>` afresh, check out the
+   invocation's commit into it if asked (a failed checkout is an Error);
+4. start the control socket, run the steps; the first step that does not succeed
+   ends the context. Its status is the worst of that step's and the floor a step
+   set over the control socket; an abort or a terminate request ends it at once;
+5. store and seal every log, report `context_finished`.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from pydantic import BaseModel, Field, JsonValue
+
+from otto.agent.control import ENV_SOCKET, ENV_TOKEN
+from otto.agent.control.server import ControlServer
+from otto.agent.control.state import ControlState
+from otto.agent.invocation import Invocation
+from otto.agent.logstream import LogStream, LogWriter
+from otto.agent.masking import Masker, url_secrets
+from otto.agent.process import Interrupter, Stop
+from otto.agent.reporter import Reporter, context_log_key, step_log_key
+from otto.agent.steprun import StepRun
+from otto.agent.validate import Plan, plan_steps
+from otto.model import Step
+from otto.objectstore import ObjectStore, ObjectStoreError, open_store
+from otto.status import Status
+from otto.steps import git
+from otto.steps.api import StepFailure, StepOutcome
+from otto.steps.builtins import BUILTINS
+from otto.steps.library import LibraryError, StepLibrary, fetch_library, run_library_step
+from otto.steps.manifest import Manifest, standard_manifests
+
+
+class StepResult(BaseModel):
+    step: str
+    symbol: str
+    exit_code: int | None
+    status: Status
+    reason: str | None = None
+
+
+class ContextResult(BaseModel):
+    status: Status
+    reason: str | None = None
+    steps: list[StepResult] = Field(default_factory=list)
+    variables: dict[str, str] = Field(default_factory=dict)
+    workspace: str = ""
+
+
+def run_agent(invocation: Invocation, reporter: Reporter) -> ContextResult:
+    """Run the invocation's context to its end and report as it goes."""
+    return Agent(invocation, reporter).run()
+
+
+class _Ended(Exception):
+    """The context ends before its steps run (bad steps, no workspace, ...)."""
+
+    def __init__(self, status: Status, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class Agent:
+    """One context's run. `abort()` may be called from any thread or a signal handler."""
+
+    def __init__(self, invocation: Invocation, reporter: Reporter) -> None:
+        self.invocation = invocation
+        self.reporter = reporter
+        self.pipeline = invocation.pipeline
+        self.context = invocation.context.uuid
+        self.workspace = invocation.workspace.absolute()
+        self.cache_dir = invocation.cache.absolute()
+        self.token = secrets.token_hex(24)
+        hidden = [*invocation.secrets.values(), *url_secrets(invocation.object_store)]
+        self.masker = Masker(hidden, exact=[self.token])
+        self.interrupter = Interrupter()
+        self.control = ControlState(self.interrupter, self._say)
+        self.results: list[StepResult] = []
+        self.plan = Plan()
+        self.libraries: dict[str, StepLibrary] = {}
+        self._store: ObjectStore | None = None
+        self._writer: LogWriter | None = None
+        self._log: LogStream | None = None
+        self._private: Path | None = None
+        self._base_env: dict[str, str] = {}
+
+    # -- public --------------------------------------------------------------
+
+    def abort(self, reason: str = "aborted") -> None:
+        """Stop the running step's process group (SIGTERM, then SIGKILL); end Aborted."""
+        self.interrupter.request(Stop(Status.ABORTED, reason))
+
+    def run(self) -> ContextResult:
+        """Run the context to its end (once per Agent), report and return its outcome."""
+        status, reason = Status.ERROR, "internal error"
+        server: ControlServer | None = None
+        try:
+            try:
+                self._private = Path(tempfile.mkdtemp(prefix="otto-agent-"))
+                self._open_store()
+                self._say(f"context {self.invocation.context.name or self.context}")
+                self._prepare()
+                socket = self.private_dir / "control.sock"
+                server = ControlServer(socket, self.token, self.control.handle)
+                self._base_env = self._environment()
+                status, reason = self.run_steps(self.invocation.context.steps, self.workspace)
+                status, reason = self._final(status, reason)
+            except _Ended as end:
+                status, reason = end.status, end.reason
+        except Exception as exc:  # never a traceback: the context ends in Error, saying why
+            status, reason = Status.ERROR, f"agent error: {type(exc).__name__}: {exc}"
+        try:
+            status, reason = self._finish(server, status, reason)
+        except Exception as exc:
+            status, reason = Status.ERROR, f"agent error: {type(exc).__name__}: {exc}"
+        self.reporter.context_finished(status, reason)
+        return ContextResult(
+            status=status,
+            reason=reason,
+            steps=self.results,
+            variables=self.control.variables(),
+            workspace=str(self.workspace),
+        )
+
+    def _finish(
+        self, server: ControlServer | None, status: Status, reason: str | None
+    ) -> tuple[Status, str | None]:
+        """Stop the control socket, store and seal every log, clean up."""
+        try:
+            if server is not None:
+                server.close()
+            reason = self.masker.mask_text(reason) if reason else None
+            self._say(f"context {status.value}" + (f": {reason}" if reason else ""))
+            if self._log is not None:
+                self._log.close()
+            if self._writer is not None and (errors := self._writer.close()):
+                status, reason = Status.ERROR, errors[0]
+        finally:
+            if self._private is not None:
+                shutil.rmtree(self._private, ignore_errors=True)
+            self.interrupter.close()
+        return status, reason
+
+    # -- preparing -----------------------------------------------------------
+
+    def _open_store(self) -> None:
+        try:
+            self._store = open_store(self.invocation.object_store)
+        except (ObjectStoreError, ValueError) as exc:
+            raise _Ended(Status.ERROR, f"cannot open the object store: {exc}") from None
+        self._writer = LogWriter(self._store, self.masker)
+        self._log = self._writer.open(context_log_key(self.pipeline, self.context))
+
+    @property
+    def store(self) -> ObjectStore:
+        assert self._store is not None
+        return self._store
+
+    @property
+    def logs(self) -> LogWriter:
+        assert self._writer is not None
+        return self._writer
+
+    @property
+    def private_dir(self) -> Path:
+        """This run's 0700 directory: the control socket, library invocation files."""
+        assert self._private is not None
+        return self._private
+
+    def _prepare(self) -> None:
+        manifests = dict(standard_manifests())
+        self._load_libraries(manifests)
+        checks = {symbol: b.check for symbol, b in BUILTINS.items() if b.check is not None}
+        self.plan, problems = plan_steps(self.invocation.context.steps, manifests, checks)
+        if problems:
+            for problem in problems:
+                self._say(f"invalid: {problem}")
+            raise _Ended(Status.FAILED, "; ".join(problems))
+        # Credentials inside repository URLs (https://user:token@...) stay out of logs too.
+        urls = [str(p["url"]) for p in self.plan.params.values() if isinstance(p.get("url"), str)]
+        if self.invocation.checkout is not None:
+            urls.append(self.invocation.checkout.url)
+        self.masker.add([secret for url in urls for secret in url_secrets(url)])
+        try:
+            if self.workspace.exists():
+                shutil.rmtree(self.workspace)
+            self.workspace.mkdir(parents=True)
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _Ended(Status.ERROR, f"cannot prepare the workspace: {exc}") from None
+        self._say(f"workspace {self.workspace}")
+        checkout = self.invocation.checkout
+        if checkout is not None:
+            assert self._log is not None
+            run = StepRun(self, None, self.workspace, self._log, None)
+            try:
+                git.clone(
+                    run, checkout.url, self.workspace, branch=checkout.branch, ref=checkout.sha
+                )
+            except StepFailure as exc:
+                stop = self.interrupter.stop
+                if stop is not None:
+                    raise _Ended(stop.status, stop.reason) from None
+                raise _Ended(Status.ERROR, f"checkout failed: {exc.message}") from None
+
+    def _load_libraries(self, manifests: dict[str, Manifest]) -> None:
+        for ref in self.invocation.libraries:
+            try:
+                library = fetch_library(self.store, ref.name, ref.version, self.cache_dir)
+            except LibraryError as exc:
+                self._say(f"invalid: {exc}")
+                raise _Ended(Status.FAILED, str(exc)) from None
+            except ObjectStoreError as exc:
+                raise _Ended(Status.ERROR, f"cannot fetch step library {ref.name}: {exc}") from None
+            symbol = library.manifest.symbol
+            if symbol in manifests:
+                what = "a standard step" if symbol in BUILTINS else "another library's step"
+                message = f"step library {ref.name} {ref.version}: `{symbol}` is {what}"
+                self._say(f"invalid: {message}")
+                raise _Ended(Status.FAILED, message)
+            manifests[symbol] = library.manifest
+            self.libraries[symbol] = library
+
+    def _environment(self) -> dict[str, str]:
+        inv = self.invocation
+        env = dict(os.environ)
+        env.update(inv.context.environment)
+        env.update(inv.secrets)
+        env.update(
+            OTTO="true",
+            CI="true",
+            OTTO_PIPELINE=self.pipeline,
+            OTTO_CONTEXT=self.context,
+            OTTO_WORKSPACE=str(self.workspace),
+        )
+        env[ENV_SOCKET] = str(self.private_dir / "control.sock")
+        env[ENV_TOKEN] = self.token
+        return env
+
+    # -- running -------------------------------------------------------------
+
+    def run_steps(
+        self, steps: list[Step], cwd: Path, deadline: float | None = None
+    ) -> tuple[Status, str | None]:
+        """Run steps in order until one does not succeed; (its status, its reason)."""
+        for step in steps:
+            if self.interrupter.stop is not None:
+                return self.interrupter.stop.status, self.interrupter.stop.reason
+            result = self._run_step(step, cwd, deadline)
+            if result.status is not Status.SUCCESS:
+                return result.status, result.reason
+        stop = self.interrupter.stop
+        return (stop.status, stop.reason) if stop else (Status.SUCCESS, None)
+
+    def _run_step(self, step: Step, cwd: Path, parent_deadline: float | None) -> StepResult:
+        params = self.plan.params[step.uuid]
+        deadline = parent_deadline
+        if step.uuid in self.plan.timeouts:
+            own = time.monotonic() + self.plan.timeouts[step.uuid]
+            deadline = own if deadline is None else min(deadline, own)
+        self.reporter.step_started(step)
+        log = self.logs.open(step_log_key(self.pipeline, self.context, step.uuid))
+        run = StepRun(self, step, cwd, log, deadline)
+        exit_code: int | None
+        try:
+            outcome = self._execute(run, step, params)
+            exit_code, status, reason = outcome.exit_code, outcome.final_status, outcome.reason
+        except StepFailure as exc:
+            log.text(exc.message)
+            exit_code, status, reason = exc.exit_code, Status.FAILED, exc.message
+        except ObjectStoreError as exc:
+            log.text(f"object store: {exc}")
+            exit_code, status, reason = None, Status.ERROR, f"object store: {exc}"
+        except OSError as exc:  # the workspace's filesystem refused something
+            message = f"`{step.symbol}`: {exc}"
+            log.text(message)
+            exit_code, status, reason = 1, Status.FAILED, message
+        except Exception as exc:
+            message = f"internal error in `{step.symbol}`: {type(exc).__name__}: {exc}"
+            log.text(message)
+            exit_code, status, reason = None, Status.ERROR, message
+        stop = run.stop
+        if stop is None and deadline is not None and time.monotonic() >= deadline:
+            stop = Stop(Status.FAILED, "timeout")
+        if stop is not None and status is not Status.ERROR:
+            status, reason = stop.status, stop.reason
+            log.text(f"[otto] step stopped: {stop.reason}")
+        if status is not Status.SUCCESS and reason is None:
+            reason = f"exit code {exit_code}"
+        if error := log.close():
+            status, reason = Status.ERROR, error
+        reason = self.masker.mask_text(reason) if reason else None
+        result = StepResult(
+            step=step.uuid, symbol=step.symbol, exit_code=exit_code, status=status, reason=reason
+        )
+        self.results.append(result)
+        self._say(
+            f"step {step.symbol} {step.uuid}: {status.value}" + (f" ({reason})" if reason else "")
+        )
+        self.reporter.step_finished(step, exit_code, status, reason)
+        return result
+
+    def _execute(self, run: StepRun, step: Step, params: dict[str, JsonValue]) -> StepOutcome:
+        library = self.libraries.get(step.symbol)
+        if library is not None:
+            return run_library_step(run, library, params)
+        return BUILTINS[step.symbol].run(run, params)
+
+    def _final(self, status: Status, reason: str | None) -> tuple[Status, str | None]:
+        floor = self.control.floor
+        if floor.rank > status.rank:
+            return floor, "status set by a step"
+        return status, reason
+
+    # -- helpers ---------------------------------------------------------------
+
+    def step_env(self, step: Step | None) -> dict[str, str]:
+        """The environment of a step: the base one, captured variables, OTTO_STEP."""
+        env = dict(self._base_env or self._environment())
+        env.update({f"VAR_{k}": v for k, v in self.control.variables().items()})
+        if step is not None:
+            env["OTTO_STEP"] = step.uuid
+        return env
+
+    def _say(self, line: str) -> None:
+        if self._log is not None:
+            self._log.text(f"[otto] {line}")

@@ -1,0 +1,159 @@
+"""`HttpObjectStore`: the `ObjectStore` interface over the server's HTTP API (see
+`otto.objectstore.http`), for agents and tools on other machines. Errors come back
+as the same exception classes the server-side store raised."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from otto.objectstore.base import (
+    CHUNK_SIZE,
+    DEFAULT_CONTENT_TYPE,
+    Data,
+    ObjectInfo,
+    ObjectStore,
+    ObjectStream,
+    check_content_type,
+    check_range,
+)
+from otto.objectstore.errors import (
+    InvalidArgument,
+    InvalidKey,
+    KeyConflict,
+    ObjectNotFound,
+    ObjectStoreError,
+    ObjectTooLarge,
+    OffsetMismatch,
+)
+from otto.objectstore.http import APPEND_HEADER
+from otto.objectstore.keys import validate_key, validate_prefix
+
+_SIMPLE: dict[str, type[ObjectStoreError]] = {
+    "invalid_key": InvalidKey,
+    "invalid_argument": InvalidArgument,
+    "not_found": ObjectNotFound,
+    "key_conflict": KeyConflict,
+}
+
+
+def _stream_of(data: Any) -> Iterator[bytes]:
+    while chunk := data.read(CHUNK_SIZE):
+        yield chunk
+
+
+class HttpObjectStore(ObjectStore):
+    def __init__(self, base_url: str, token: str | None = None, timeout: float = 60.0) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=10.0),
+        )
+
+    def __repr__(self) -> str:
+        return f"HttpObjectStore({self.base_url!r})"
+
+    def close(self) -> None:
+        self._http.close()
+
+    @staticmethod
+    def _url(key: str) -> str:
+        return "/v1/objects/" + quote(validate_key(key), safe="/")
+
+    @staticmethod
+    def _error(key: str, response: httpx.Response, offset: int = 0) -> ObjectStoreError:
+        code = response.headers.get("x-otto-error", "")
+        error: dict[str, Any] = {"code": code, "message": f"HTTP {response.status_code}"}
+        if response.request.method != "HEAD":
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                error = {**error, **response.json()["error"]}
+        message = str(error["message"])
+        if code == "offset_mismatch":
+            return OffsetMismatch(key, offset, int(error.get("current_size", 0)))
+        if code == "too_large":
+            return ObjectTooLarge(key, int(error.get("limit", 0)))
+        if code in _SIMPLE:
+            return _SIMPLE[code](message)
+        return ObjectStoreError(f"{response.request.method} {key!r}: {message}")
+
+    def _check(self, key: str, response: httpx.Response, offset: int = 0) -> httpx.Response:
+        if response.status_code >= 400:
+            response.read()
+            raise self._error(key, response, offset)
+        return response
+
+    @staticmethod
+    def _info(key: str, response: httpx.Response) -> ObjectInfo:
+        headers = response.headers
+        size = int(headers.get("content-length", 0))
+        if response.status_code == 206:
+            size = int(headers["content-range"].rpartition("/")[2])
+        return ObjectInfo(
+            key=key,
+            size=size,
+            content_type=headers.get("content-type", DEFAULT_CONTENT_TYPE),
+            sha256=headers.get("x-otto-sha256"),
+            modified=datetime.fromisoformat(headers["x-otto-modified"]),
+        )
+
+    def put(self, key: str, data: Data, content_type: str | None = None) -> ObjectInfo:
+        url = self._url(key)
+        headers = {"Content-Type": check_content_type(content_type)}
+        if isinstance(data, bytes | bytearray | memoryview):
+            content: Any = bytes(data)
+        else:
+            content = _stream_of(data)
+        response = self._http.put(url, content=content, headers=headers)
+        return ObjectInfo.from_json(self._check(key, response).json())
+
+    def open(self, key: str, start: int = 0, end: int | None = None) -> ObjectStream:
+        url = self._url(key)
+        check_range(start, end)
+        if end is not None and end == start:
+            return ObjectStream(self.head(key), iter(()))
+        headers = {}
+        if start or end is not None:
+            headers["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
+        response = self._http.send(
+            self._http.build_request("GET", url, headers=headers), stream=True
+        )
+        if response.status_code == 416:  # starts at or after the end: nothing to read
+            response.close()
+            return ObjectStream(self.head(key), iter(()))
+        self._check(key, response)
+        return ObjectStream(
+            self._info(key, response), response.iter_bytes(CHUNK_SIZE), response.close
+        )
+
+    def head(self, key: str) -> ObjectInfo:
+        response = self._check(key, self._http.head(self._url(key)))
+        return self._info(key, response)
+
+    def delete(self, key: str) -> None:
+        self._check(key, self._http.delete(self._url(key)))
+
+    def list(self, prefix: str = "") -> list[ObjectInfo]:
+        validate_prefix(prefix)
+        response = self._check(prefix, self._http.get("/v1/objects", params={"prefix": prefix}))
+        return [ObjectInfo.from_json(item) for item in response.json()]
+
+    def append(self, key: str, offset: int, data: bytes, content_type: str | None = None) -> int:
+        url = self._url(key)
+        if offset < 0:
+            raise InvalidArgument(f"append offset {offset} is negative")
+        headers = {APPEND_HEADER: str(offset)}
+        if content_type is not None:
+            headers["Content-Type"] = check_content_type(content_type)
+        response = self._http.put(url, content=bytes(data), headers=headers)
+        return int(self._check(key, response, offset).json()["size"])
+
+    def compact(self, key: str) -> ObjectInfo:
+        response = self._http.post(self._url(key), params={"action": "compact"})
+        return ObjectInfo.from_json(self._check(key, response).json())

@@ -1,0 +1,80 @@
+"""The control socket, used from real `sh` steps through the shell client."""
+
+from __future__ import annotations
+
+import subprocess
+
+from agentkit import CONTROL, PYTHON, AgentHarness, context, sh
+
+
+def test_capture_and_drop_variables(harness: AgentHarness) -> None:
+    ctx = context(
+        sh(f"{CONTROL} capture VERSION 1.2.3 && {CONTROL} capture other 'a b'"),
+        sh('echo "v=$VAR_VERSION o=$VAR_other"'),
+        sh(f"{CONTROL} drop VERSION"),
+        sh('echo "v=${VAR_VERSION-unset}"'),
+    )
+    out = harness.run(ctx)
+    assert out.status == "Success"
+    assert out.log(1).splitlines()[-1] == "v=1.2.3 o=a b"
+    assert out.log(3).splitlines()[-1] == "v=unset"
+    assert out.result.variables == {"other": "a b"}
+    assert "captured variable VAR_VERSION" in out.context_log
+
+
+def test_set_pipeline_status_makes_the_context_no_better(harness: AgentHarness) -> None:
+    ctx = context(sh(f"{CONTROL} set-status unstable"), sh("touch after"))
+    out = harness.run(ctx)
+    assert out.status == "Unstable"
+    assert [s.status.value for s in out.result.steps] == ["Success", "Success"]
+    assert (out.workspace / "after").exists()
+    assert out.events[-1]["status"] == "Unstable"
+
+
+def test_a_worse_step_outcome_still_wins(harness: AgentHarness) -> None:
+    out = harness.run(context(sh(f"{CONTROL} set-status Unstable; exit 1")))
+    assert out.status == "Failed"
+
+
+def test_terminate_ends_the_context_now(harness: AgentHarness) -> None:
+    script = f"{CONTROL} terminate Success 'nothing to do'; sleep 300"
+    ctx = context(sh(script), sh("touch after"))
+    out = harness.run(ctx)
+    assert out.status == "Success"
+    assert out.result.reason == "terminated: nothing to do"
+    assert out.elapsed < 10
+    assert not (out.workspace / "after").exists()
+    assert len(out.result.steps) == 1
+
+    failed = harness.run(context(sh(f"{CONTROL} terminate Failed; sleep 300"), sh("true")))
+    assert (failed.status, failed.result.reason) == ("Failed", "terminated")
+
+
+def test_the_socket_is_private_and_needs_the_token(harness: AgentHarness) -> None:
+    script = (
+        'stat -c %a "$OTTO_CONTROL_SOCKET" "$(dirname "$OTTO_CONTROL_SOCKET")"\n'
+        f"OTTO_CONTROL_TOKEN=wrong {CONTROL} set-status Failed || echo refused=$?\n"
+        f"{CONTROL} set-status Bogus || echo bad=$?\n"
+        f"{CONTROL} nonsense || echo usage=$?"
+    )
+    out = harness.run(context(sh(script)))
+    assert out.status == "Success"
+    lines = out.log().splitlines()
+    assert "600" in lines and "700" in lines
+    assert "refused=1" in lines
+    assert "bad=1" in lines
+    assert "usage=64" in lines
+    assert "otto control: missing or wrong control token" in out.log()
+
+
+def test_the_client_outside_a_step_says_so() -> None:
+    proc = subprocess.run(
+        [PYTHON, "-m", "otto.agent.control", "set-status", "Unstable"],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
+        timeout=30,
+    )
+    assert proc.returncode == 1
+    assert "not inside an Otto step" in proc.stderr
+    assert "Traceback" not in proc.stderr
