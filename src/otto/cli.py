@@ -130,6 +130,16 @@ def server_command(
     serve(settings)
 
 
+@app.command("agent")
+def agent_command(
+    invocation: str = typer.Option(..., "--invocation", help="The invocation JSON file."),
+) -> None:
+    """Run one context of a pipeline (what orchestrators launch); exit code = its status."""
+    from otto.agent import agent_main
+
+    raise typer.Exit(agent_main(invocation))
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         code = app(args=argv, prog_name="otto", standalone_mode=False)

@@ -21,6 +21,8 @@ class Settings:
     db: str = ""  # a SQLite path or a postgresql:// URL; default $OTTO_HOME/otto.db
     objects: str = ""  # an object-store URL; default $OTTO_HOME/objects
     lease_seconds: float = 30.0
+    concurrency: int = 0  # contexts the local orchestrator runs at once; 0: 2 × cores
+    auction_window: float = 0.05  # seconds an auction waits for bids
 
     @property
     def db_url(self) -> str:
@@ -29,6 +31,14 @@ class Settings:
     @property
     def objects_url(self) -> str:
         return self.objects or str(self.home / "objects")
+
+    @property
+    def workspaces(self) -> Path:
+        return self.home / "workspaces"
+
+    @property
+    def local_capacity(self) -> int:
+        return self.concurrency or 2 * (os.cpu_count() or 1)
 
 
 def load_settings(
@@ -45,4 +55,6 @@ def load_settings(
         db=db or env.get("OTTO_DB", ""),
         objects=env.get("OTTO_OBJECTS", ""),
         lease_seconds=float(env.get("OTTO_LEASE_SECONDS", 30.0)),
+        concurrency=int(env.get("OTTO_CONCURRENCY", 0)),
+        auction_window=float(env.get("OTTO_AUCTION_WINDOW", 0.05)),
     )

@@ -18,9 +18,11 @@ from starlette.routing import BaseRoute, Route
 
 from otto import __version__
 from otto.api import openapi, routes
+from otto.auction import Auctioneer
 from otto.config import Settings
 from otto.objectstore import http as objects_http
 from otto.objectstore import open_store as open_object_store
+from otto.orchestrator import Orchestrator
 from otto.psm import PipelineStateMachine, open_store
 from otto.psm.api import PsmApi
 
@@ -51,6 +53,17 @@ def build_app(settings: Settings) -> Starlette:
     settings.home.mkdir(parents=True, exist_ok=True)
     psm = PipelineStateMachine(open_store(settings.db_url), lease_seconds=settings.lease_seconds)
     watcher = DeadlineWatcher(psm)
+    auctioneer = Auctioneer(psm, window=settings.auction_window)
+    local = Orchestrator(
+        psm,
+        auctioneer,
+        settings.objects_url,
+        settings.workspaces,
+        name="local",
+        capacity=settings.local_capacity,
+        lease_seconds=settings.lease_seconds,
+    )
+    auctioneer.register(local)
     endpoints = PsmApi(psm).endpoints()
     document = openapi(endpoints, "Otto", __version__)
 
@@ -63,9 +76,13 @@ def build_app(settings: Settings) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         watcher.start()
+        local.start()
+        auctioneer.start()
         try:
             yield
         finally:
+            auctioneer.stop()
+            local.stop()
             watcher.stop()
             psm.close()
 
@@ -77,6 +94,7 @@ def build_app(settings: Settings) -> Starlette:
     ]
     app = Starlette(routes=app_routes, lifespan=lifespan)
     app.state.psm = psm
+    app.state.auctioneer = auctioneer
     app.state.settings = settings
     return app
 

@@ -6,15 +6,17 @@ writer (one transaction, group-committed); reads run on snapshots.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from otto.model import Pipeline
+from otto import model as pipeline_model
+from otto.model import Context, Pipeline
 from otto.psm import flow, views
 from otto.psm.events import EventHub
 from otto.psm.ledger import Cause, move, record_creation
-from otto.psm.records import Conflict, Lease, StaleLease, Transition
+from otto.psm.records import Conflict, Lease, NotFound, StaleLease, Transition
 from otto.psm.states import (
     ABORTING,
     AUCTION_COMPLETED,
@@ -32,6 +34,7 @@ from otto.psm.store.base import Row, Store, Tx
 from otto.status import Status
 
 DEFAULT_LEASE_SECONDS = 30.0
+MODEL_CACHE = 256
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class PipelineStateMachine:
         self.store = store
         self.lease_seconds = lease_seconds
         self.events = EventHub(store)
+        self._models: dict[str, Pipeline] = {}
         store.on_commit = self.events.publish
 
     def close(self) -> None:
@@ -79,6 +83,23 @@ class PipelineStateMachine:
 
     def get(self, uuid: str) -> dict[str, Any]:
         return self.store.read(lambda tx: views.pipeline(tx, uuid))
+
+    def model(self, uuid: str) -> Pipeline:
+        """A stored pipeline's model (immutable once stored, so cached)."""
+        cached = self._models.get(uuid)
+        if cached is None:
+            row = self.store.read(lambda tx: views.pipeline_row(tx, uuid))
+            cached = pipeline_model.load(json.loads(row["model"]))
+            if len(self._models) >= MODEL_CACHE:
+                self._models.pop(next(iter(self._models)))
+            self._models[uuid] = cached
+        return cached
+
+    def context_model(self, pipeline: str, context: str) -> Context:
+        found = next((c for c in self.model(pipeline).contexts() if c.uuid == context), None)
+        if found is None:
+            raise NotFound(f"no context {context} in pipeline {pipeline}")
+        return found
 
     def list(self, **filters: Any) -> tuple[list[dict[str, Any]], str | None]:
         return self.store.read(lambda tx: views.pipelines(tx, **filters))

@@ -84,6 +84,9 @@ class Store(ABC):
     def read(self, fn: Callable[[Any], T]) -> T:
         """Run `fn(tx)` on a read-only snapshot, concurrently with the writer."""
 
+    def listen(self, on_seq: Callable[[int], None]) -> None:  # noqa: B027 - optional hook
+        """Call `on_seq(newest)` when another process commits transitions (none by default)."""
+
     def close(self) -> None:
         with self._closing:
             if self._closed:

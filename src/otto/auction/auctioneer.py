@@ -1,0 +1,236 @@
+"""The auctioneer (DESIGN §5): open contexts go to the cheapest able orchestrator.
+
+When contexts wait for an orchestrator (a batch reached `AuctionStarted`, a
+winner gave one back, an orchestrator registered or freed capacity), the
+auctioneer opens an auction of all of them and announces it to every
+registered orchestrator that can run at least one. Each answers with a cost
+per context it will take (or none). The auction closes as soon as every
+invited orchestrator has answered, or when the window ends; each context goes
+to its cheapest bid (ties: the orchestrator's name), which the PSM records as
+the award. A context nobody bid for stays open and is auctioned again on the
+next change. With one in-process orchestrator, which answers inside
+`announce`, an auction closes without waiting at all.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from otto.auction.requirements import Capabilities, Requirements
+from otto.psm import Conflict, NotFound, PipelineStateMachine
+
+log = logging.getLogger("otto.auction")
+
+DEFAULT_WINDOW = 0.05  # seconds
+RETRY_EVERY = 2.0  # seconds between auctions of contexts nobody bid for
+HISTORY = 200  # closed auctions kept for GET /v1/auctions
+
+
+@dataclass(frozen=True)
+class Lot:
+    """One context up for auction."""
+
+    context: str
+    pipeline: str
+    name: str
+    needs: Requirements
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "context": self.context,
+            "pipeline": self.pipeline,
+            "name": self.name,
+            "needs": self.needs.to_dict(),
+        }
+
+
+@dataclass
+class Auction:
+    id: int
+    lots: list[Lot]
+    invited: set[str]
+    opened_at: float = field(default_factory=time.time)
+    answered: set[str] = field(default_factory=set)
+    bids: dict[str, dict[str, float]] = field(default_factory=dict)  # context → bidder → cost
+    awards: dict[str, str] = field(default_factory=dict)  # context → orchestrator
+    closed_at: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "state": "closed" if self.closed_at else "open",
+            "opened_at": self.opened_at,
+            "closed_at": self.closed_at,
+            "lots": [lot.to_dict() for lot in self.lots],
+            "invited": sorted(self.invited),
+            "answered": sorted(self.answered),
+            "bids": [
+                {"context": ctx, "orchestrator": who, "cost": cost}
+                for ctx, offers in self.bids.items()
+                for who, cost in sorted(offers.items())
+            ],
+            "awards": self.awards,
+        }
+
+
+class Bidder(Protocol):
+    """An orchestrator as the auctioneer sees it."""
+
+    name: str
+    capabilities: Capabilities
+
+    def announce(self, auction: Auction) -> None:
+        """Hear of an auction; answer (now or later) with `Auctioneer.bid`."""
+
+    def awarded(self, lot: Lot) -> None:
+        """The orchestrator won `lot`: it may claim the context."""
+
+
+class Auctioneer:
+    def __init__(self, psm: PipelineStateMachine, window: float = DEFAULT_WINDOW) -> None:
+        self.psm = psm
+        self.window = window
+        self._bidders: dict[str, Bidder] = {}
+        self._open: Auction | None = None
+        self._history: deque[Auction] = deque(maxlen=HISTORY)
+        self._ids = itertools.count(1)
+        self._lock = threading.Condition()
+        self._poked = threading.Event()
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # -- orchestrators ----------------------------------------------------------
+    def register(self, bidder: Bidder) -> None:
+        with self._lock:
+            self._bidders[bidder.name] = bidder
+        self.poke()
+
+    def unregister(self, name: str) -> None:
+        with self._lock:
+            self._bidders.pop(name, None)
+            if self._open is not None:
+                self._open.invited.discard(name)
+                self._lock.notify_all()
+
+    def bidders(self) -> list[Bidder]:
+        with self._lock:
+            return list(self._bidders.values())
+
+    def bid(self, auction_id: int, orchestrator: str, costs: dict[str, float]) -> bool:
+        """An orchestrator's answer: a cost per context it will run (empty: none)."""
+        with self._lock:
+            auction = self._open
+            if auction is None or auction.id != auction_id or orchestrator not in auction.invited:
+                return False
+            lots = {lot.context for lot in auction.lots}
+            for context, cost in costs.items():
+                if context in lots:
+                    auction.bids.setdefault(context, {})[orchestrator] = float(cost)
+            auction.answered.add(orchestrator)
+            self._lock.notify_all()
+            return True
+
+    # -- running ------------------------------------------------------------------
+    def poke(self) -> None:
+        """Something changed that may let waiting contexts go: auction them."""
+        self._poked.set()
+
+    def start(self) -> None:
+        for target, name in ((self._run, "auctioneer"), (self._watch, "auction-watch")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._poked.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def auctions(self) -> list[dict[str, Any]]:
+        """The open auction (if any) and the recent ones, newest first."""
+        with self._lock:
+            found = list(self._history)
+            if self._open is not None:
+                found.append(self._open)
+            return [a.to_dict() for a in reversed(found)]
+
+    def _watch(self) -> None:
+        """Poke on every transition that can open or free work."""
+        for t in self.psm.events.stream(after=self.psm.events.last_seq, stop=self._stopping):
+            if t.to_state == "AuctionStarted" or t.entity in ("context", "pipeline"):
+                self.poke()
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            self._poked.wait(RETRY_EVERY)
+            self._poked.clear()
+            if self._stopping.is_set():
+                return
+            try:
+                self.run_round()
+            except Exception:  # keep auctioning; the next round retries
+                log.exception("auction round failed")
+
+    def run_round(self) -> Auction | None:
+        """Auction every context that waits for an orchestrator; None if nothing to do."""
+        lots = self._lots()
+        with self._lock:
+            invited = {
+                name
+                for name, b in self._bidders.items()
+                if any(b.capabilities.satisfy(lot.needs) for lot in lots)
+            }
+            if not lots or not invited:
+                return None
+            auction = Auction(next(self._ids), lots, invited)
+            self._open = auction
+            bidders = [self._bidders[name] for name in invited]
+        for bidder in bidders:
+            try:
+                bidder.announce(auction)
+            except Exception:
+                log.exception("orchestrator %s failed to hear auction %d", bidder.name, auction.id)
+                self.bid(auction.id, bidder.name, {})
+        deadline = auction.opened_at + self.window
+        with self._lock:
+            while auction.answered < auction.invited and time.time() < deadline:
+                self._lock.wait(max(0.0, deadline - time.time()))
+            auction.closed_at = time.time()
+            self._open = None
+            self._history.append(auction)
+        self._award(auction)
+        return auction
+
+    def _lots(self) -> list[Lot]:
+        lots = []
+        for row in self.psm.open_contexts():
+            try:
+                context = self.psm.context_model(row["pipeline"], row["uuid"])
+            except NotFound:
+                continue
+            lots.append(
+                Lot(row["uuid"], row["pipeline"], context.name, Requirements.of(context.properties))
+            )
+        return lots
+
+    def _award(self, auction: Auction) -> None:
+        for lot in auction.lots:
+            offers = auction.bids.get(lot.context)
+            if not offers:
+                continue
+            winner = min(offers.items(), key=lambda offer: (offer[1], offer[0]))[0]
+            try:
+                self.psm.award(lot.context, winner)
+            except Conflict:
+                continue  # the context moved on meanwhile (e.g. the run was aborted)
+            auction.awards[lot.context] = winner
+            bidder = self._bidders.get(winner)
+            if bidder is not None:
+                bidder.awarded(lot)

@@ -1,0 +1,10 @@
+"""Orchestrators (DESIGN §1, §5): bid for contexts, provision workspaces, run agents.
+
+Entry point: `Orchestrator(executor, bids, objects_url, workspace_root, ...)`,
+in `otto server` (the local orchestrator) or on its own machine.
+"""
+
+from otto.orchestrator.orchestrator import Executor, Orchestrator
+from otto.orchestrator.pool import AgentProcess, WarmPool
+
+__all__ = ["AgentProcess", "Executor", "Orchestrator", "WarmPool"]
