@@ -119,6 +119,13 @@ class PsmApi:
                 responses={202: "abort under way", 409: "already complete"},
             ),
             Endpoint(
+                "POST",
+                "/v1/pipelines/{uuid}/retry",
+                self.retry,
+                "Re-run a finished run's failed, errored, aborted and skipped contexts",
+                responses={202: "retrying", 409: "still running, or nothing to retry"},
+            ),
+            Endpoint(
                 "GET",
                 "/v1/events",
                 self.events,
@@ -244,8 +251,18 @@ class PsmApi:
             raise _translate(exc) from None
         return JSONResponse({"uuid": request.path_params["uuid"], "aborting": True}, 202)
 
+    def retry(self, request: Request) -> Response:
+        uuid = request.path_params["uuid"]
+        try:
+            retried = self.psm.retry(uuid, actor=_actor(request))
+        except (NotFound, Conflict) as exc:
+            raise _translate(exc) from None
+        return JSONResponse({"uuid": uuid, "retried": retried}, 202)
+
     def table(self, request: Request) -> Response:
-        return JSONResponse({"transitions": states.table()})
+        return JSONResponse(
+            {"transitions": states.table(), "retry": states.table(states.RETRY_ALLOWED)}
+        )
 
     # -- events --------------------------------------------------------------------
     async def events(self, request: Request) -> Response:

@@ -188,3 +188,51 @@ def abort_pipeline(tx: Tx, pipeline: str, cause: Cause) -> None:
     for ctx in contexts_of(tx, pipeline, live["idx"]):
         stop_context(tx, ctx, cause)
     settle_batch(tx, pipeline, live["idx"], cause)
+
+
+RETRYABLE = frozenset({Status.FAILED.value, Status.ERROR.value, Status.ABORTED.value, NOT_RUN})
+
+
+def retry_pipeline(tx: Tx, pipeline: str, cause: Cause) -> list[str]:
+    """Run the failed, errored, aborted and skipped contexts of a finished run again.
+
+    What succeeded stays; each retried context gets a new attempt (and a new
+    auction). The run resumes at the first batch with anything to redo.
+    """
+    run = _pipeline(tx, pipeline)
+    batches = tx.all("SELECT * FROM batches WHERE pipeline = ? ORDER BY idx", pipeline)
+    redo = [
+        c for b in batches for c in contexts_of(tx, pipeline, b["idx"]) if c["state"] in RETRYABLE
+    ]
+    if not redo:
+        return []
+    tx.run("UPDATE pipelines SET abort_requested = 0 WHERE uuid = ?", pipeline)
+    move(tx, pipeline, Entity.PIPELINE, pipeline, run["state"], RUNNING, cause)
+    for ctx in redo:
+        move(
+            tx,
+            pipeline,
+            Entity.CONTEXT,
+            ctx["uuid"],
+            ctx["state"],
+            PENDING,
+            cause,
+            columns={"orchestrator": None, "lease_expires": None, "finished_at": None},
+        )
+        for step in tx.all("SELECT uuid, state FROM steps WHERE context = ?", ctx["uuid"]):
+            move(
+                tx,
+                pipeline,
+                Entity.STEP,
+                step["uuid"],
+                step["state"],
+                PENDING,
+                cause,
+                columns={"exit_code": None, "started_at": None, "finished_at": None},
+            )
+    first = min(c["batch"] for c in redo)
+    for batch in batches:
+        if batch["idx"] >= first:
+            move(tx, pipeline, Entity.BATCH, str(batch["idx"]), batch["state"], PENDING, cause)
+    start_batch(tx, pipeline, first, cause)
+    return [c["uuid"] for c in redo]

@@ -54,7 +54,7 @@ def move(
 
     `columns` are further columns of the entity's row to set in the same update.
     """
-    check(entity, ident, current, wanted)
+    check(entity, ident, current, wanted, cause.reason)
     now = time.time()
     table, keys = _ROWS[entity]
     sets = {"state": wanted, **(columns or {})}

@@ -26,6 +26,7 @@ from otto.psm.states import (
     EXECUTING,
     PENDING,
     PROVISIONING,
+    RETRY,
     RUNNING,
     TERMINAL,
     Entity,
@@ -115,6 +116,20 @@ class PipelineStateMachine:
             flow.abort_pipeline(tx, uuid, Cause(actor, flow.USER_ABORT))
 
         self.store.write(work)
+
+    def retry(self, uuid: str, actor: str = "api") -> list[str]:
+        """Re-run a finished run's failed, errored, aborted and skipped contexts."""
+
+        def work(tx: Tx) -> list[str]:
+            run = views.pipeline_row(tx, uuid)
+            if run["state"] not in TERMINAL[Entity.PIPELINE]:
+                raise Conflict(f"pipeline {uuid} is still {run['state']}", run["state"])
+            retried = flow.retry_pipeline(tx, uuid, Cause(actor, RETRY))
+            if not retried:
+                raise Conflict(f"pipeline {uuid} has nothing to retry", run["state"])
+            return retried
+
+        return self.store.write(work)
 
     # -- auctions ---------------------------------------------------------------
     def open_contexts(self) -> list[Row]:

@@ -79,23 +79,41 @@ TERMINAL: dict[Entity, frozenset[str]] = {
     for entity, table in ALLOWED.items()
 }
 
+# A retry (`POST /v1/pipelines/{uuid}/retry`) is the one way out of a terminal state:
+# these moves are allowed only to a transition whose reason is RETRY.
+RETRY = "retry"
+RETRY_ALLOWED: dict[Entity, dict[str, frozenset[str]]] = {
+    Entity.PIPELINE: {COMPLETE: frozenset({RUNNING})},
+    Entity.BATCH: {COMPLETE: frozenset({PENDING}), NOT_RUN: frozenset({PENDING})},
+    Entity.CONTEXT: {
+        state: frozenset({PENDING})
+        for state in (Status.FAILED, Status.ERROR, Status.ABORTED, NOT_RUN)
+    },
+    Entity.STEP: {state: frozenset({PENDING}) for state in (*OUTCOMES, NOT_RUN)},
+}
+
 # Batch states in which its contexts have been handed out (auction is over).
 BATCH_AWARDED = frozenset({AUCTION_COMPLETED, PROVISIONING, EXECUTING})
 BATCH_LIVE = frozenset(_BATCH_LIVE)
 
 
-def check(entity: Entity, ident: str, current: str, wanted: str) -> None:
-    if wanted not in ALLOWED[entity].get(current, frozenset()):
-        raise IllegalTransition(entity, ident, current, wanted)
+def check(entity: Entity, ident: str, current: str, wanted: str, reason: str | None = None) -> None:
+    if wanted in ALLOWED[entity].get(current, frozenset()):
+        return
+    if reason == RETRY and wanted in RETRY_ALLOWED[entity].get(current, frozenset()):
+        return
+    raise IllegalTransition(entity, ident, current, wanted)
 
 
 def is_terminal(entity: Entity, state: str) -> bool:
     return state in TERMINAL[entity]
 
 
-def table() -> dict[str, dict[str, list[str]]]:
-    """The transition table as JSON-ready data, for the API."""
+def table(
+    allowed: dict[Entity, dict[str, frozenset[str]]] = ALLOWED,
+) -> dict[str, dict[str, list[str]]]:
+    """A transition table as JSON-ready data, for the API."""
     return {
         entity.value: {state: sorted(nexts) for state, nexts in states.items()}
-        for entity, states in ALLOWED.items()
+        for entity, states in allowed.items()
     }
