@@ -117,16 +117,18 @@ def server_command(
     port: int = typer.Option(None, help="Port to listen on (default 7670)."),
     home: str = typer.Option(None, help="Where state lives (default $OTTO_HOME or ./.otto)."),
     db: str = typer.Option(None, help="A SQLite file or a postgresql:// URL."),
+    config: str = typer.Option(None, help="A YAML file of settings (default $OTTO_HOME/otto.yml)."),
 ) -> None:
     """Run every Otto service in one process (embedded defaults under $OTTO_HOME)."""
-    from otto.config import load_settings
+    from otto.config import ConfigError, load_settings
     from otto.server import serve
 
-    settings = load_settings(home=home, host=host, port=port, db=db)
-    stderr.print(
-        f"otto server on http://{settings.host}:{settings.port} (state in {settings.db_url})",
-        markup=False,
-    )
+    try:
+        settings = load_settings(config, home=home, host=host, port=port, db=db)
+    except ConfigError as exc:
+        _error(f"otto server: {exc}")
+        raise typer.Exit(EX_USAGE) from None
+    _error(f"otto server on http://{settings.host}:{settings.port} (state in {settings.db_url})")
     serve(settings)
 
 

@@ -1,28 +1,41 @@
-"""Where Otto keeps its state, and how it listens: defaults, environment, flags.
+"""Where Otto keeps its state and how it listens: defaults, a YAML file, environment, flags.
 
-Precedence: command-line flag > environment variable > default. The
-defaults are the embedded mode: everything under `$OTTO_HOME` (`./.otto`).
+Precedence, lowest first: the defaults (the embedded mode: everything under
+`$OTTO_HOME`, default `./.otto`), the YAML file (`--config FILE`, else
+`$OTTO_CONFIG`, else `$OTTO_HOME/otto.yml` when it exists), environment
+variables (`OTTO_<SETTING>`, e.g. `OTTO_PORT=8080`), command-line flags.
+Every setting is a field of `Settings`; a bad value names its source.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 DEFAULT_PORT = 7670
 
 
-@dataclass(frozen=True)
-class Settings:
-    home: Path
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message says where it came from."""
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    home: Path = Path(".otto")
     host: str = "127.0.0.1"
-    port: int = DEFAULT_PORT
+    port: int = Field(DEFAULT_PORT, ge=1, le=65535)
     db: str = ""  # a SQLite path or a postgresql:// URL; default $OTTO_HOME/otto.db
     objects: str = ""  # an object-store URL; default $OTTO_HOME/objects
-    lease_seconds: float = 30.0
-    concurrency: int = 0  # contexts the local orchestrator runs at once; 0: 2 × cores
-    auction_window: float = 0.05  # seconds an auction waits for bids
+    lease_seconds: float = Field(30.0, gt=0)
+    concurrency: int = Field(0, ge=0)  # contexts run at once locally; 0: 2 × cores
+    auction_window: float = Field(0.05, ge=0)  # seconds an auction waits for bids
+    shutdown_grace: float = Field(30.0, ge=0)  # seconds running contexts get on SIGTERM
 
     @property
     def db_url(self) -> str:
@@ -42,19 +55,53 @@ class Settings:
 
 
 def load_settings(
-    home: str | None = None,
-    host: str | None = None,
-    port: int | None = None,
-    db: str | None = None,
+    config: str | None = None, env: Mapping[str, str] | None = None, **flags: Any
 ) -> Settings:
-    env = os.environ
-    return Settings(
-        home=Path(home or env.get("OTTO_HOME") or ".otto").absolute(),
-        host=host or env.get("OTTO_HOST", "127.0.0.1"),
-        port=port or int(env.get("OTTO_PORT", DEFAULT_PORT)),
-        db=db or env.get("OTTO_DB", ""),
-        objects=env.get("OTTO_OBJECTS", ""),
-        lease_seconds=float(env.get("OTTO_LEASE_SECONDS", 30.0)),
-        concurrency=int(env.get("OTTO_CONCURRENCY", 0)),
-        auction_window=float(env.get("OTTO_AUCTION_WINDOW", 0.05)),
-    )
+    """Settings from every source; `flags` that are None are not given."""
+    env = os.environ if env is None else env
+    from_env = {
+        name: env[f"OTTO_{name.upper()}"]
+        for name in Settings.model_fields
+        if f"OTTO_{name.upper()}" in env
+    }
+    home = Path(flags.get("home") or from_env.get("home") or Settings().home)
+    path = config or env.get("OTTO_CONFIG")
+    file = Path(path) if path else home / "otto.yml"
+    from_file = _read_yaml(file, required=bool(path))
+    values: dict[str, Any] = {}
+    for source, given in ((str(file), from_file), ("environment", from_env)):
+        for name, value in given.items():
+            _validate_one(name, value, source)
+            values[name] = value
+    values.update({k: v for k, v in flags.items() if v is not None})
+    try:
+        settings = Settings.model_validate(values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ConfigError(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    return settings.model_copy(update={"home": settings.home.absolute()})
+
+
+def _read_yaml(path: Path, required: bool) -> dict[str, Any]:
+    if not path.exists():
+        if required:
+            raise ConfigError(f"{path}: no such config file")
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings")
+    return data
+
+
+def _validate_one(name: str, value: Any, source: str) -> None:
+    if name not in Settings.model_fields:
+        known = ", ".join(Settings.model_fields)
+        raise ConfigError(f"{source}: unknown setting {name!r} (known: {known})")
+    try:
+        Settings.model_validate({name: value})
+    except ValidationError as exc:
+        where = f"OTTO_{name.upper()}" if source == "environment" else f"{source}: {name}"
+        raise ConfigError(f"{where}: {exc.errors()[0]['msg']}") from None

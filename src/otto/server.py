@@ -78,11 +78,19 @@ def build_app(settings: Settings) -> Starlette:
         watcher.start()
         local.start()
         auctioneer.start()
+        stop_watching = threading.Event()
+        threading.Thread(
+            target=local.watch,
+            args=(psm.events.stream(after=psm.events.last_seq, stop=stop_watching),),
+            name="local-aborts",
+            daemon=True,
+        ).start()
         try:
             yield
         finally:
+            stop_watching.set()
             auctioneer.stop()
-            local.stop()
+            local.stop(grace=settings.shutdown_grace)
             watcher.stop()
             psm.close()
 
@@ -103,4 +111,11 @@ def serve(settings: Settings) -> None:
     import uvicorn
 
     app = build_app(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", lifespan="on")
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=2,  # event streams would otherwise hold a shutdown forever
+    )

@@ -16,9 +16,12 @@ def drive_context(
     lease.raise_for_status()
     ref = {"orchestrator": orchestrator, "epoch": lease.json()["epoch"]}
     for step in context["steps"]:
-        client.post(f"/v1/contexts/{uuid}/steps/{step['uuid']}/started", json=ref).raise_for_status()
         client.post(
-            f"/v1/contexts/{uuid}/steps/{step['uuid']}/finished", json={**ref, "exit_code": exit_code}
+            f"/v1/contexts/{uuid}/steps/{step['uuid']}/started", json=ref
+        ).raise_for_status()
+        client.post(
+            f"/v1/contexts/{uuid}/steps/{step['uuid']}/finished",
+            json={**ref, "exit_code": exit_code},
         ).raise_for_status()
     status = "Success" if exit_code == 0 else "Failed"
     client.post(f"/v1/contexts/{uuid}/finished", json={**ref, "status": status}).raise_for_status()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 from httpexecutor import award_open, drive_pipeline
+
 from serverkit import free_port, start_server, stop_server
 
 PIPELINE = """
@@ -28,8 +29,9 @@ def test_kill_9_mid_run_loses_nothing(tmp_path: Path) -> None:
     port = free_port()
     server = start_server(home, port)
     client = httpx.Client(base_url=server.url, timeout=10)
-    uuids = [client.post("/v1/pipelines", json={"ottofile": PIPELINE}).json()["uuid"]
-             for _ in range(50)]  # fmt: skip
+    uuids = [
+        client.post("/v1/pipelines", json={"ottofile": PIPELINE}).json()["uuid"] for _ in range(50)
+    ]
     award_open(client, "orch")
 
     # Executors report as fast as they can; every acknowledged report is remembered.
@@ -42,8 +44,9 @@ def test_kill_9_mid_run_loses_nothing(tmp_path: Path) -> None:
             try:
                 for uuid in mine:
                     ctx = c.get(f"/v1/pipelines/{uuid}").json()["batches"][0]["contexts"][0]
-                    epoch = c.post(f"/v1/contexts/{ctx['uuid']}/claim",
-                                   json={"orchestrator": "orch"}).json()["epoch"]  # fmt: skip
+                    epoch = c.post(
+                        f"/v1/contexts/{ctx['uuid']}/claim", json={"orchestrator": "orch"}
+                    ).json()["epoch"]
                     held[ctx["uuid"]] = epoch
                     ref = {"orchestrator": "orch", "epoch": epoch}
                     for step in ctx["steps"]:
@@ -77,9 +80,13 @@ def test_kill_9_mid_run_loses_nothing(tmp_path: Path) -> None:
             run = client.get(f"/v1/pipelines/{uuid}").json()
             last = [e for e in events if e["pipeline"] == uuid and e["entity"] == "pipeline"][-1]
             assert run["state"] == last["to"] == "Running"
-        steps = {s["uuid"]: s["state"] for uuid in uuids
-                 for b in client.get(f"/v1/pipelines/{uuid}").json()["batches"]
-                 for c in b["contexts"] for s in c["steps"]}  # fmt: skip
+        steps = {
+            s["uuid"]: s["state"]
+            for uuid in uuids
+            for b in client.get(f"/v1/pipelines/{uuid}").json()["batches"]
+            for c in b["contexts"]
+            for s in c["steps"]
+        }
         order = {"Pending": 0, "Running": 1, "Success": 2}
         for _, step, state in acknowledged:
             assert order[steps[step]] >= order[state], "an acknowledged report was lost"
@@ -88,13 +95,18 @@ def test_kill_9_mid_run_loses_nothing(tmp_path: Path) -> None:
         for context, epoch in held.items():
             ref = {"orchestrator": "orch", "epoch": epoch}
             assert client.post(f"/v1/contexts/{context}/lease", json=ref).status_code == 200
-            run_steps = [s for s, st in steps.items() if st == "Running" and any(
-                a[0] == context and a[1] == s for a in acknowledged)]  # fmt: skip
+            run_steps = [
+                s
+                for s, st in steps.items()
+                if st == "Running" and any(a[0] == context and a[1] == s for a in acknowledged)
+            ]
             for step in run_steps:
-                client.post(f"/v1/contexts/{context}/steps/{step}/finished",
-                            json={**ref, "exit_code": 0}).raise_for_status()  # fmt: skip
-            client.post(f"/v1/contexts/{context}/finished",
-                        json={**ref, "status": "Success"}).raise_for_status()  # fmt: skip
+                client.post(
+                    f"/v1/contexts/{context}/steps/{step}/finished", json={**ref, "exit_code": 0}
+                ).raise_for_status()
+            client.post(
+                f"/v1/contexts/{context}/finished", json={**ref, "status": "Success"}
+            ).raise_for_status()
 
         # And the runs carry on to the end.
         for uuid in uuids:

@@ -6,6 +6,7 @@ import json
 
 import httpx
 from httpexecutor import award_open, drive_context, drive_pipeline
+
 from serverkit import Server
 
 THREE_STAGES = """
@@ -58,8 +59,19 @@ def test_create_show_and_run_to_success(server: Server) -> None:
         assert transitions[-1]["entity"] == "pipeline" and transitions[-1]["status"] == "Success"
         award = next(t for t in transitions if t["to"] == "AuctionCompleted")
         assert set(award["data"]["awards"].values()) == {"orch-1"}
-        assert set(transitions[0]) >= {"seq", "pipeline", "entity", "id", "from", "to", "status",
-                                       "reason", "actor", "at", "data"}  # fmt: skip
+        assert set(transitions[0]) >= {
+            "seq",
+            "pipeline",
+            "entity",
+            "id",
+            "from",
+            "to",
+            "status",
+            "reason",
+            "actor",
+            "at",
+            "data",
+        }
 
 
 def test_failing_context_fails_the_run(server: Server) -> None:
@@ -87,7 +99,9 @@ def test_dedup_by_repo_and_sha(server: Server) -> None:
 
 def test_list_is_newest_first_filtered_and_paged(server: Server) -> None:
     with server.client() as c:
-        uuids = [create(c, repo="a" if i % 2 else "b", ref=f"r{i}").json()["uuid"] for i in range(5)]
+        uuids = [
+            create(c, repo="a" if i % 2 else "b", ref=f"r{i}").json()["uuid"] for i in range(5)
+        ]
         listed = c.get("/v1/pipelines").json()["pipelines"]
         assert [p["uuid"] for p in listed] == uuids[::-1]
         only_a = c.get("/v1/pipelines", params={"repo": "a"}).json()["pipelines"]
@@ -146,7 +160,9 @@ def test_abort_then_abort_again(server: Server) -> None:
         assert (run["state"], run["status"]) == ("Complete", "Aborted")
         again = c.post(f"/v1/pipelines/{uuid}/abort")
         assert again.status_code == 409 and again.json()["error"]["current"] == "Complete"
-        reasons = {t["reason"] for t in c.get(f"/v1/pipelines/{uuid}/transitions").json()["transitions"]}
+        reasons = {
+            t["reason"] for t in c.get(f"/v1/pipelines/{uuid}/transitions").json()["transitions"]
+        }
         assert "user_abort" in reasons
 
 
@@ -155,17 +171,26 @@ def test_stale_and_terminal_reports_are_refused_and_change_nothing(server: Serve
         uuid = create(c, "pipeline { steps { sh 'a' } }").json()["uuid"]
         award_open(c, "o", uuid)
         ctx = c.get(f"/v1/pipelines/{uuid}").json()["batches"][0]["contexts"][0]
-        epoch = c.post(f"/v1/contexts/{ctx['uuid']}/claim", json={"orchestrator": "o"}).json()["epoch"]
+        epoch = c.post(f"/v1/contexts/{ctx['uuid']}/claim", json={"orchestrator": "o"}).json()[
+            "epoch"
+        ]
         before = c.get(f"/v1/pipelines/{uuid}/transitions").json()
-        stale = c.post(f"/v1/contexts/{ctx['uuid']}/finished",
-                       json={"orchestrator": "o", "epoch": epoch + 1, "status": "Success"})  # fmt: skip
+        stale = c.post(
+            f"/v1/contexts/{ctx['uuid']}/finished",
+            json={"orchestrator": "o", "epoch": epoch + 1, "status": "Success"},
+        )
         assert stale.status_code == 409 and stale.json()["error"]["code"] == "stale_lease"
         assert c.get(f"/v1/pipelines/{uuid}/transitions").json() == before
         ref = {"orchestrator": "o", "epoch": epoch}
-        assert c.post(f"/v1/contexts/{ctx['uuid']}/finished", json={**ref, "status": "Success"}).is_success
+        assert c.post(
+            f"/v1/contexts/{ctx['uuid']}/finished", json={**ref, "status": "Success"}
+        ).is_success
         late = c.post(f"/v1/contexts/{ctx['uuid']}/finished", json={**ref, "status": "Failed"})
         assert late.status_code == 409 and late.json()["error"]["current"] == "Success"
-        assert c.post(f"/v1/contexts/{ctx['uuid']}/claim", json={"orchestrator": "o"}).status_code == 409
+        assert (
+            c.post(f"/v1/contexts/{ctx['uuid']}/claim", json={"orchestrator": "o"}).status_code
+            == 409
+        )
         bad_status = c.post(f"/v1/contexts/{ctx['uuid']}/finished", json={**ref, "status": "Great"})
         assert bad_status.status_code == 422 and bad_status.json()["error"]["field"] == "status"
 
@@ -188,7 +213,9 @@ def test_events_json_and_sse_resume(server: Server) -> None:
 
         def read_sse(headers: dict[str, str], count: int) -> list[dict[str, object]]:
             got: list[dict[str, object]] = []
-            with c.stream("GET", "/v1/events", headers={"Accept": "text/event-stream", **headers}) as r:
+            with c.stream(
+                "GET", "/v1/events", headers={"Accept": "text/event-stream", **headers}
+            ) as r:
                 assert r.headers["content-type"].startswith("text/event-stream")
                 ident = None
                 for line in r.iter_lines():

@@ -14,7 +14,10 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import subprocess
 import threading
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,7 +26,7 @@ from otto.agent.invocation import Invocation
 from otto.auction import Auction, Capabilities, Lot
 from otto.model import Context
 from otto.orchestrator.pool import AgentProcess, WarmPool
-from otto.psm import Conflict, Lease, NotFound
+from otto.psm import Conflict, Lease, NotFound, Transition
 from otto.status import Status
 
 log = logging.getLogger("otto.orchestrator")
@@ -46,6 +49,7 @@ class Executor(Protocol):
     ) -> Status: ...
     def context_finished(self, lease: Lease, status: Status, reason: str | None = None) -> None: ...
     def context_model(self, pipeline: str, context: str) -> Context: ...
+    def hand_back(self, lease: Lease) -> None: ...
 
 
 class Bids(Protocol):
@@ -129,16 +133,23 @@ class Orchestrator:
             thread.start()
 
     def stop(self, grace: float = 10.0) -> None:
+        """Take no more work; let running contexts finish within `grace` seconds, then
+        hand the rest back to the PSM (to run again after a restart) and stop their agents."""
         self._stopping.set()
         self._work.put(None)
+        deadline = time.monotonic() + grace
+        while self.running() and time.monotonic() < deadline:
+            time.sleep(0.05)
         with self._lock:
-            running = list(self._running.values())
-        for run in running:
+            left = list(self._running.values())
+        for run in left:
+            run.stopping = True
+            self._report(lambda r=run: self.executor.hand_back(r.lease))
             run.agent.terminate()
-        for run in running:
+        for run in left:
             try:
-                run.agent.process.wait(grace)
-            except Exception:
+                run.agent.process.wait(5)
+            except subprocess.TimeoutExpired:
                 run.agent.kill()
         self.pool.close()
 
@@ -237,6 +248,17 @@ class Orchestrator:
             call()
         except (Conflict, NotFound) as exc:
             log.info("report refused: %s", exc)  # a stale lease or an aborted run
+
+    # -- aborts ---------------------------------------------------------------------
+    def watch(self, transitions: Iterable[Transition]) -> None:
+        """Stop an agent as soon as its context is to be aborted (not at the next renewal)."""
+        for t in transitions:
+            if t.entity == "context" and t.to_state == "Aborting":
+                with self._lock:
+                    run = self._running.get(t.id)
+                if run is not None and not run.stopping:
+                    run.stopping = True
+                    run.agent.terminate()
 
     # -- leases -------------------------------------------------------------------
     def _renew_loop(self) -> None:

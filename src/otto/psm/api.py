@@ -260,9 +260,8 @@ class PsmApi:
         return JSONResponse({"uuid": uuid, "retried": retried}, 202)
 
     def table(self, request: Request) -> Response:
-        return JSONResponse(
-            {"transitions": states.table(), "retry": states.table(states.RETRY_ALLOWED)}
-        )
+        by_reason = {reason: states.table(moves) for reason, moves in states.BY_REASON.items()}
+        return JSONResponse({"transitions": states.table(), "by_reason": by_reason})
 
     # -- events --------------------------------------------------------------------
     async def events(self, request: Request) -> Response:

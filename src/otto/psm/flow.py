@@ -236,3 +236,30 @@ def retry_pipeline(tx: Tx, pipeline: str, cause: Cause) -> list[str]:
             move(tx, pipeline, Entity.BATCH, str(batch["idx"]), batch["state"], PENDING, cause)
     start_batch(tx, pipeline, first, cause)
     return [c["uuid"] for c in redo]
+
+
+def hand_back_context(tx: Tx, ctx: Row, cause: Cause) -> None:
+    """A Running context goes back to Pending, unassigned, its steps to run again."""
+    pipeline = ctx["pipeline"]
+    move(
+        tx,
+        pipeline,
+        Entity.CONTEXT,
+        ctx["uuid"],
+        RUNNING,
+        PENDING,
+        cause,
+        columns={"orchestrator": None, "lease_expires": None},
+    )
+    for step in tx.all("SELECT uuid, state FROM steps WHERE context = ?", ctx["uuid"]):
+        if step["state"] != PENDING:
+            move(
+                tx,
+                pipeline,
+                Entity.STEP,
+                step["uuid"],
+                step["state"],
+                PENDING,
+                cause,
+                columns={"exit_code": None, "started_at": None, "finished_at": None},
+            )

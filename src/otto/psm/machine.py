@@ -24,6 +24,7 @@ from otto.psm.states import (
     BATCH_AWARDED,
     BATCH_LIVE,
     EXECUTING,
+    HANDED_BACK,
     PENDING,
     PROVISIONING,
     RETRY,
@@ -290,6 +291,17 @@ class PipelineStateMachine:
         def work(tx: Tx) -> None:
             ctx = _leased(tx, lease)
             flow.finish_context(tx, ctx, status, Cause(lease.orchestrator, reason))
+
+        self.store.write(work)
+
+    def hand_back(self, lease: Lease) -> None:
+        """Give an unfinished context back (its executor shuts down): Pending, re-auctioned."""
+
+        def work(tx: Tx) -> None:
+            ctx = _leased(tx, lease)
+            if ctx["state"] != RUNNING:
+                raise Conflict(f"context {lease.context} is {ctx['state']}", ctx["state"])
+            flow.hand_back_context(tx, ctx, Cause(lease.orchestrator, HANDED_BACK))
 
         self.store.write(work)
 

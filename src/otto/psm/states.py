@@ -97,10 +97,25 @@ BATCH_AWARDED = frozenset({AUCTION_COMPLETED, PROVISIONING, EXECUTING})
 BATCH_LIVE = frozenset(_BATCH_LIVE)
 
 
+# A server that shuts down hands its unfinished contexts back, to run again after
+# the restart: allowed only to a transition whose reason is HANDED_BACK.
+HANDED_BACK = "handed_back"
+HAND_BACK_ALLOWED: dict[Entity, dict[str, frozenset[str]]] = {
+    Entity.PIPELINE: {},
+    Entity.BATCH: {},
+    Entity.CONTEXT: {RUNNING: frozenset({PENDING})},
+    Entity.STEP: {state: frozenset({PENDING}) for state in (RUNNING, *OUTCOMES)},
+}
+
+# The moves only a given reason may make, beyond the table.
+BY_REASON = {RETRY: RETRY_ALLOWED, HANDED_BACK: HAND_BACK_ALLOWED}
+
+
 def check(entity: Entity, ident: str, current: str, wanted: str, reason: str | None = None) -> None:
     if wanted in ALLOWED[entity].get(current, frozenset()):
         return
-    if reason == RETRY and wanted in RETRY_ALLOWED[entity].get(current, frozenset()):
+    extra = BY_REASON.get(reason or "")
+    if extra is not None and wanted in extra[entity].get(current, frozenset()):
         return
     raise IllegalTransition(entity, ident, current, wanted)
 
