@@ -68,9 +68,10 @@ def fan_out(url: str, subscribers: int, rate: float, seconds: float) -> None:
     expect = creates * 3
     processes, out, ready = 4, mp.Queue(), mp.Value("i", 0)
     per = subscribers // processes
-    procs = [mp.Process(target=_subscriber_process,
-                        args=(url, start_seq, expect, per, ready, out))
-             for _ in range(processes)]  # fmt: skip
+    procs = [
+        mp.Process(target=_subscriber_process, args=(url, start_seq, expect, per, ready, out))
+        for _ in range(processes)
+    ]
     for p in procs:
         p.start()
     while ready.value < per * processes:  # every subscriber connected
@@ -92,10 +93,12 @@ def fan_out(url: str, subscribers: int, rate: float, seconds: float) -> None:
         p.join()
     latencies.sort()
     complete = sum(1 for c in counts if c == expect)
-    print(f"(a) {len(counts)} subscribers x {expect} transitions at {rate:.0f}/s: "
-          f"{complete}/{len(counts)} received every transition; "
-          f"latency p50 {_pct(latencies, 50):.1f} ms, p99 {_pct(latencies, 99):.1f} ms "
-          f"(target p99 <= 50 ms)")  # fmt: skip
+    print(
+        f"(a) {len(counts)} subscribers x {expect} transitions at {rate:.0f}/s: "
+        f"{complete}/{len(counts)} received every transition; "
+        f"latency p50 {_pct(latencies, 50):.1f} ms, p99 {_pct(latencies, 99):.1f} ms "
+        f"(target p99 <= 50 ms)"
+    )
 
 
 def keep_up(url: str, pipelines: int) -> None:
@@ -134,9 +137,11 @@ def keep_up(url: str, pipelines: int) -> None:
     reader.join(timeout=60)
     rate = expect / (committed - started)
     lag = (received[-1] - committed) * 1000 if received else float("nan")
-    print(f"(b) one subscriber: {len(received)}/{expect} transitions; commit rate (baseline) "
-          f"{rate:,.0f}/s; receive rate {len(received) / (received[-1] - started):,.0f}/s; "
-          f"last received {lag:.0f} ms after the last commit")  # fmt: skip
+    print(
+        f"(b) one subscriber: {len(received)}/{expect} transitions; commit rate (baseline) "
+        f"{rate:,.0f}/s; receive rate {len(received) / (received[-1] - started):,.0f}/s; "
+        f"last received {lag:.0f} ms after the last commit"
+    )
 
 
 def _last_seq(url: str) -> int:
