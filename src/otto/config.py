@@ -33,6 +33,7 @@ class Settings(BaseModel):
     db: str = ""  # a SQLite path or a postgresql:// URL; default $OTTO_HOME/otto.db
     objects: str = ""  # an object-store URL; default $OTTO_HOME/objects
     lease_seconds: float = Field(30.0, gt=0)
+    local_orchestrator: bool = True  # run contexts in this server too (off: remote ones only)
     concurrency: int = Field(0, ge=0)  # contexts run at once locally; 0: 2 × cores
     auction_window: float = Field(0.05, ge=0)  # seconds an auction waits for bids
     shutdown_grace: float = Field(30.0, ge=0)  # seconds running contexts get on SIGTERM

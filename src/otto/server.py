@@ -63,7 +63,8 @@ def build_app(settings: Settings) -> Starlette:
         capacity=settings.local_capacity,
         lease_seconds=settings.lease_seconds,
     )
-    auctioneer.register(local)
+    if settings.local_orchestrator:
+        auctioneer.register(local)
     endpoints = PsmApi(psm).endpoints()
     document = openapi(endpoints, "Otto", __version__)
 
@@ -76,7 +77,8 @@ def build_app(settings: Settings) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         watcher.start()
-        local.start()
+        if settings.local_orchestrator:
+            local.start()
         auctioneer.start()
         stop_watching = threading.Event()
         threading.Thread(

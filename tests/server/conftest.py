@@ -10,5 +10,6 @@ from serverkit import Server, running_server
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
-    with running_server(tmp_path / "home") as srv:
+    # These tests play the executor themselves: no local orchestrator competes.
+    with running_server(tmp_path / "home", OTTO_LOCAL_ORCHESTRATOR="0") as srv:
         yield srv

@@ -27,7 +27,7 @@ def test_kill_9_mid_run_loses_nothing(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
     port = free_port()
-    server = start_server(home, port)
+    server = start_server(home, port, OTTO_LOCAL_ORCHESTRATOR="0")
     client = httpx.Client(base_url=server.url, timeout=10)
     uuids = [
         client.post("/v1/pipelines", json={"ottofile": PIPELINE}).json()["uuid"] for _ in range(50)
@@ -63,15 +63,17 @@ def test_kill_9_mid_run_loses_nothing(tmp_path: Path) -> None:
     threads = [threading.Thread(target=executor, args=(uuids[i::4],)) for i in range(4)]
     for t in threads:
         t.start()
-    while len(acknowledged) < 60:
+    deadline = time.monotonic() + 60
+    while len(acknowledged) < 60 and time.monotonic() < deadline:
         time.sleep(0.01)
+    assert len(acknowledged) >= 60, "the executors made no progress"
     server.process.send_signal(signal.SIGKILL)
     server.process.wait()
     stop.set()
     for t in threads:
         t.join()
 
-    server = start_server(home, port)
+    server = start_server(home, port, OTTO_LOCAL_ORCHESTRATOR="0")
     try:
         client = httpx.Client(base_url=server.url, timeout=10)
         events = client.get("/v1/events", params={"after": 0, "limit": 10_000}).json()["events"]

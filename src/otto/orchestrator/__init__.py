@@ -5,6 +5,6 @@ in `otto server` (the local orchestrator) or on its own machine.
 """
 
 from otto.orchestrator.orchestrator import Executor, Orchestrator
-from otto.orchestrator.pool import AgentProcess, WarmPool
+from otto.orchestrator.pool import AgentPool, AgentProcess
 
-__all__ = ["AgentProcess", "Executor", "Orchestrator", "WarmPool"]
+__all__ = ["AgentPool", "AgentProcess", "Executor", "Orchestrator"]

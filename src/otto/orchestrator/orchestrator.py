@@ -4,7 +4,7 @@ The same class serves in `otto server` (talking to the PSM in process) and as
 `otto orchestrator --server URL` on another machine (talking to it over
 HTTP): all it needs of the PSM is the executor interface, `Executor` below.
 Each awarded context is claimed (a lease with an epoch), handed to an agent
-process from the warm pool, and its reports are relayed to the PSM under
+process forked from the agent zygote, and its reports are relayed to the PSM under
 that lease. A renewal thread keeps the leases alive and stops the agents of
 contexts the PSM wants aborted.
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import subprocess
 import threading
 import time
 from collections.abc import Iterable
@@ -25,7 +24,7 @@ from typing import Any, Protocol
 from otto.agent.invocation import Invocation
 from otto.auction import Auction, Capabilities, Lot
 from otto.model import Context
-from otto.orchestrator.pool import AgentProcess, WarmPool
+from otto.orchestrator.pool import AgentPool, AgentProcess
 from otto.psm import Conflict, Lease, NotFound, Transition
 from otto.status import Status
 
@@ -78,7 +77,6 @@ class Orchestrator:
         capacity: int = 4,
         cost_factor: float = 1.0,
         labels: str | None = None,
-        warm: int = 2,
         lease_seconds: float = 30.0,
     ) -> None:
         self.executor = executor
@@ -90,7 +88,7 @@ class Orchestrator:
         self.cost_factor = cost_factor
         self.capabilities = Capabilities.of_this_machine(labels)
         self.lease_seconds = lease_seconds
-        self.pool = WarmPool(warm)
+        self.pool = AgentPool()
         self._running: dict[str, Running] = {}
         self._waiting: dict[str, Lot] = {}  # awarded, not yet claimable (Linear order)
         self._lock = threading.Lock()
@@ -148,8 +146,8 @@ class Orchestrator:
             run.agent.terminate()
         for run in left:
             try:
-                run.agent.process.wait(5)
-            except subprocess.TimeoutExpired:
+                run.agent.wait(5)
+            except TimeoutError:
                 run.agent.kill()
         self.pool.close()
 

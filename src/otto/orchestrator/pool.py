@@ -1,9 +1,13 @@
-"""Agent processes: each a separate process, started ahead of need from a small warm pool."""
+"""Agent processes, one per context, forked from a zygote that has the agent loaded."""
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -12,80 +16,129 @@ from pathlib import Path
 
 
 class AgentProcess:
-    """One agent running one context; its reports arrive as JSON lines on stdout."""
+    """One agent running one context; its reports arrive as JSON lines."""
 
-    def __init__(self, process: subprocess.Popen[str]) -> None:
-        self.process = process
+    def __init__(self, pool: AgentPool, ident: int) -> None:
+        self._pool = pool
+        self.ident = ident
+        self.pid: int | None = None
+        self.exit_code: int | None = None
+        self._reports: int | None = None
+        self._started = threading.Event()
+        self._exited = threading.Event()
 
     def start(self, invocation: Path) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write(f"{invocation}\n")
-        self.process.stdin.close()
+        read, write = os.pipe()
+        self._reports = read
+        try:
+            self._pool.request(self, invocation, write)
+        finally:
+            os.close(write)
+        if not self._started.wait(30):
+            raise RuntimeError("the agent zygote did not start the agent")
 
     def reports(self) -> Iterator[str]:
-        assert self.process.stdout is not None
-        yield from self.process.stdout
+        assert self._reports is not None
+        with open(self._reports, encoding="utf-8") as stream:
+            yield from stream
 
     def terminate(self) -> None:
         """Ask the agent to abort its step (it stops the step's process group itself)."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+        self._signal(signal.SIGTERM)
 
     def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
+        self._signal(signal.SIGKILL)
 
-    def wait(self) -> int:
-        return self.process.wait()
+    def wait(self, timeout: float | None = None) -> int:
+        if not self._exited.wait(timeout):
+            raise TimeoutError(f"agent {self.pid} still running")
+        assert self.exit_code is not None
+        return self.exit_code
+
+    def _signal(self, sig: int) -> None:
+        if self.pid is not None and not self._exited.is_set():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+
+    # called by the pool's reader
+    def _on_pid(self, pid: int) -> None:
+        self.pid = pid
+        self._started.set()
+
+    def _on_exit(self, code: int) -> None:
+        self.exit_code = code
+        self._exited.set()
 
 
-class WarmPool:
-    """Keeps `size` agent interpreters started and waiting for an invocation."""
+class AgentPool:
+    """Forks agents from one zygote process (restarted if it dies)."""
 
-    def __init__(self, size: int = 2, env: dict[str, str] | None = None) -> None:
-        self.size = size
-        self.env = env
-        self._ready: list[AgentProcess] = []
+    def __init__(self) -> None:
+        self._ids = itertools.count(1)
+        self._agents: dict[int, AgentProcess] = {}
         self._lock = threading.Lock()
-        self._closed = False
-        self._refill()
+        self._sock: socket.socket | None = None
+        self._zygote: subprocess.Popen[bytes] | None = None
 
     def take(self) -> AgentProcess:
+        return AgentProcess(self, next(self._ids))
+
+    def request(self, agent: AgentProcess, invocation: Path, report_fd: int) -> None:
+        message = json.dumps({"id": agent.ident, "invocation": str(invocation)}).encode()
         with self._lock:
-            agent = self._ready.pop(0) if self._ready else None
-        if agent is None or agent.process.poll() is not None:
-            agent = self._spawn()
-        threading.Thread(target=self._refill, daemon=True).start()
-        return agent
+            sock = self._ensure_zygote()
+            self._agents[agent.ident] = agent
+            socket.send_fds(sock, [message], [report_fd])
 
     def close(self) -> None:
         with self._lock:
-            self._closed = True
-            ready, self._ready = self._ready, []
-        for agent in ready:
-            if agent.process.stdin:
-                agent.process.stdin.close()  # an empty line: the warm agent exits
-            agent.wait()
+            sock, zygote = self._sock, self._zygote
+            self._sock = self._zygote = None
+        if sock is not None:
+            # shutdown, not just close: the reader thread's recv holds the socket open.
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # the zygote sees EOF and exits
+            sock.close()
+        if zygote is not None:
+            zygote.wait()
 
-    def _refill(self) -> None:
-        while True:
-            with self._lock:
-                if self._closed or len(self._ready) >= self.size:
-                    return
-            agent = self._spawn()
-            with self._lock:
-                if self._closed:
-                    agent.kill()
-                    return
-                self._ready.append(agent)
-
-    def _spawn(self) -> AgentProcess:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "otto.orchestrator.warm"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            bufsize=1,
-            env=self.env or dict(os.environ),
+    def _ensure_zygote(self) -> socket.socket:
+        if self._sock is not None and self._zygote is not None and self._zygote.poll() is None:
+            return self._sock
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._zygote = subprocess.Popen(
+            [sys.executable, "-m", "otto.orchestrator.zygote", str(theirs.fileno())],
+            pass_fds=[theirs.fileno()],
+            stdin=subprocess.DEVNULL,
         )
-        return AgentProcess(process)
+        theirs.close()
+        self._sock = ours
+        threading.Thread(target=self._read, args=(ours,), name="zygote-reader", daemon=True).start()
+        return ours
+
+    def _read(self, sock: socket.socket) -> None:
+        while True:
+            try:
+                data = sock.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                break
+            message = json.loads(data)
+            with self._lock:
+                agent = self._agents.get(message["id"])
+                if "exit" in message:
+                    self._agents.pop(message["id"], None)
+            if agent is None:
+                continue
+            if "pid" in message:
+                agent._on_pid(message["pid"])
+            else:
+                agent._on_exit(message["exit"])
+        # The zygote is gone: its agents' exits will never be told.
+        with self._lock:
+            orphans = [a for a in self._agents.values() if a.pid is None or a.exit_code is None]
+            for agent in orphans:
+                self._agents.pop(agent.ident, None)
+        for agent in orphans:
+            agent._on_exit(-1)

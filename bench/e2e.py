@@ -1,0 +1,133 @@
+"""Whole runs through a real `otto server` (started here): latency and throughput.
+
+(a) latency of one trivial pipeline (`sh 'true'`), from submit to Pipeline
+Complete, p50 and p95 over 50 runs one after another; (b) throughput: 200
+such pipelines submitted at once, pipelines completed per second; and, in the
+same run, the floor: the bare cost of spawning `sh -c true` from Python.
+Targets on a 2-core machine: p50 <= 50 ms, >= 100 pipelines/s, server RSS
+<= 200 MB after the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from serverkit import running_server  # noqa: E402
+
+TRIVIAL = "pipeline { steps { sh 'true' } }"
+
+
+class Completions:
+    """Follows the event stream; records when each pipeline completes."""
+
+    def __init__(self, url: str) -> None:
+        self.done: dict[str, float] = {}
+        self.cond = threading.Condition()
+        last = httpx.get(f"{url}/v1/events", params={"after": 0, "limit": 10_000}).json()
+        after = last["events"][-1]["seq"] if last["events"] else 0
+        self.thread = threading.Thread(target=self._follow, args=(url, after), daemon=True)
+        self.thread.start()
+
+    def _follow(self, url: str, after: int) -> None:
+        headers = {"Accept": "text/event-stream", "Last-Event-ID": str(after)}
+        with httpx.stream("GET", f"{url}/v1/events", headers=headers, timeout=None) as r:
+            for line in r.iter_lines():
+                if line.startswith("data: ") and '"Complete"' in line:
+                    event = json.loads(line[6:])
+                    if event["entity"] == "pipeline":
+                        with self.cond:
+                            self.done[event["pipeline"]] = time.perf_counter()
+                            self.cond.notify_all()
+
+    def wait(self, uuids: list[str], timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while not all(u in self.done for u in uuids):
+                if not self.cond.wait(max(0.0, deadline - time.monotonic())):
+                    raise TimeoutError(f"{sum(u in self.done for u in uuids)}/{len(uuids)} done")
+
+
+def spawn_floor(count: int = 200) -> float:
+    started = time.perf_counter()
+    for _ in range(count):
+        subprocess.run(["sh", "-c", "true"], check=True)
+    return (time.perf_counter() - started) / count
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--burst", type=int, default=200)
+    args = parser.parse_args()
+    floor = spawn_floor()
+    with tempfile.TemporaryDirectory() as tmp, running_server(Path(tmp) / "home") as server:
+        completions = Completions(server.url)
+        client = httpx.Client(base_url=server.url, timeout=30)
+        for _ in range(3):  # warm up: agent pool, caches
+            uuid = client.post("/v1/pipelines", json={"ottofile": TRIVIAL}).json()["uuid"]
+            completions.wait([uuid])
+        latencies = []
+        for _ in range(args.runs):
+            started = time.perf_counter()
+            uuid = client.post("/v1/pipelines", json={"ottofile": TRIVIAL}).json()["uuid"]
+            completions.wait([uuid])
+            latencies.append(completions.done[uuid] - started)
+        latencies.sort()
+        p50 = statistics.median(latencies) * 1000
+        p95 = latencies[int(len(latencies) * 0.95) - 1] * 1000
+        print(f"floor     bare `sh -c true` spawn from Python: {floor * 1000:.2f} ms")
+        print(
+            f"(a) latency submit -> Complete over {args.runs} runs: p50 {p50:.1f} ms, "
+            f"p95 {p95:.1f} ms (target p50 <= 50 ms)"
+        )
+
+        uuids: list[str] = []
+        lock = threading.Lock()
+
+        def submit(n: int) -> None:
+            with httpx.Client(base_url=server.url, timeout=60) as c:
+                for _ in range(n):
+                    u = c.post("/v1/pipelines", json={"ottofile": TRIVIAL}).json()["uuid"]
+                    with lock:
+                        uuids.append(u)
+
+        started = time.perf_counter()
+        submitters = [threading.Thread(target=submit, args=(args.burst // 8,)) for _ in range(8)]
+        for t in submitters:
+            t.start()
+        for t in submitters:
+            t.join()
+        completions.wait(uuids, timeout=600)
+        elapsed = max(completions.done[u] for u in uuids) - started
+        failed = sum(client.get(f"/v1/pipelines/{u}").json()["status"] != "Success" for u in uuids)
+        print(
+            f"(b) throughput: {len(uuids)} pipelines in {elapsed:.2f} s = "
+            f"{len(uuids) / elapsed:.1f} pipelines/s, {failed} not Success "
+            f"(target >= 100/s)"
+        )
+        print(f"server RSS after the run: {rss_mb(server.process.pid):.0f} MB (target <= 200 MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
