@@ -14,7 +14,7 @@ from otto.api import ApiError, Endpoint, parse_body, query_int
 from otto.parser import ParseError, parse
 from otto.psm import states
 from otto.psm.machine import PipelineStateMachine
-from otto.psm.records import Conflict, Lease, NotFound, StaleLease
+from otto.psm.records import Conflict, IllegalTransition, Lease, NotFound, StaleLease
 from otto.status import Status
 
 HEARTBEAT_SECONDS = 15.0
@@ -57,16 +57,14 @@ class ContextFinished(LeaseRef):
     reason: str | None = None
 
 
-def _translate(exc: Exception) -> ApiError:
+_CONFLICT_CODES = {StaleLease: "stale_lease", IllegalTransition: "illegal_transition"}
+
+
+def _translate(exc: NotFound | Conflict) -> ApiError:
     if isinstance(exc, NotFound):
         return ApiError(404, "not_found", str(exc))
-    if isinstance(exc, StaleLease):
-        return ApiError(409, "stale_lease", str(exc), current=exc.current)
-    if isinstance(exc, Conflict):
-        return ApiError(409, "conflict", str(exc), current=exc.current)
-    if isinstance(exc, states.IllegalTransition):
-        return ApiError(409, "illegal_transition", str(exc), current=exc.current)
-    raise exc
+    code = _CONFLICT_CODES.get(type(exc), "conflict")
+    return ApiError(409, code, str(exc), current=exc.current)
 
 
 def _parse_error(exc: ParseError) -> ApiError:
@@ -354,7 +352,7 @@ class PsmApi:
     def _do(self, action: Any) -> Response:
         try:
             result = action()
-        except (NotFound, Conflict, states.IllegalTransition) as exc:
+        except (NotFound, Conflict) as exc:
             raise _translate(exc) from None
         if isinstance(result, Lease):
             return JSONResponse(result.to_dict())

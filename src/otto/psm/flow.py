@@ -55,8 +55,13 @@ def start_batch(tx: Tx, pipeline: str, idx: int, cause: Cause) -> None:
         settle_batch(tx, pipeline, idx, cause)
 
 
-def finish_context(tx: Tx, ctx: Row, outcome: Status, cause: Cause) -> None:
-    """A context ended: record it, settle its steps, then let the batch react."""
+def finish_context(tx: Tx, ctx: Row, reported: Status, cause: Cause) -> None:
+    """A context ended: record it, settle its steps, then let the batch react.
+
+    Its status is the worst of what was reported and what its steps ended with.
+    """
+    steps = tx.all("SELECT * FROM steps WHERE context = ? ORDER BY position", ctx["uuid"])
+    outcome = worst([reported, *(Status(s["state"]) for s in steps if s["state"] in OUTCOMES)])
     move(
         tx,
         ctx["pipeline"],
@@ -67,7 +72,7 @@ def finish_context(tx: Tx, ctx: Row, outcome: Status, cause: Cause) -> None:
         cause,
         columns={"lease_expires": None, "finished_at": time.time()},
     )
-    for step in tx.all("SELECT * FROM steps WHERE context = ? ORDER BY position", ctx["uuid"]):
+    for step in steps:
         if step["state"] == RUNNING:
             move(
                 tx,

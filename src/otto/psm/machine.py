@@ -330,7 +330,10 @@ class PipelineStateMachine:
         return row["due"] if row else None
 
     def expire_leases(self, now: float | None = None) -> int:
-        """Contexts whose lease ran out lost their agent: Error, reason `agent_lost`."""
+        """Contexts whose lease ran out lost their agent: Error, reason `agent_lost`.
+
+        One already being aborted ends Aborted: losing it is not a new failure (a Fanout
+        batch is Failed by its cause, not Error by the sibling it was stopping)."""
         moment = time.time() if now is None else now
 
         def work(tx: Tx) -> int:
@@ -346,7 +349,8 @@ class PipelineStateMachine:
                 # Re-read: an earlier expiry in this loop may have moved it (Fanout: Aborting).
                 ctx = views.context_row(tx, stale["uuid"])
                 if ctx["state"] in (RUNNING, ABORTING):
-                    flow.finish_context(tx, ctx, Status.ERROR, Cause("psm", "agent_lost"))
+                    lost_as = Status.ABORTED if ctx["state"] == ABORTING else Status.ERROR
+                    flow.finish_context(tx, ctx, lost_as, Cause("psm", "agent_lost"))
                     expired += 1
             return expired
 

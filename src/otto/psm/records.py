@@ -7,25 +7,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from otto.psm.states import IllegalTransition
+from otto.psm.errors import Conflict, IllegalTransition, NotFound, StaleLease
 
 __all__ = ["Conflict", "IllegalTransition", "Lease", "NotFound", "StaleLease", "Transition"]
-
-
-class NotFound(LookupError):
-    """No such pipeline, context or step."""
-
-
-class Conflict(Exception):
-    """The request does not fit the current state; nothing was changed."""
-
-    def __init__(self, message: str, current: str | None = None) -> None:
-        super().__init__(message)
-        self.current = current
-
-
-class StaleLease(Conflict):
-    """A report under a lease that is no longer the context's current one."""
 
 
 def iso(ts: float | None) -> str | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from otto.psm.errors import IllegalTransition
 from otto.status import Status
 
 
@@ -17,12 +18,6 @@ class Entity(StrEnum):
     BATCH = "batch"
     CONTEXT = "context"
     STEP = "step"
-
-
-class IllegalTransition(Exception):
-    def __init__(self, entity: Entity, ident: str, current: str, wanted: str) -> None:
-        super().__init__(f"{entity} {ident} is {current}; it cannot become {wanted}")
-        self.entity, self.ident, self.current, self.wanted = entity, ident, current, wanted
 
 
 # Names shared by several entities.
