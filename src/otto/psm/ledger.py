@@ -49,10 +49,12 @@ def move(
     status: str | None = None,
     data: dict[str, Any] | None = None,
     columns: dict[str, Any] | None = None,
+    guard: tuple[str, tuple[Any, ...]] | None = None,
 ) -> Transition:
     """Move one entity from `current` to `wanted` and record the transition.
 
-    `columns` are further columns of the entity's row to set in the same update.
+    `columns` are further columns of the entity's row to set in the same update;
+    `guard` (SQL, params) is a further condition the update must meet, else Conflict.
     """
     check(entity, ident, current, wanted, cause.reason)
     now = time.time()
@@ -66,6 +68,10 @@ def move(
     update = f"UPDATE {table} SET {', '.join(f'{c} = ?' for c in sets)} WHERE " + " AND ".join(
         f"{k} = ?" for k in (*keys, "state")
     )
+    where: tuple[Any, ...] = (*key_values, current)
+    if guard is not None:
+        update += f" AND {guard[0]}"
+        where += guard[1]
     seq = tx.next_seq()
     outcome = status if status is not None else (wanted if wanted in OUTCOMES else None)
     record = Transition(
@@ -81,12 +87,11 @@ def move(
         changed = tx.run(
             f"WITH moved AS ({update} RETURNING 1) {_INSERT_SELECT} FROM moved",
             *sets.values(),
-            *key_values,
-            current,
+            *where,
             *row,
         )
     else:
-        changed = tx.run(update, *sets.values(), *key_values, current)
+        changed = tx.run(update, *sets.values(), *where)
         if changed == 1:
             tx.run(_INSERT, *row)
     if changed != 1:

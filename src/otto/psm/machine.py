@@ -241,13 +241,11 @@ class PipelineStateMachine:
 
     def step_started(self, lease: Lease, step: str) -> None:
         def work(tx: Tx) -> None:
-            row = _leased_step(tx, lease, step)
-            move(
+            _move_step(
                 tx,
-                lease.pipeline,
-                Entity.STEP,
+                lease,
                 step,
-                row["state"],
+                PENDING,
                 RUNNING,
                 Cause(lease.orchestrator),
                 columns={"started_at": time.time()},
@@ -271,13 +269,11 @@ class PipelineStateMachine:
         outcome = status
 
         def work(tx: Tx) -> Status:
-            row = _leased_step(tx, lease, step)
-            move(
+            _move_step(
                 tx,
-                lease.pipeline,
-                Entity.STEP,
+                lease,
                 step,
-                row["state"],
+                RUNNING,
                 outcome.value,
                 Cause(lease.orchestrator, reason),
                 data={"exit_code": exit_code},
@@ -394,22 +390,23 @@ def _leased(tx: Tx, lease: Lease) -> Row:
     return ctx
 
 
-def _leased_step(tx: Tx, lease: Lease, step: str) -> Row:
-    """The step's row, when `lease` is the current lease of the step's context."""
-    row = tx.one(
-        "SELECT s.state FROM steps s JOIN contexts c ON c.uuid = s.context WHERE s.uuid = ?"
-        " AND c.uuid = ? AND c.lease_epoch = ? AND c.state IN (?, ?)",
-        step,
-        lease.context,
-        lease.epoch,
-        RUNNING,
-        ABORTING,
-    )
-    if row is None:  # say exactly what is wrong
+# A step moves only while the lease it is reported under is its context's current one.
+_STEP_LEASED = (
+    "context IN (SELECT uuid FROM contexts WHERE uuid = ? AND lease_epoch = ? AND state IN (?, ?))"
+)
+
+
+def _move_step(
+    tx: Tx, lease: Lease, step: str, current: str, wanted: str, cause: Cause, **extra: Any
+) -> None:
+    """The usual case in one guarded update; when it does not apply, say exactly why."""
+    guard = (_STEP_LEASED, (lease.context, lease.epoch, RUNNING, ABORTING))
+    try:
+        move(tx, lease.pipeline, Entity.STEP, step, current, wanted, cause, guard=guard, **extra)
+    except Conflict:
         _leased(tx, lease)
-        views.step_row(tx, lease.context, step)
-        raise AssertionError("unreachable")
-    return row
+        row = views.step_row(tx, lease.context, step)
+        move(tx, lease.pipeline, Entity.STEP, step, row["state"], wanted, cause, **extra)
 
 
 def _insert(tx: Tx, pipeline: Pipeline, repo: str | None, ref: str | None, sha: str | None) -> None:
