@@ -28,7 +28,8 @@ class EventHub:
         # with its JSON encoded once for every subscriber.
         self._ring: list[tuple[Transition, bytes]] = []
         self._cond = threading.Condition()
-        self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+        # One wake-up per event loop per commit, shared by all its waiting subscribers.
+        self._loops: dict[asyncio.AbstractEventLoop, asyncio.Event] = {}
         row = store.read(lambda tx: tx.one("SELECT COALESCE(MAX(seq), 0) AS seq FROM transitions"))
         self.last_seq: int = int(row["seq"]) if row else 0
         store.listen(self.catch_up)
@@ -67,8 +68,11 @@ class EventHub:
             del self._ring[: len(self._ring) - self._capacity]
         self.last_seq = transitions[-1].seq
         self._cond.notify_all()
-        for loop, event in self._waiters:
-            loop.call_soon_threadsafe(event.set)
+        for loop in list(self._loops):
+            try:
+                loop.call_soon_threadsafe(self._wake, loop)
+            except RuntimeError:  # that loop is closed
+                self._loops.pop(loop, None)
 
     def after(self, seq: int, limit: int = PAGE, pipeline: str | None = None) -> list[Transition]:
         """Committed transitions with a sequence number above `seq`, oldest first."""
@@ -94,22 +98,26 @@ class EventHub:
             return self._cond.wait_for(lambda: self.last_seq > seq, timeout)
 
     async def wait_async(self, seq: int, timeout: float) -> bool:
-        if self.last_seq > seq:
-            return True
-        event = asyncio.Event()
-        waiter = (asyncio.get_running_loop(), event)
+        """Like `wait`, for a coroutine: every waiter of a loop shares one wake-up."""
+        loop = asyncio.get_running_loop()
         with self._cond:
-            self._waiters.add(waiter)
-        try:
             if self.last_seq > seq:
                 return True
+            event = self._loops.get(loop)
+            if event is None:
+                event = self._loops[loop] = asyncio.Event()
+        try:
             await asyncio.wait_for(event.wait(), timeout)
-            return True
         except TimeoutError:
-            return False
-        finally:
-            with self._cond:
-                self._waiters.discard(waiter)
+            return self.last_seq > seq
+        return True
+
+    def _wake(self, loop: asyncio.AbstractEventLoop) -> None:
+        """In `loop`: wake its waiters; later ones wait on a fresh event."""
+        with self._cond:
+            event = self._loops.pop(loop, None)
+        if event is not None:
+            event.set()
 
     def stream(self, after: int = 0, stop: threading.Event | None = None) -> Iterator[Transition]:
         """Every transition after `after`, as committed, until `stop` is set."""
