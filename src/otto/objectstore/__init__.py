@@ -40,6 +40,7 @@ from otto.objectstore.errors import (
     ObjectStoreError,
     ObjectTooLarge,
     OffsetMismatch,
+    StoreUnavailable,
 )
 from otto.objectstore.factory import default_root, open_store
 from otto.objectstore.fs import FilesystemStore
@@ -63,6 +64,7 @@ __all__ = [
     "ObjectTooLarge",
     "OffsetMismatch",
     "S3Store",
+    "StoreUnavailable",
     "default_root",
     "open_store",
     "validate_key",

@@ -30,6 +30,7 @@ from otto.objectstore.errors import (
     ObjectStoreError,
     ObjectTooLarge,
     OffsetMismatch,
+    StoreUnavailable,
 )
 from otto.objectstore.http import APPEND_HEADER
 from otto.objectstore.keys import validate_key, validate_prefix
@@ -42,19 +43,47 @@ _SIMPLE: dict[str, type[ObjectStoreError]] = {
 }
 
 
+CONNECT_RETRIES = 6
+
+
 def _stream_of(data: Any) -> Iterator[bytes]:
     while chunk := data.read(CHUNK_SIZE):
         yield chunk
 
 
+class _Translating(httpx.BaseTransport):
+    """A store that cannot be reached raises the store's own error, like any other failure."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self.inner = inner
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return self.inner.handle_request(request)
+        except httpx.TransportError as exc:
+            raise StoreUnavailable(f"object store at {request.url.host}: {exc}") from None
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 class HttpObjectStore(ObjectStore):
-    def __init__(self, base_url: str, token: str | None = None, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        timeout: float = 60.0,
+        connect_retries: int = CONNECT_RETRIES,
+    ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.base_url = base_url.rstrip("/")
         self._http = httpx.Client(
             base_url=self.base_url,
             headers=headers,
             timeout=httpx.Timeout(timeout, connect=10.0),
+            # A request that could not connect never reached the server: safe to send again.
+            # 0, 0.5, 1, 2, 4, 8 s apart: a server restart does not fail a remote agent's logs.
+            transport=_Translating(httpx.HTTPTransport(retries=connect_retries)),
         )
 
     def __repr__(self) -> str:

@@ -81,3 +81,10 @@ class ObjectTooLarge(ObjectStoreError):
 
     def details(self) -> dict[str, object]:
         return {"limit": self.limit}
+
+
+class StoreUnavailable(ObjectStoreError):
+    """The store could not be reached (the HTTP client: no connection, a timeout)."""
+
+    code = "unavailable"
+    status = 503
