@@ -20,8 +20,9 @@ def test_retry_reruns_what_failed_and_keeps_what_succeeded(psm: PipelineStateMac
     assert states[0] == ["Success"] and states[2] == ["NotRun"]
 
     retried = psm.retry(model.uuid)
-    assert set(retried) == {c["uuid"] for b in first["batches"][1:] for c in b["contexts"]
-                            if c["state"] != "Success"}  # fmt: skip
+    assert set(retried) == {
+        c["uuid"] for b in first["batches"][1:] for c in b["contexts"] if c["state"] != "Success"
+    }
     view = psm.get(model.uuid)
     assert view["state"] == "Running"
     assert [b["state"] for b in view["batches"]] == ["Complete", "AuctionStarted", "Pending"]
@@ -66,3 +67,16 @@ def test_terminal_states_leave_only_by_retry(psm: PipelineStateMachine) -> None:
         psm.claim(ctx["uuid"], "o")  # a Failed context does not run again by itself
     psm.retry(model.uuid)
     assert drive(psm, model.uuid)["status"] == "Success"
+
+
+def test_a_rejected_run_is_visible_and_complete_with_error(psm: PipelineStateMachine) -> None:
+    model = make_pipeline()
+    message = "Ottofile:3:5: expected a step name"
+    created = psm.create(
+        model, repo="r", ref="refs/heads/main", sha="abc", rejected=("config_error", message)
+    )
+    view = psm.get(created.uuid)
+    assert (view["state"], view["status"], view["sha"]) == ("Complete", "Error", "abc")
+    last = psm.transitions(created.uuid)[-1]
+    assert (last.reason, last.data) == ("config_error", {"message": message})
+    assert psm.create(make_pipeline(), repo="r", sha="abc").duplicate  # the commit ran once

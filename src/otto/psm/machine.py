@@ -23,6 +23,7 @@ from otto.psm.states import (
     AUCTION_STARTED,
     BATCH_AWARDED,
     BATCH_LIVE,
+    COMPLETE,
     EXECUTING,
     HANDED_BACK,
     PENDING,
@@ -66,8 +67,13 @@ class PipelineStateMachine:
         sha: str | None = None,
         force: bool = False,
         actor: str = "api",
+        rejected: tuple[str, str] | None = None,
     ) -> Created:
-        """Store a pipeline and start it; a known (repo, sha) returns the existing run."""
+        """Store a pipeline and start it; a known (repo, sha) returns the existing run.
+
+        `rejected=(reason, message)` records a run that cannot start (e.g. its Ottofile
+        does not parse: `config_error`): it is visible, and Complete with status Error.
+        """
 
         def work(tx: Tx) -> Created:
             if repo and sha and not force:
@@ -77,6 +83,20 @@ class PipelineStateMachine:
             _insert(tx, pipeline, repo, ref, sha)
             cause = Cause(actor, "created")
             record_creation(tx, pipeline.uuid, cause, {"repo": repo, "ref": ref, "sha": sha})
+            if rejected is not None:
+                reason, message = rejected
+                move(
+                    tx,
+                    pipeline.uuid,
+                    Entity.PIPELINE,
+                    pipeline.uuid,
+                    PENDING,
+                    COMPLETE,
+                    Cause(actor, reason),
+                    Status.ERROR.value,
+                    data={"message": message},
+                )
+                return Created(pipeline.uuid)
             move(tx, pipeline.uuid, Entity.PIPELINE, pipeline.uuid, PENDING, RUNNING, cause)
             flow.start_batch(tx, pipeline.uuid, 0, cause)
             return Created(pipeline.uuid)
