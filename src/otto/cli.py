@@ -2,14 +2,19 @@
 
 Exit codes: 0 success, 1 an invalid pipeline (or a Failed run), 2 Aborted,
 3 Unstable, 4 Error, 64 a usage error (EX_USAGE), so that a mistyped command
-never reads as a pipeline status.
+never reads as a pipeline status. The client commands (run, ps, show, logs,
+abort, retry, events) add 65 EX_DATAERR (the server refused: an unknown uuid, a
+run already complete), 69 EX_UNAVAILABLE (no server there, or it failed),
+77 EX_NOPERM (a missing or wrong token) and 130 (interrupted).
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -140,6 +145,209 @@ def agent_command(
     from otto.agent import agent_main
 
     raise typer.Exit(agent_main(invocation))
+
+
+@app.command("orchestrator")
+def orchestrator_command(
+    server: str = typer.Option(
+        ..., "--server", envvar="OTTO_SERVER", help="The Otto server, e.g. http://ci:7670."
+    ),
+    token: str = typer.Option(
+        None, "--token", envvar="OTTO_TOKEN", help="The server's API token.", show_default=False
+    ),
+    name: str = typer.Option(None, help="Name among orchestrators (default: the host name)."),
+    labels: str = typer.Option(None, help="Labels offered to stages, e.g. 'gpu,large'."),
+    capacity: int = typer.Option(None, help="Contexts run at once (default 2 × cores)."),
+    cost_factor: float = typer.Option(1.0, help="Multiplies bids: higher, less work."),
+    workspace: str = typer.Option(
+        None, help="Where workspaces go (default $OTTO_HOME/orchestrators/NAME)."
+    ),
+    grace: float = typer.Option(30.0, help="Seconds running contexts get on SIGTERM."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log in detail."),
+) -> None:
+    """Run contexts for a server from this machine: bid, run agents, report over HTTP."""
+    from otto.orchestrator.command import orchestrator_main
+
+    raise typer.Exit(
+        orchestrator_main(
+            server, token, name, labels, capacity, cost_factor, workspace, grace, verbose
+        )
+    )
+
+
+# -- the client commands (otto.client): run, ps, show, logs, abort, retry, events ------------
+
+
+def _server_option() -> Any:
+    return typer.Option(
+        None,
+        "--server",
+        envvar="OTTO_SERVER",
+        help="The Otto server (default $OTTO_SERVER or http://127.0.0.1:7670).",
+        show_default=False,
+    )
+
+
+def _token_option() -> Any:
+    return typer.Option(
+        None,
+        "--token",
+        envvar="OTTO_TOKEN",
+        help="API token (default $OTTO_TOKEN).",
+        show_default=False,
+    )
+
+
+def _client_call(server: str | None, token: str | None, action: Callable[[Any], int]) -> None:
+    from otto.client.commands import connect, guarded
+
+    def call() -> int:
+        with connect(server, token) as client:
+            return action(client)
+
+    raise typer.Exit(guarded(call))
+
+
+@app.command("run")
+def run_command(
+    file: str = typer.Argument("Ottofile", help="The Ottofile to run, or - for standard input."),
+    server: str = typer.Option(
+        None,
+        "--server",
+        help="Submit to this running server instead of an embedded one.",
+        show_default=False,
+    ),
+    token: str = _token_option(),
+    home: str = typer.Option(
+        None,
+        "--home",
+        help="State of the embedded server (default: a temporary directory).",
+        show_default=False,
+    ),
+) -> None:
+    """Run a pipeline through the full machinery, live; exit code = its status.
+
+    0 Success, 1 Failed (or an invalid Ottofile), 2 Aborted, 3 Unstable, 4 Error.
+    Ctrl-C aborts the run and waits for it to end.
+    """
+    from otto.client.commands import connect, guarded
+    from otto.client.run import run_here, run_pipeline
+    from otto.client.terminal import Terminal
+
+    if server and home:
+        _error("otto run: give --server or --home, not both")
+        raise typer.Exit(EX_USAGE)
+    name, data = _read(file)  # once: FILE may be - (standard input)
+    try:
+        pipeline, positions = parse_located(data, filename=name)
+    except ParseError as exc:
+        _error(str(exc))
+        raise typer.Exit(EX_INVALID) from None
+    if not server:  # the embedded server runs exactly the standard steps known here
+        problems = [
+            p
+            for context in pipeline.contexts()
+            for p in step_problems(context.steps, standard_manifests())
+        ]
+        for step, error in problems:
+            line, column = positions[step.uuid]
+            _error(f"{name}:{line}:{column}: {error}")
+        if problems:
+            raise typer.Exit(EX_INVALID)
+    text = data.decode("utf-8-sig", errors="replace")
+    term = Terminal.of()
+
+    def call() -> int:
+        if not server:
+            return run_here(text, term, home=home)
+        with connect(server, token) as client:
+            return run_pipeline(client, text, term)
+
+    raise typer.Exit(guarded(call))
+
+
+@app.command("ps")
+def ps_command(
+    state: str = typer.Option(
+        None, "--state", help="Pending, Running, Complete, or a status (Success, Failed, …)."
+    ),
+    repo: str = typer.Option(None, "--repo", help="Only runs of this repository."),
+    ref: str = typer.Option(None, "--ref", help="Only runs of this ref."),
+    limit: int = typer.Option(20, "--limit", "-n", min=1, max=500, help="How many runs."),
+    as_json: bool = typer.Option(False, "--json", help="JSON for scripts."),
+    server: str = _server_option(),
+    token: str = _token_option(),
+) -> None:
+    """Recent runs, newest first."""
+    from otto.client import commands
+
+    _client_call(server, token, lambda c: commands.ps(c, state, repo, ref, limit, as_json))
+
+
+@app.command("show")
+def show_command(
+    uuid: str = typer.Argument(..., help="A pipeline uuid, or a unique prefix of one."),
+    as_json: bool = typer.Option(False, "--json", help="JSON for scripts."),
+    server: str = _server_option(),
+    token: str = _token_option(),
+) -> None:
+    """Every batch, context and step of a run: states, who ran what, attempts, durations."""
+    from otto.client import commands
+
+    _client_call(server, token, lambda c: commands.show(c, uuid, as_json))
+
+
+@app.command("logs")
+def logs_command(
+    uuid: str = typer.Argument(..., help="A pipeline uuid, or a unique prefix of one."),
+    context: str = typer.Option(None, "--context", "-c", help="Only this context (name)."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Stream until the run ends."),
+    server: str = _server_option(),
+    token: str = _token_option(),
+) -> None:
+    """The logs of a run's steps, in order, with a header per step."""
+    from otto.client import commands
+
+    _client_call(server, token, lambda c: commands.logs(c, uuid, context, follow))
+
+
+@app.command("abort")
+def abort_command(
+    uuid: str = typer.Argument(..., help="A pipeline uuid, or a unique prefix of one."),
+    server: str = _server_option(),
+    token: str = _token_option(),
+) -> None:
+    """Abort a run (its running steps are stopped)."""
+    from otto.client import commands
+
+    _client_call(server, token, lambda c: commands.abort(c, uuid))
+
+
+@app.command("retry")
+def retry_command(
+    uuid: str = typer.Argument(..., help="A pipeline uuid, or a unique prefix of one."),
+    server: str = _server_option(),
+    token: str = _token_option(),
+) -> None:
+    """Re-run the failed, errored, aborted and not-run contexts of a finished run."""
+    from otto.client import commands
+
+    _client_call(server, token, lambda c: commands.retry(c, uuid))
+
+
+@app.command("events")
+def events_command(
+    after: int = typer.Option(0, "--after", min=0, help="Only transitions after this seq."),
+    pipeline: str = typer.Option(None, "--pipeline", "-p", help="Only this run's transitions."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep streaming new ones."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
+    server: str = _server_option(),
+    token: str = _token_option(),
+) -> None:
+    """State transitions, oldest first (--follow: live, until interrupted)."""
+    from otto.client import commands
+
+    _client_call(server, token, lambda c: commands.events(c, after, pipeline, follow, as_json))
 
 
 def main(argv: list[str] | None = None) -> int:

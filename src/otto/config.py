@@ -17,6 +17,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from otto.auth import is_loopback
+
 DEFAULT_PORT = 7670
 
 
@@ -37,6 +39,10 @@ class Settings(BaseModel):
     concurrency: int = Field(0, ge=0)  # contexts run at once locally; 0: 2 × cores
     auction_window: float = Field(0.05, ge=0)  # seconds an auction waits for bids
     shutdown_grace: float = Field(30.0, ge=0)  # seconds running contexts get on SIGTERM
+    token: str = ""  # API token; required to listen on anything but loopback (otto.auth)
+    local_labels: str = ""  # labels the local orchestrator offers, e.g. 'docker, large'
+    orchestrator_grace: float = Field(10.0, ge=0)  # a remote one's time to reconnect
+    public_url: str = ""  # how others reach this server (commit-status links); default host:port
 
     @property
     def db_url(self) -> str:
@@ -80,6 +86,11 @@ def load_settings(
     except ValidationError as exc:
         first = exc.errors()[0]
         raise ConfigError(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    if not settings.token and not is_loopback(settings.host):
+        raise ConfigError(
+            f"refusing to listen on {settings.host} without an API token: set OTTO_TOKEN "
+            "(or `token:` in the config file), or listen on 127.0.0.1"
+        )
     return settings.model_copy(update={"home": settings.home.absolute()})
 
 

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
@@ -19,12 +20,16 @@ from starlette.routing import BaseRoute, Route
 from otto import __version__
 from otto.api import openapi, routes
 from otto.auction import Auctioneer
+from otto.auction.api import AuctionApi
+from otto.auction.remote import Orchestrators
+from otto.auth import BearerToken
 from otto.config import Settings
 from otto.objectstore import http as objects_http
 from otto.objectstore import open_store as open_object_store
 from otto.orchestrator import Orchestrator
 from otto.psm import PipelineStateMachine, open_store
 from otto.psm.api import PsmApi
+from otto.webhooks import Webhooks
 
 log = logging.getLogger("otto.server")
 
@@ -54,6 +59,8 @@ def build_app(settings: Settings) -> Starlette:
     psm = PipelineStateMachine(open_store(settings.db_url), lease_seconds=settings.lease_seconds)
     watcher = DeadlineWatcher(psm)
     auctioneer = Auctioneer(psm, window=settings.auction_window)
+    public_url = settings.public_url or f"http://{settings.host}:{settings.port}"
+    webhooks = Webhooks(psm, settings.home, public_url)
     local = Orchestrator(
         psm,
         auctioneer,
@@ -61,11 +68,15 @@ def build_app(settings: Settings) -> Starlette:
         settings.workspaces,
         name="local",
         capacity=settings.local_capacity,
+        labels=settings.local_labels or None,
         lease_seconds=settings.lease_seconds,
+        checkout=webhooks.checkout,
     )
     if settings.local_orchestrator:
         auctioneer.register(local)
-    endpoints = PsmApi(psm).endpoints()
+    remote = Orchestrators(auctioneer, psm, grace=settings.orchestrator_grace)
+    endpoints = PsmApi(psm).endpoints() + AuctionApi(auctioneer, remote, psm).endpoints()
+    endpoints += webhooks.endpoints()
     document = openapi(endpoints, "Otto", __version__)
 
     async def health(request: Request) -> JSONResponse:
@@ -79,18 +90,13 @@ def build_app(settings: Settings) -> Starlette:
         watcher.start()
         if settings.local_orchestrator:
             local.start()
-        auctioneer.start()
-        stop_watching = threading.Event()
-        threading.Thread(
-            target=local.watch,
-            args=(psm.events.stream(after=psm.events.last_seq, stop=stop_watching),),
-            name="local-aborts",
-            daemon=True,
-        ).start()
+        auctioneer.start()  # it also tells the orchestrators of aborts, at once
+        webhooks.start()
         try:
             yield
         finally:
-            stop_watching.set()
+            webhooks.stop()
+            remote.close()
             auctioneer.stop()
             local.stop(grace=settings.shutdown_grace)
             watcher.stop()
@@ -102,7 +108,8 @@ def build_app(settings: Settings) -> Starlette:
         *routes(endpoints),
         *objects_http.routes(open_object_store(settings.objects_url)),
     ]
-    app = Starlette(routes=app_routes, lifespan=lifespan)
+    guard = [Middleware(BearerToken, token=settings.token)] if settings.token else []
+    app = Starlette(routes=app_routes, lifespan=lifespan, middleware=guard)
     app.state.psm = psm
     app.state.auctioneer = auctioneer
     app.state.settings = settings

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from otto.auction.requirements import Capabilities, Requirements
 from otto.psm import Conflict, NotFound, PipelineStateMachine
+from otto.psm.states import PROVISIONING
 
 log = logging.getLogger("otto.auction")
 
@@ -48,6 +49,15 @@ class Lot:
             "name": self.name,
             "needs": self.needs.to_dict(),
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Lot:
+        return cls(
+            context=str(data["context"]),
+            pipeline=str(data["pipeline"]),
+            name=str(data.get("name", "")),
+            needs=Requirements.from_dict(data.get("needs") or {}),
+        )
 
 
 @dataclass
@@ -90,6 +100,12 @@ class Bidder(Protocol):
 
     def awarded(self, lot: Lot) -> None:
         """The orchestrator won `lot`: it may claim the context."""
+
+    def moved(self, pipeline: str, context: str | None, state: str) -> None:
+        """A context of `pipeline` changed state (an abort to carry out?), or one of its
+        batches (`context` None) reached `Provisioning`. When a context ends or a batch is
+        provisioned, awards the orchestrator holds there may have become claimable (Linear
+        order; a batch whose auction was still open). Must not block."""
 
 
 class Auctioneer:
@@ -162,10 +178,17 @@ class Auctioneer:
             return [a.to_dict() for a in reversed(found)]
 
     def _watch(self) -> None:
-        """Poke on every transition that can open or free work."""
+        """Poke on every transition that can open or free work; tell bidders of context moves."""
         for t in self.psm.events.stream(after=self.psm.events.last_seq, stop=self._stopping):
             if t.to_state == "AuctionStarted" or t.entity in ("context", "pipeline"):
                 self.poke()
+            if t.entity == "context" or (t.entity == "batch" and t.to_state == PROVISIONING):
+                context = t.id if t.entity == "context" else None
+                for bidder in self.bidders():
+                    try:
+                        bidder.moved(t.pipeline, context, t.to_state)
+                    except Exception:
+                        log.exception("orchestrator %s failed to hear of a move", bidder.name)
 
     def _run(self) -> None:
         while not self._stopping.is_set():
@@ -221,6 +244,7 @@ class Auctioneer:
         return lots
 
     def _award(self, auction: Auction) -> None:
+        won: list[tuple[Lot, str]] = []
         for lot in auction.lots:
             offers = auction.bids.get(lot.context)
             if not offers:
@@ -231,6 +255,16 @@ class Auctioneer:
             except Conflict:
                 continue  # the context moved on meanwhile (e.g. the run was aborted)
             auction.awards[lot.context] = winner
-            bidder = self._bidders.get(winner)
-            if bidder is not None:
+            won.append((lot, winner))
+        # Told only once every award is recorded: a batch fully awarded is claimable by then.
+        for lot, winner in won:
+            with self._lock:
+                bidder = self._bidders.get(winner)
+            try:
+                if bidder is None:
+                    raise LookupError(f"orchestrator {winner} left before its award")
                 bidder.awarded(lot)
+            except Exception as exc:  # nobody will claim it: give it back, auction it again
+                log.warning("award of %s to %s failed: %s", lot.context, winner, exc)
+                self.psm.release(lot.context, winner)
+                self.poke()

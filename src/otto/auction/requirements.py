@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-def _labels(text: str | None) -> frozenset[str]:
-    return frozenset(part.strip() for part in (text or "").split(",") if part.strip())
+def labels_of(given: str | list[str] | frozenset[str] | None) -> frozenset[str]:
+    """Labels from `'gpu, large'` or `['gpu', 'large']`: trimmed, empty ones dropped."""
+    parts = (given or "").split(",") if isinstance(given, str) else list(given or [])
+    return frozenset(part.strip() for part in parts if part.strip())
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,15 @@ class Requirements:
         return cls(
             runtime=(properties.get("runtime") or "").strip().lower() or None,
             arch=(properties.get("arch") or "").strip() or None,
-            labels=_labels(properties.get("labels")),
+            labels=labels_of(properties.get("labels")),
+        )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Requirements:
+        return cls(
+            runtime=data.get("runtime") or None,
+            arch=data.get("arch") or None,
+            labels=labels_of(data.get("labels")),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -57,7 +67,7 @@ class Capabilities:
             arch=platform.machine(),
             cores=os.cpu_count() or 1,
             memory_mb=pages * page_size // (1024 * 1024),
-            labels=_labels(labels),
+            labels=labels_of(labels),
         )
 
     @classmethod
@@ -67,7 +77,7 @@ class Capabilities:
             arch=str(data.get("arch", "")),
             cores=int(data.get("cores", 1)),
             memory_mb=int(data.get("memory_mb", 0)),
-            labels=frozenset(data.get("labels", [])),
+            labels=labels_of(data.get("labels")),
         )
 
     def to_dict(self) -> dict[str, Any]:

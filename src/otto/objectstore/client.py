@@ -5,6 +5,7 @@ as the same exception classes the server-side store raised."""
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -51,6 +52,34 @@ def _stream_of(data: Any) -> Iterator[bytes]:
         yield chunk
 
 
+class _Reconnecting(httpx.BaseTransport):
+    """Sends a request that could not connect again (0.25, 0.5, 1, … s apart), but only
+    once the server is known to be there (it answered before, or whoever gave the URL
+    knew: `known_up`): a restart must not fail a remote agent's logs, while a wrong URL
+    fails at once. Not connecting means nothing was sent: sending again is safe."""
+
+    def __init__(self, retries: int, known_up: bool = False) -> None:
+        self.inner = httpx.HTTPTransport()
+        self.pauses = [0.25 * 2**n for n in range(retries)]
+        self.answered = known_up
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        for pause in [*self.pauses, None]:
+            try:
+                response = self.inner.handle_request(request)
+            except httpx.ConnectError:
+                if pause is None or not self.answered:
+                    raise
+                time.sleep(pause)
+                continue
+            self.answered = True
+            return response
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 class _Translating(httpx.BaseTransport):
     """A store that cannot be reached raises the store's own error, like any other failure."""
 
@@ -74,6 +103,7 @@ class HttpObjectStore(ObjectStore):
         token: str | None = None,
         timeout: float = 60.0,
         connect_retries: int = CONNECT_RETRIES,
+        known_up: bool = False,
     ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.base_url = base_url.rstrip("/")
@@ -81,9 +111,7 @@ class HttpObjectStore(ObjectStore):
             base_url=self.base_url,
             headers=headers,
             timeout=httpx.Timeout(timeout, connect=10.0),
-            # A request that could not connect never reached the server: safe to send again.
-            # 0, 0.5, 1, 2, 4, 8 s apart: a server restart does not fail a remote agent's logs.
-            transport=_Translating(httpx.HTTPTransport(retries=connect_retries)),
+            transport=_Translating(_Reconnecting(connect_retries, known_up)),
         )
 
     def __repr__(self) -> str:

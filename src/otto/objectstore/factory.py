@@ -4,7 +4,9 @@
 - `s3://bucket/prefix?endpoint=http://127.0.0.1:9000&region=us-east-1` → `S3Store`;
   credentials from `access_key`/`secret_key` query parameters, else boto3's usual
   sources (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, profiles, ...)
-- `http://host:port` or `https://...` → `HttpObjectStore` (the server's API)
+- `http://host:port` or `https://...` → `HttpObjectStore` (the server's API);
+  `token=` its API token, `known_up=1` the server is known to exist (it handed out
+  the work): a request that cannot connect is retried from the first (a restart)
 """
 
 from __future__ import annotations
@@ -54,5 +56,6 @@ def open_store(
         )
     if parts.scheme in ("http", "https"):
         base = f"{parts.scheme}://{parts.netloc}{parts.path}"
-        return HttpObjectStore(base, token=token or query.get("token"))
+        known_up = query.get("known_up") == "1"
+        return HttpObjectStore(base, token=token or query.get("token"), known_up=known_up)
     raise InvalidArgument(f"unknown object store URL scheme {parts.scheme!r} in {url!r}")

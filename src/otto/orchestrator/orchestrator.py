@@ -13,19 +13,21 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from otto.agent.invocation import Invocation
+from otto.agent.invocation import Checkout, Invocation
 from otto.auction import Auction, Capabilities, Lot
 from otto.model import Context
 from otto.orchestrator.pool import AgentPool, AgentProcess
 from otto.psm import Conflict, Lease, NotFound, Transition
+from otto.psm.states import ABORTING, PENDING, PROVISIONING, TERMINAL, Entity
 from otto.status import Status
 
 log = logging.getLogger("otto.orchestrator")
@@ -78,6 +80,7 @@ class Orchestrator:
         cost_factor: float = 1.0,
         labels: str | None = None,
         lease_seconds: float = 30.0,
+        checkout: Callable[[str], Checkout | None] | None = None,
     ) -> None:
         self.executor = executor
         self.bids = bids
@@ -88,6 +91,7 @@ class Orchestrator:
         self.cost_factor = cost_factor
         self.capabilities = Capabilities.of_this_machine(labels)
         self.lease_seconds = lease_seconds
+        self.checkout = checkout  # a pipeline → the commit its workspaces start from
         self.pool = AgentPool()
         self._running: dict[str, Running] = {}
         self._waiting: dict[str, Lot] = {}  # awarded, not yet claimable (Linear order)
@@ -104,6 +108,8 @@ class Orchestrator:
     def announce(self, auction: Auction) -> None:
         with self._lock:
             free = self.capacity - len(self._running) - len(self._waiting)
+        if self._stopping.is_set():
+            free = 0
         costs: dict[str, float] = {}
         for lot in auction.lots:
             if len(costs) >= free:
@@ -115,8 +121,25 @@ class Orchestrator:
 
     def awarded(self, lot: Lot) -> None:
         with self._lock:
+            if lot.context in self._running or self._stopping.is_set():
+                return  # told twice (a remote orchestrator's reconnection)
             self._waiting[lot.context] = lot
         self._work.put(lot)
+
+    def moved(self, pipeline: str, context: str | None, state: str) -> None:
+        """A context changed state (`Bidder.moved`): stop its agent if it is to be aborted;
+        when one ends or a batch is provisioned, what waits here in that pipeline may start."""
+        if state == ABORTING and context is not None:
+            with self._lock:
+                run = self._running.get(context)
+            if run is not None and not run.stopping:
+                run.stopping = True
+                run.agent.terminate()
+        elif state in TERMINAL[Entity.CONTEXT] or state == PROVISIONING:
+            with self._lock:
+                lots = [lot for lot in self._waiting.values() if lot.pipeline == pipeline]
+            for lot in lots:
+                self._work.put(lot)
 
     def retry_waiting(self) -> None:
         """Contexts that waited for the one before them (Linear) may start now."""
@@ -135,6 +158,10 @@ class Orchestrator:
         hand the rest back to the PSM (to run again after a restart) and stop their agents."""
         self._stopping.set()
         self._work.put(None)
+        with self._lock:
+            waiting, self._waiting = list(self._waiting), {}
+        for context in waiting:  # awarded, never started: someone else may run them
+            self._report(lambda c=context: self.executor.release(c, self.name))
         deadline = time.monotonic() + grace
         while self.running() and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -164,8 +191,10 @@ class Orchestrator:
             try:
                 lease = self.executor.claim(lot.context, self.name)
             except Conflict as exc:
-                if exc.current == "Pending" and "waits" in str(exc):
-                    continue  # Linear: retried when the context before it ends
+                if exc.current == PENDING:
+                    # Not yet: the one before it runs (Linear), or its batch's auction is still
+                    # open. Tried again on the next move in the pipeline (and now and then).
+                    continue
                 with self._lock:
                     self._waiting.pop(lot.context, None)
                 continue
@@ -186,9 +215,10 @@ class Orchestrator:
                 object_store=self.objects_url,
                 workspace_root=self.workspace_root,
                 lease={"epoch": lease.epoch, "orchestrator": self.name},
+                checkout=self.checkout(lot.pipeline) if self.checkout else None,
             )
             path = self.workspace_root / ".invocations" / f"{lot.context}.json"
-            path.write_text(invocation.model_dump_json(), encoding="utf-8")
+            _write_private(path, invocation.model_dump_json())
             agent = self.pool.take()
             agent.start(path)
         except Exception as exc:
@@ -246,21 +276,25 @@ class Orchestrator:
             call()
         except (Conflict, NotFound) as exc:
             log.info("report refused: %s", exc)  # a stale lease or an aborted run
+        except Exception as exc:  # e.g. the server unreachable for too long: the lease decides
+            log.warning("report lost: %s", exc)
 
     # -- aborts ---------------------------------------------------------------------
     def watch(self, transitions: Iterable[Transition]) -> None:
         """Stop an agent as soon as its context is to be aborted (not at the next renewal)."""
         for t in transitions:
-            if t.entity == "context" and t.to_state == "Aborting":
-                with self._lock:
-                    run = self._running.get(t.id)
-                if run is not None and not run.stopping:
-                    run.stopping = True
-                    run.agent.terminate()
+            if t.entity == "context":
+                self.moved(t.pipeline, t.id, t.to_state)
 
     # -- leases -------------------------------------------------------------------
     def _renew_loop(self) -> None:
-        while not self._stopping.wait(max(0.05, self.lease_seconds / 3)):
+        due = 0.0
+        # Short ticks: `lease_seconds` may change (a remote learns it when it registers).
+        while not self._stopping.wait(min(0.5, max(0.05, self.lease_seconds / 6))):
+            if time.monotonic() < due:
+                continue
+            due = time.monotonic() + self.lease_seconds / 3
+            self.retry_waiting()  # a safety net: a missed move must not strand a context
             with self._lock:
                 running = list(self._running.values())
             for run in running:
@@ -275,3 +309,10 @@ class Orchestrator:
                 if lease.aborting and not run.stopping:
                     run.stopping = True
                     run.agent.terminate()
+
+
+def _write_private(path: Path, text: str) -> None:
+    """The invocation may hold credentials (the object store's token): owner only."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(fd, "w", encoding="utf-8") as file:
+        file.write(text)

@@ -110,6 +110,9 @@ class AgentPool:
             [sys.executable, "-m", "otto.orchestrator.zygote", str(theirs.fileno())],
             pass_fds=[theirs.fileno()],
             stdin=subprocess.DEVNULL,
+            # Its own session: a Ctrl-C typed at `otto run` is for `otto run` to handle
+            # (it aborts the run), not for the zygote and its agents to die of.
+            start_new_session=True,
         )
         theirs.close()
         self._sock = ours

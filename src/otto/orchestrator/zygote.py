@@ -11,12 +11,16 @@ the orchestrator sends `{"id", "invocation"}` with the write end of a pipe
 attached (SCM_RIGHTS); the zygote forks, the child makes that pipe its
 stdout (the agent's JSON-line reports) and runs the context; the zygote
 answers `{"id", "pid"}`, and `{"id", "exit"}` when the child ends. The zygote
-is single-threaded, so forking it is safe.
+is single-threaded, so forking it is safe. When the orchestrator goes away
+(it closed the socket, or died), the zygote stops the agents still running
+(SIGTERM: each aborts its step's process group) rather than leave orphans whose
+results nobody would take.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import signal
@@ -45,9 +49,12 @@ def serve(sock: socket.socket) -> None:
         try:
             data, fds, _, _ = socket.recv_fds(sock, 65536, 1)
         except (ConnectionError, OSError):
+            data = b""
+        if not data:  # the orchestrator closed its end, or died
+            for pid in list(children):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
             return
-        if not data:
-            return  # the orchestrator closed its end
         request = json.loads(data)
         pid = os.fork()
         if pid == 0:
@@ -85,6 +92,9 @@ def main() -> int:
     import otto.objectstore
     import otto.steps.builtins  # noqa: F401
 
+    # The garbage collector would walk (and so copy-on-write) every preloaded object
+    # in every fork: leave them out of its sight.
+    gc.freeze()
     fd = int(sys.argv[1])
     serve(socket.socket(fileno=fd))
     return 0

@@ -1,0 +1,156 @@
+"""The client commands of `otto` (ps, show, logs, abort, retry, events), as functions
+that print and return an exit code; `otto.cli` only declares their options.
+
+`guarded()` turns every client failure into one line on stderr and its exit code
+(see `otto.client.errors`), never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from otto.client import render
+from otto.client.errors import ClientError, UsageProblem
+from otto.client.http import PREFIX_SEARCH_LIMIT, OttoClient
+from otto.client.logs import LogPrinter, select_contexts
+from otto.client.terminal import Terminal
+from otto.client.view import RunView
+from otto.status import Status
+
+DEFAULT_SERVER = "http://127.0.0.1:7670"
+PIPELINE_STATES = ("Pending", "Running", "Complete")
+EX_INTERRUPTED = 130
+
+
+def guarded(action: Callable[[], int]) -> int:
+    """Run a command; a ClientError becomes `otto: message` on stderr and its exit code."""
+    try:
+        return action()
+    except ClientError as exc:
+        sys.stderr.write(f"otto: {exc.message}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("\n")
+        return EX_INTERRUPTED
+    except BrokenPipeError:  # `otto events | head`: the reader has all it wanted
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+def connect(server: str | None, token: str | None) -> OttoClient:
+    return OttoClient(server or DEFAULT_SERVER, token=token or None)
+
+
+def _dump(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+def ps(
+    client: OttoClient,
+    state: str | None,
+    repo: str | None,
+    ref: str | None,
+    limit: int,
+    as_json: bool,
+) -> int:
+    wanted_state, wanted_status = _state_filter(state)
+    found: list[dict[str, Any]] = []
+    cursor: str | None = None
+    scanned = 0
+    while True:
+        page = client.pipelines(
+            state=wanted_state,
+            repo=repo,
+            ref=ref,
+            limit=limit if wanted_status is None else 500,
+            cursor=cursor,
+        )
+        scanned += len(page.pipelines)
+        found += [p for p in page.pipelines if wanted_status in (None, p.get("status"))]
+        cursor = page.next_cursor
+        if wanted_status is None or len(found) >= limit or not cursor:
+            break
+        if scanned >= PREFIX_SEARCH_LIMIT:
+            break
+    found = found[:limit]
+    if as_json:
+        _dump({"pipelines": found, "next_cursor": cursor})
+    else:
+        render.ps(Terminal.of(), found)
+    return 0
+
+
+def _state_filter(state: str | None) -> tuple[str | None, str | None]:
+    """`--state` takes a pipeline state (Pending, Running, Complete) or a status
+    (Success, Failed, …: complete runs with that status), in any case."""
+    if state is None:
+        return None, None
+    for known in PIPELINE_STATES:
+        if known.lower() == state.strip().lower():
+            return known, None
+    try:
+        return "Complete", Status.parse(state).value
+    except ValueError:
+        choices = ", ".join([*PIPELINE_STATES, *(s.value for s in Status)])
+        raise UsageProblem(f"--state: unknown state {state!r}; one of: {choices}") from None
+
+
+def show(client: OttoClient, ident: str, as_json: bool) -> int:
+    document = client.pipeline(client.resolve(ident))
+    if as_json:
+        _dump(document)
+    else:
+        render.show(Terminal.of(), RunView.load(document))
+    return 0
+
+
+def logs(client: OttoClient, ident: str, context: str | None, follow: bool) -> int:
+    uuid = client.resolve(ident)
+    run = RunView.load(client.pipeline(uuid))
+    chosen = select_contexts(run, context)
+    printer = LogPrinter(client, Terminal.of(), sys.stdout.buffer)
+    if follow:
+        wanted = {c.uuid for c in chosen}
+        printer.follow(uuid, lambda r: [c for c in r.contexts() if c.uuid in wanted])
+    else:
+        printer.print_all(run, chosen)
+    return 0
+
+
+def abort(client: OttoClient, ident: str) -> int:
+    uuid = client.resolve(ident)
+    client.abort(uuid)
+    Terminal.of().write(f"aborting pipeline {uuid}")
+    return 0
+
+
+def retry(client: OttoClient, ident: str) -> int:
+    uuid = client.resolve(ident)
+    answer = client.retry(uuid)
+    retried = answer.get("retried") or []
+    run = RunView.load(client.pipeline(uuid))
+    names = [c.name for c in run.contexts() if c.uuid in retried]
+    shown = f": {', '.join(names)}" if names else ""
+    Terminal.of().write(f"retrying pipeline {uuid} ({len(retried)} contexts{shown})")
+    return 0
+
+
+def events(
+    client: OttoClient, after: int, pipeline: str | None, follow: bool, as_json: bool
+) -> int:
+    uuid = client.resolve(pipeline) if pipeline else None
+    term = Terminal.of()
+    found = client.stream_events(after, uuid) if follow else client.all_events(after, uuid)
+    for transition in found:
+        if as_json:
+            sys.stdout.write(json.dumps(transition) + "\n")
+        else:
+            render.event(term, transition)
+        if follow:
+            sys.stdout.flush()
+    return 0

@@ -1,0 +1,214 @@
+"""`OttoClient`: the Otto server's HTTP API (DESIGN §9) as typed Python calls.
+
+Every call raises `ClientError` (or a subclass) with the server's own message
+when it fails; documents come back as the JSON the server sent.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from otto import __version__
+from otto.client.errors import ClientError, ServerUnavailable, error_from
+from otto.client.sse import EventStream
+
+Json = dict[str, Any]
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+# How many of the newest runs a short uuid prefix is looked up among.
+PREFIX_SEARCH_LIMIT = 5000
+
+
+@dataclass(frozen=True)
+class Page:
+    pipelines: list[Json]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class Created:
+    uuid: str
+    duplicate: bool = False
+
+
+class OttoClient:
+    """A connection to one Otto server; `token` is sent as `Authorization: Bearer`."""
+
+    def __init__(self, base_url: str, token: str | None = None, timeout: float = 10.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        headers = {"User-Agent": f"otto-cli/{__version__}", "Accept": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        try:
+            self.http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
+        except (httpx.InvalidURL, ValueError) as exc:
+            raise ClientError(f"not a server URL: {base_url!r} ({exc})") from None
+        if self.http.base_url.scheme not in ("http", "https") or not self.http.base_url.host:
+            raise ClientError(f"not a server URL: {base_url!r} (want e.g. http://127.0.0.1:7670)")
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> OttoClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- pipelines -----------------------------------------------------------------
+    def health(self) -> Json:
+        return self._json("GET", "/health")
+
+    def pipelines(
+        self,
+        state: str | None = None,
+        repo: str | None = None,
+        ref: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        params = {"state": state, "repo": repo, "ref": ref, "limit": limit, "cursor": cursor}
+        found = self._json("GET", "/v1/pipelines", params=_present(params))
+        return Page(found["pipelines"], found.get("next_cursor"))
+
+    def pipeline(self, uuid: str) -> Json:
+        return self._json("GET", f"/v1/pipelines/{_segment(uuid)}")
+
+    def transitions(self, uuid: str) -> list[Json]:
+        return list(self._json("GET", f"/v1/pipelines/{_segment(uuid)}/transitions")["transitions"])
+
+    def create(
+        self,
+        ottofile: str | None = None,
+        model: Json | None = None,
+        repo: str | None = None,
+        ref: str | None = None,
+        sha: str | None = None,
+        force: bool = False,
+    ) -> Created:
+        body = _present(
+            {"ottofile": ottofile, "model": model, "repo": repo, "ref": ref, "sha": sha}
+        )
+        if force:
+            body["force"] = True
+        found = self._json("POST", "/v1/pipelines", json=body)
+        return Created(str(found["uuid"]), bool(found.get("duplicate", False)))
+
+    def abort(self, uuid: str) -> Json:
+        return self._json("POST", f"/v1/pipelines/{_segment(uuid)}/abort")
+
+    def retry(self, uuid: str) -> Json:
+        return self._json("POST", f"/v1/pipelines/{_segment(uuid)}/retry")
+
+    def resolve(self, ident: str) -> str:
+        """The full uuid of the run `ident` names: a whole uuid, or a unique prefix of one
+        among the newest runs."""
+        wanted = ident.strip().lower()
+        if UUID_RE.match(wanted):
+            return wanted
+        if not wanted or not re.fullmatch(r"[0-9a-f-]+", wanted):
+            raise ClientError(f"{ident!r} is not a pipeline uuid or a prefix of one")
+        matches: list[str] = []
+        cursor: str | None = None
+        seen = 0
+        while seen < PREFIX_SEARCH_LIMIT:
+            page = self.pipelines(limit=500, cursor=cursor)
+            seen += len(page.pipelines)
+            matches += [p["uuid"] for p in page.pipelines if p["uuid"].startswith(wanted)]
+            if len(matches) > 1:
+                shown = ", ".join(m[:13] for m in matches[:5])
+                raise ClientError(f"{ident!r} names more than one pipeline: {shown}…")
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        if not matches:
+            raise ClientError(f"no pipeline {ident}", status=404, code="not_found")
+        return matches[0]
+
+    # -- events --------------------------------------------------------------------
+    def events(self, after: int = 0, pipeline: str | None = None, limit: int = 1000) -> list[Json]:
+        params = _present({"after": after, "pipeline": pipeline, "limit": limit})
+        return list(self._json("GET", "/v1/events", params=params)["events"])
+
+    def all_events(self, after: int = 0, pipeline: str | None = None) -> Iterator[Json]:
+        """Every transition after `after` there is now, fetched page by page."""
+        while batch := self.events(after, pipeline):
+            yield from batch
+            after = int(batch[-1]["seq"])
+
+    def stream_events(
+        self, after: int = 0, pipeline: str | None = None, give_up_after: float = 30.0
+    ) -> EventStream:
+        """Transitions after `after` as they happen (SSE), resuming after a dropped
+        connection from the last one seen. Iterating it never ends by itself."""
+        return EventStream(self.http, after, pipeline, give_up_after)
+
+    # -- objects -------------------------------------------------------------------
+    def objects(self, prefix: str) -> list[Json]:
+        return list(self._request("GET", "/v1/objects", params={"prefix": prefix}).json())
+
+    def read_object(self, key: str, offset: int = 0, tail: int | None = None) -> bytes | None:
+        """An object's bytes from `offset` on (or its last `tail` bytes); b"" when there is
+        nothing past `offset` yet, None when there is no such object (yet)."""
+        headers = {}
+        if tail is not None:
+            headers["Range"] = f"bytes=-{max(1, tail)}"
+        elif offset:
+            headers["Range"] = f"bytes={offset}-"
+        path = "/v1/objects/" + quote(key, safe="/")
+        try:
+            return self._request("GET", path, headers=headers).content
+        except ClientError as exc:
+            if exc.status == 404:
+                return None
+            if exc.status == 416:
+                return b""
+            raise
+
+    # -- plumbing ------------------------------------------------------------------
+    def _json(self, method: str, path: str, **kwargs: Any) -> Json:
+        response = self._request(method, path, **kwargs)
+        try:
+            found = response.json()
+        except ValueError:
+            raise ServerUnavailable(
+                f"{method} {path}: the server answered something that is not JSON"
+            ) from None
+        if not isinstance(found, dict):
+            raise ServerUnavailable(f"{method} {path}: the server answered unexpected JSON")
+        return found
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.TimeoutException:
+            raise ServerUnavailable(
+                f"the Otto server at {self.base_url} did not answer in time"
+            ) from None
+        except httpx.TransportError as exc:
+            raise ServerUnavailable(
+                f"cannot reach the Otto server at {self.base_url}: {_reason(exc)}"
+            ) from None
+        if response.status_code >= 400:
+            raise error_from(response)
+        return response
+
+
+def _present(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _segment(uuid: str) -> str:
+    return quote(uuid, safe="")
+
+
+def _reason(exc: httpx.TransportError) -> str:
+    text = str(exc) or type(exc).__name__
+    if "Connection refused" in text or "Errno 111" in text:
+        return "connection refused (is `otto server` running?)"
+    return text

@@ -1,0 +1,128 @@
+"""Server-sent events: a line parser, and the event stream of `GET /v1/events`.
+
+`EventStream` yields each transition once, in order. When the connection drops
+(a server restart, a proxy timeout) it reconnects with `Last-Event-ID` set to
+the last sequence number it yielded, so nothing is missed or seen twice; it
+gives up with `ServerUnavailable` only after `give_up_after` seconds without
+a connection.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from otto.client.errors import ServerUnavailable, error_from
+
+# The server sends a keep-alive comment every 15 s; a longer silence is a dead connection.
+READ_TIMEOUT = 45.0
+
+
+@dataclass(frozen=True)
+class ServerSentEvent:
+    id: str | None
+    event: str
+    data: str
+
+
+class SseParser:
+    """Feed it lines (without their line ends); it returns each event when complete."""
+
+    def __init__(self) -> None:
+        self.retry: float | None = None  # seconds, when the server asked for a delay
+        self._id: str | None = None
+        self._event = ""
+        self._data: list[str] = []
+
+    def feed(self, line: str) -> ServerSentEvent | None:
+        if not line:
+            if not self._data:
+                self._event = ""
+                return None
+            event = ServerSentEvent(self._id, self._event or "message", "\n".join(self._data))
+            self._event, self._data = "", []
+            return event
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        elif name == "id" and "\0" not in value:
+            self._id = value
+        elif name == "retry" and value.isdigit():
+            self.retry = int(value) / 1000
+        return None
+
+
+class EventStream:
+    """Transitions after `after` (optionally of one pipeline), live, resuming after drops."""
+
+    def __init__(
+        self,
+        http: httpx.Client,
+        after: int = 0,
+        pipeline: str | None = None,
+        give_up_after: float = 30.0,
+    ) -> None:
+        self.http = http
+        self.last_seq = after
+        self.pipeline = pipeline
+        self.give_up_after = give_up_after
+        self.reconnects = 0
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        down_since: float | None = None
+        delay = 0.2
+        while True:
+            try:
+                for event in self._connect():
+                    down_since = None
+                    yield event
+                down_since = None  # the server ended the stream cleanly: reconnect at once
+            except (httpx.TransportError, ServerUnavailable) as exc:
+                now = time.monotonic()
+                down_since = down_since or now
+                if now - down_since >= self.give_up_after:
+                    if isinstance(exc, ServerUnavailable):
+                        raise
+                    raise ServerUnavailable(
+                        f"lost the event stream of {self.http.base_url} and could not "
+                        f"reconnect within {self.give_up_after:g} s: {exc}"
+                    ) from None
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+            else:
+                delay = 0.2
+            self.reconnects += 1
+
+    def _connect(self) -> Iterator[dict[str, Any]]:
+        params: dict[str, str | int] = {"after": self.last_seq}
+        if self.pipeline:
+            params["pipeline"] = self.pipeline
+        headers = {"Accept": "text/event-stream", "Last-Event-ID": str(self.last_seq)}
+        timeout = httpx.Timeout(10.0, read=READ_TIMEOUT)
+        with self.http.stream(
+            "GET", "/v1/events", params=params, headers=headers, timeout=timeout
+        ) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise error_from(response)
+            parser = SseParser()
+            for line in response.iter_lines():
+                event = parser.feed(line)
+                if event is None or event.event != "transition":
+                    continue
+                transition = json.loads(event.data)
+                seq = int(transition["seq"])
+                if seq <= self.last_seq:
+                    continue  # never yield one twice, whatever the server resends
+                self.last_seq = seq
+                yield transition
