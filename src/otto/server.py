@@ -87,6 +87,7 @@ def build_app(settings: Settings) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        psm.release_unclaimed()  # awards made before a restart died with it
         watcher.start()
         if settings.local_orchestrator:
             local.start()

@@ -116,3 +116,30 @@ def test_kill_9_mid_run_loses_nothing(tmp_path: Path) -> None:
             assert (final["state"], final["status"]) == ("Complete", "Success"), uuid
     finally:
         stop_server(server)
+
+
+def test_an_award_nobody_claimed_before_a_crash_is_auctioned_again(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    port = free_port()
+    server = start_server(home, port, OTTO_LOCAL_ORCHESTRATOR="0")
+    client = httpx.Client(base_url=server.url, timeout=10)
+    created = client.post("/v1/pipelines", json={"ottofile": "pipeline { steps { sh 'true' } }"})
+    uuid = created.json()["uuid"]
+    award_open(client, "ghost")  # an orchestrator that will never come back
+    server.process.send_signal(signal.SIGKILL)
+    server.process.wait()
+
+    server = start_server(home, port)  # with its local orchestrator
+    try:
+        client = httpx.Client(base_url=server.url, timeout=10)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            run = client.get(f"/v1/pipelines/{uuid}").json()
+            if run["state"] == "Complete":
+                break
+            time.sleep(0.1)
+        assert (run["state"], run["status"]) == ("Complete", "Success")
+        assert run["batches"][0]["contexts"][0]["orchestrator"] == "local"
+    finally:
+        stop_server(server)

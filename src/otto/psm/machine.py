@@ -184,6 +184,23 @@ class PipelineStateMachine:
 
         self.store.write(work)
 
+    def release_unclaimed(self) -> int:
+        """Give back every award not yet claimed: after a restart nobody holds them.
+
+        Awards live on in orchestrators' memory only until a context is claimed; a
+        server that starts again must auction such contexts anew, or they would wait
+        for an orchestrator that no longer knows of them.
+        """
+
+        def work(tx: Tx) -> int:
+            return tx.run(
+                "UPDATE contexts SET orchestrator = NULL"
+                " WHERE state = ? AND orchestrator IS NOT NULL",
+                PENDING,
+            )
+
+        return self.store.write(work)
+
     # -- executors --------------------------------------------------------------
     def claim(self, context: str, orchestrator: str) -> Lease:
         """Start an attempt of an awarded context; the lease fences every later report."""
