@@ -46,6 +46,9 @@ def test_mutations_need_the_token_reads_do_not(guarded: Server) -> None:
         created = c.post("/v1/pipelines", json=body, headers=bearer())
         assert created.status_code == 201
         assert c.get(f"/v1/pipelines/{created.json()['uuid']}").status_code == 200
+        # A forge cannot send the token: webhooks are authenticated by their signature.
+        hook = c.post("/v1/webhooks/github", content=b"{}", headers={"X-GitHub-Event": "ping"})
+        assert hook.json()["error"]["code"] == "unsigned"  # the webhook's own check answered
 
 
 def test_an_orchestrator_with_the_token_runs_pipelines(guarded: Server, tmp_path: Path) -> None:

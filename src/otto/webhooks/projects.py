@@ -1,0 +1,148 @@
+"""Projects: `$OTTO_HOME/projects.d/*.yml`, one repository each (issue 6).
+
+A project names its repository (`source.url`, the clone URL a forge sends as
+`repository.clone_url`), which refs trigger runs, where the Ottofile is, the
+environment variable holding the webhook secret (never the secret itself),
+whether contexts start with a checkout, and where commit statuses go. A file
+that cannot be used is reported with its file and line; the others load.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Source(_Strict):
+    url: str = Field(min_length=1)
+    refspec: list[str] = Field(default_factory=lambda: ["*"])  # globs on branch/tag names
+
+
+class PipelineSource(_Strict):
+    path: str = Field("Ottofile", min_length=1)
+    inline: str | None = None  # overrides the repository's file
+
+
+class Statuses(_Strict):
+    api_url: str = "https://api.github.com"
+    token_env: str | None = None
+    context: str = Field("otto", min_length=1)
+    unstable_as: Literal["success", "failure"] = "success"
+
+
+class Project(_Strict):
+    name: str = Field(pattern=NAME)  # the file's stem
+    title: str = ""
+    description: str = ""
+    source: Source
+    pipeline: PipelineSource = Field(default_factory=PipelineSource)
+    secret_env: str = Field(min_length=1)
+    checkout: bool = True
+    statuses: Statuses | None = None
+    supersede: Literal["none", "pending", "running"] = "none"
+    default_branches: list[str] = Field(default_factory=lambda: ["main", "master"])
+
+    def secret(self) -> bytes | None:
+        value = os.environ.get(self.secret_env)
+        return value.encode() if value else None
+
+    def wants(self, ref: str) -> bool:
+        """Does a push to `ref` (e.g. `refs/heads/main`) trigger a run?"""
+        name = short_ref(ref)
+        return any(
+            fnmatch.fnmatchcase(name, g) or fnmatch.fnmatchcase(ref, g) for g in self.source.refspec
+        )
+
+    def public(self) -> dict[str, Any]:
+        """As `GET /v1/projects` shows it: no secrets in it to begin with."""
+        return self.model_dump(mode="json")
+
+
+def short_ref(ref: str) -> str:
+    for prefix in ("refs/heads/", "refs/tags/"):
+        if ref.startswith(prefix):
+            return ref[len(prefix) :]
+    return ref
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: Path
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.message}"
+
+
+def load_projects(directory: Path) -> tuple[list[Project], list[Problem]]:
+    """Every project in `directory` (`*.yml`, `*.yaml`), and what is wrong with the others."""
+    projects: list[Project] = []
+    problems: list[Problem] = []
+    if not directory.is_dir():
+        return projects, problems
+    files = sorted([*directory.glob("*.yml"), *directory.glob("*.yaml")])
+    for file in files:
+        loaded = _load_one(file)
+        if isinstance(loaded, Problem):
+            problems.append(loaded)
+        elif any(p.source.url == loaded.source.url for p in projects):
+            problems.append(Problem(file, 1, f"another project already has {loaded.source.url}"))
+        else:
+            projects.append(loaded)
+    return projects, problems
+
+
+def _load_one(file: Path) -> Project | Problem:
+    try:
+        text = file.read_text(encoding="utf-8")
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except OSError as exc:
+        return Problem(file, 1, f"cannot read: {exc.strerror or exc}")
+    except yaml.MarkedYAMLError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else 1
+        line = min(line, max(1, len(text.splitlines())))  # "end of stream": the last line
+        return Problem(file, line, f"not valid YAML: {exc.problem or exc}")
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        return Problem(file, 1, f"not valid YAML: {exc}")
+    if not isinstance(data, dict):
+        return Problem(file, 1, "expected a mapping (title, source, secret_env, …)")
+    try:
+        return Project.model_validate({**data, "name": file.stem})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = tuple(first["loc"])
+        where = ".".join(str(p) for p in loc)
+        return Problem(file, _line_of(node, loc), f"{where}: {first['msg']}")
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int:
+    """The line of the deepest node along `loc` that exists in the file."""
+    line = node.start_mark.line + 1 if node is not None else 1
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            found = [(k, v) for k, v in node.value if k.value == part]
+            if not found:
+                break
+            line, node = found[0][0].start_mark.line + 1, found[0][1]
+        elif (
+            isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value)
+        ):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line

@@ -1,0 +1,121 @@
+"""The background half of a push: Ottofile at the pushed SHA → parser → PSM.
+
+Acknowledged pushes wait as `queued` rows in the ledger; this thread takes
+them in order (also those left over from before a restart). An unreachable
+repository is retried with back-off; a commit without a usable Ottofile still
+becomes a visible run, Complete with Error (`config_error`), never a silent drop.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from otto.model import Pipeline
+from otto.parser import ParseError, parse
+from otto.psm import PipelineStateMachine
+from otto.webhooks.ledger import Ledger, Push, RunInfo
+from otto.webhooks.mirror import Mirrors, NoSuchFile, Unreachable
+from otto.webhooks.projects import Project
+
+log = logging.getLogger("otto.webhooks")
+
+CONFIG_ERROR = "config_error"
+
+
+class PushWorker(threading.Thread):
+    def __init__(
+        self,
+        psm: PipelineStateMachine,
+        ledger: Ledger,
+        mirrors: Mirrors,
+        projects: Callable[[str], Project | None],
+        backoff: tuple[float, ...] = (1.0, 2.0, 4.0),
+    ) -> None:
+        super().__init__(name="webhook-pushes", daemon=True)
+        self.psm, self.ledger, self.mirrors = psm, ledger, mirrors
+        self.project = projects
+        self.backoff = backoff
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            self.wake.clear()
+            try:
+                for push in self.ledger.queued():
+                    if self.stopping.is_set():
+                        return
+                    self.handle(push)
+            except Exception:  # keep serving: the row stays queued and is tried again
+                log.exception("handling pushes failed")
+                self.stopping.wait(1.0)
+            self.wake.wait(5.0)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.wake.set()
+        self.join(10)
+
+    def handle(self, push: Push) -> None:
+        project = self.project(push.project)
+        if project is None:
+            self.ledger.finish(push.delivery, f"ignored: project {push.project} is gone")
+            return
+        model, rejected = self._pipeline(project, push)
+        info = RunInfo(
+            model.uuid,
+            project.name,
+            push.full_name,
+            push.clone_url,
+            push.ref,
+            push.sha,
+            project.checkout,
+        )
+        self.ledger.add_run(info)  # before the run exists: its first transition finds it
+        created = self.psm.create(
+            model,
+            repo=push.clone_url,
+            ref=push.ref,
+            sha=push.sha,
+            actor=f"webhook:{project.name}",
+            rejected=rejected,
+        )
+        if created.duplicate:
+            self.ledger.drop_run(model.uuid)
+            log.info("push %s: %s already ran as %s", push.delivery, push.sha, created.uuid)
+            self.ledger.finish(push.delivery, "duplicate commit", created.uuid)
+            return
+        note = f"rejected: {rejected[1]}" if rejected else "created"
+        log.info(
+            "push %s (%s %s): pipeline %s %s", push.delivery, push.ref, push.sha, created.uuid, note
+        )
+        self.ledger.finish(push.delivery, note, created.uuid)
+
+    def _pipeline(self, project: Project, push: Push) -> tuple[Pipeline, tuple[str, str] | None]:
+        """The pipeline to create, or an empty one with why it cannot run."""
+        path = project.pipeline.path
+        text = project.pipeline.inline
+        if text is None:
+            try:
+                text = self._read(project, push)
+            except (Unreachable, NoSuchFile) as exc:
+                return Pipeline(), (CONFIG_ERROR, str(exc))
+        name = f"{project.name}:inline" if project.pipeline.inline is not None else path
+        try:
+            return parse(text, name), None
+        except ParseError as exc:
+            return Pipeline(), (CONFIG_ERROR, str(exc))
+
+    def _read(self, project: Project, push: Push) -> str:
+        path = project.pipeline.path
+        for delay in (*self.backoff, None):
+            try:
+                return self.mirrors.read(push.clone_url, push.sha, push.ref, path)
+            except Unreachable as exc:
+                if delay is None or self.stopping.is_set():
+                    raise
+                log.warning("push %s: %s; again in %.0f s", push.delivery, exc, delay)
+                self.stopping.wait(delay)
+        raise AssertionError("unreachable")

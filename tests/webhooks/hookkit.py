@@ -1,0 +1,242 @@
+"""Real parts for webhook tests: a git daemon on 127.0.0.1, repositories, pushes,
+GitHub push payloads, and a fake GitHub statuses API that checks each request."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from serverkit import free_port
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Ada",
+    "GIT_AUTHOR_EMAIL": "ada@example.com",
+    "GIT_COMMITTER_NAME": "Ada",
+    "GIT_COMMITTER_EMAIL": "ada@example.com",
+    "GIT_CONFIG_GLOBAL": "/dev/null",
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+
+
+def git(*args: str, cwd: Path | None = None) -> str:
+    done = subprocess.run(
+        ["git", *args], cwd=cwd, env={**os.environ, **GIT_ENV}, capture_output=True, text=True
+    )
+    assert done.returncode == 0, f"git {' '.join(args)}: {done.stderr}"
+    return done.stdout.strip()
+
+
+@contextmanager
+def git_daemon(root: Path) -> Iterator[str]:
+    """Serve the bare repositories under `root` at git://127.0.0.1:PORT/ (push allowed)."""
+    port = free_port()
+    root.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        ["git", "daemon", "--reuseaddr", "--export-all", "--enable=receive-pack",
+         f"--base-path={root}", "--listen=127.0.0.1", f"--port={port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "git daemon did not come up"
+                time.sleep(0.05)
+        yield f"git://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(5)
+
+
+@dataclass
+class Repo:
+    """A bare repository served by the daemon, and a working copy that pushes to it."""
+
+    url: str
+    work: Path
+
+    def commit(self, files: dict[str, str], message: str = "change") -> str:
+        for name, text in files.items():
+            (self.work / name).write_text(text)
+        git("add", "-A", cwd=self.work)
+        git("commit", "-q", "--allow-empty", "-m", message, cwd=self.work)
+        return git("rev-parse", "HEAD", cwd=self.work)
+
+    def push(self, branch: str = "main") -> None:
+        git("push", "-q", "origin", f"HEAD:refs/heads/{branch}", cwd=self.work)
+
+
+def make_repo(served: Path, base_url: str, name: str, tmp: Path) -> Repo:
+    bare = served / name
+    bare.parent.mkdir(parents=True, exist_ok=True)
+    git("init", "-q", "--bare", "-b", "main", str(bare))
+    url = f"{base_url}/{name}"
+    work = tmp / f"work-{uuid.uuid4().hex[:8]}"
+    git("init", "-q", "-b", "main", str(work))
+    git("remote", "add", "origin", url, cwd=work)
+    return Repo(url, work)
+
+
+def push_payload(repo_url: str, full_name: str, ref: str, sha: str, **extra: Any) -> bytes:
+    """A push event as GitHub documents it (the fields Otto reads, and some it does not)."""
+    owner, name = full_name.split("/")
+    payload = {
+        "ref": ref,
+        "before": "0" * 40,
+        "after": sha,
+        "created": False,
+        "deleted": False,
+        "forced": False,
+        "base_ref": None,
+        "compare": f"https://github.com/{full_name}/compare/{sha[:12]}",
+        "commits": [{"id": sha, "message": "change", "distinct": True}],
+        "head_commit": {"id": sha, "message": "change", "timestamp": "2026-01-01T00:00:00Z"},
+        "repository": {
+            "id": 1296269,
+            "name": name,
+            "full_name": full_name,
+            "owner": {"login": owner, "name": owner},
+            "clone_url": repo_url,
+            "html_url": f"https://github.com/{full_name}",
+            "default_branch": "main",
+        },
+        "pusher": {"name": "ada", "email": "ada@example.com"},
+        "sender": {"login": "ada", "type": "User"},
+    }
+    payload.update(extra)
+    return json.dumps(payload).encode()
+
+
+def sign(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def deliver(
+    client: httpx.Client,
+    body: bytes,
+    secret: str | None,
+    event: str = "push",
+    delivery: str | None = None,
+) -> httpx.Response:
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "GitHub-Hookshot/abc123",
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
+    }
+    if secret is not None:
+        headers["X-Hub-Signature-256"] = sign(secret, body)
+    return client.post("/v1/webhooks/github", content=body, headers=headers)
+
+
+@dataclass
+class FakeGitHub:
+    """`POST /repos/{owner}/{repo}/statuses/{sha}` as GitHub documents it; anything off is
+    answered 4xx like GitHub would, and noted in `problems`."""
+
+    token: str
+    url: str = ""
+    statuses: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def check(self, method: str, path: str, headers: Any, raw: bytes) -> tuple[int, str]:
+        parts = path.split("/")
+        if method != "POST":
+            return 404, f"{method} {path}: not found"
+        if len(parts) != 6 or parts[1] != "repos" or parts[4] != "statuses":
+            return 404, f"{path}: not a statuses path"
+        if len(parts[5]) != 40 or not all(c in "0123456789abcdef" for c in parts[5]):
+            return 422, f"{parts[5]}: not a commit SHA"
+        if headers.get("Authorization") not in (f"Bearer {self.token}", f"token {self.token}"):
+            return 401, f"Authorization: {headers.get('Authorization')!r}"
+        accept = headers.get("Accept", "")
+        if "application/vnd.github" not in accept and "application/json" not in accept:
+            return 415, f"Accept: {accept!r}"
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            return 400, "body is not JSON"
+        if not isinstance(body, dict) or set(body) - {
+            "state",
+            "target_url",
+            "description",
+            "context",
+        }:
+            return 422, f"unexpected fields in {body}"
+        if body.get("state") not in ("error", "failure", "pending", "success"):
+            return 422, f"state: {body.get('state')!r}"
+        for name in ("target_url", "description", "context"):
+            if not isinstance(body.get(name), str):
+                return 422, f"{name}: not a string"
+        if not body["target_url"].startswith(("http://", "https://")):
+            return 422, f"target_url: {body['target_url']!r}"
+        if len(body["description"]) > 140:
+            return 422, "description: over 140 characters"
+        with self.lock:
+            self.statuses.append({"repo": f"{parts[2]}/{parts[3]}", "sha": parts[5], **body})
+        return 201, ""
+
+    def of(self, sha: str) -> list[str]:
+        with self.lock:
+            return [s["state"] for s in self.statuses if s["sha"] == sha]
+
+
+@contextmanager
+def fake_github(token: str) -> Iterator[FakeGitHub]:
+    fake = FakeGitHub(token)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            code, problem = fake.check("POST", self.path, self.headers, raw)
+            if problem:
+                with fake.lock:
+                    fake.problems.append(problem)
+            answer = json.dumps({"message": problem} if problem else {"id": 1}).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield fake
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def wait_for(predicate: Any, timeout: float = 30.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")

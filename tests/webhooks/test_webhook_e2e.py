@@ -1,0 +1,168 @@
+"""As a team would use it: a repository served by `git daemon`, a project pointing at it,
+`git push`, the signed push payload a forge sends, a real `otto server`, a fake GitHub."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from hookkit import (
+    FakeGitHub,
+    Repo,
+    deliver,
+    fake_github,
+    git_daemon,
+    make_repo,
+    push_payload,
+    wait_for,
+)
+
+from otto.parser import ParseError, parse
+from serverkit import running_server
+
+SECRET, TOKEN = "s3cret-hook", "ghp_test_token"
+FULL_NAME = "acme/app"
+
+
+@dataclass
+class World:
+    repo: Repo
+    client: httpx.Client
+    github: FakeGitHub
+    out: Path
+
+
+@contextmanager
+def start_world(tmp_path: Path, extra: str = "") -> Iterator[World]:
+    served = tmp_path / "served"
+    with git_daemon(served) as base, fake_github(TOKEN) as github:
+        repo = make_repo(served, base, "acme/app.git", tmp_path)
+        home = tmp_path / "home"
+        (home / "projects.d").mkdir(parents=True)
+        (home / "projects.d" / "app.yml").write_text(
+            "title: The app\n"
+            f"source:\n  url: {repo.url}\n  refspec: ['main', 'release/*']\n"
+            "secret_env: APP_HOOK_SECRET\n"
+            f"statuses:\n  api_url: {github.url}\n  token_env: APP_GITHUB_TOKEN\n" + extra
+        )
+        env = {"APP_HOOK_SECRET": SECRET, "APP_GITHUB_TOKEN": TOKEN}
+        with running_server(home, **env) as server, server.client() as client:
+            yield World(repo, client, github, tmp_path)
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    with start_world(tmp_path) as world:
+        yield world
+
+
+def ottofile(out: Path) -> str:
+    return (
+        "pipeline {\n  stage {\n    name = 'build'\n    steps {\n"
+        f"      sh 'test -f README && git rev-parse HEAD > {out}/sha.txt'\n"
+        "    }\n  }\n}\n"
+    )
+
+
+def finished(client: httpx.Client, uuid: str) -> dict[str, Any] | None:
+    run = client.get(f"/v1/pipelines/{uuid}").json()
+    return run if run["state"] == "Complete" else None
+
+
+def pipelines(client: httpx.Client) -> list[dict[str, Any]]:
+    return client.get("/v1/pipelines").json()["pipelines"]
+
+
+def test_push_runs_the_pipeline_at_the_pushed_commit(world: World) -> None:
+    sha = world.repo.commit({"README": "hello\n", "Ottofile": ottofile(world.out)})
+    world.repo.push("main")
+    body = push_payload(world.repo.url, FULL_NAME, "refs/heads/main", sha)
+    answer = deliver(world.client, body, SECRET, delivery="d-1")
+    assert answer.status_code == 202, answer.text
+
+    runs = wait_for(lambda: pipelines(world.client), what="a pipeline")
+    assert [(r["repo"], r["ref"], r["sha"]) for r in runs] == [
+        (world.repo.url, "refs/heads/main", sha)
+    ]
+    run = wait_for(lambda: finished(world.client, runs[0]["uuid"]), what="the run to end")
+    assert run["status"] == "Success", run
+    assert (world.out / "sha.txt").read_text().strip() == sha
+    wait_for(lambda: world.github.of(sha) == ["pending", "success"], what="two statuses")
+    assert world.github.problems == []
+    final = world.github.statuses[-1]
+    assert final["repo"] == FULL_NAME and final["context"] == "otto"
+    assert final["target_url"].endswith(f"/v1/pipelines/{runs[0]['uuid']}")
+
+    again = deliver(world.client, body, SECRET, delivery="d-1")  # a redelivery
+    assert again.status_code == 200 and again.json()["duplicate"] is True
+    other_branch = push_payload(world.repo.url, FULL_NAME, "refs/heads/release/1", sha)
+    assert deliver(world.client, other_branch, SECRET).status_code == 202  # same commit
+    forged = deliver(world.client, body.replace(b"main", b"evil"), None, delivery="d-2")
+    assert forged.status_code == 401
+    wrong = deliver(world.client, body, "not-the-secret", delivery="d-3")
+    assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "bad_signature"
+    assert deliver(world.client, body, SECRET, delivery="d-3").status_code == 202  # not stored
+    import time
+
+    time.sleep(1.0)  # give the worker time to (wrongly) create something
+    assert len(pipelines(world.client)) == 1
+    assert world.github.of(sha) == ["pending", "success"]
+
+
+def test_a_broken_ottofile_is_a_visible_error_run(world: World) -> None:
+    broken = "pipeline {\n  stage {\n    steps { sh 'make' }\n  }\n  oops\n}\n"
+    with pytest.raises(ParseError) as parsed:
+        parse(broken, "Ottofile")
+    sha = world.repo.commit({"README": "x\n", "Ottofile": broken})
+    world.repo.push("main")
+    body = push_payload(world.repo.url, FULL_NAME, "refs/heads/main", sha)
+    assert deliver(world.client, body, SECRET).status_code == 202
+    runs = wait_for(lambda: pipelines(world.client), what="a pipeline")
+    run = wait_for(lambda: finished(world.client, runs[0]["uuid"]), what="the run to end")
+    assert run["status"] == "Error"
+    moves = world.client.get(f"/v1/pipelines/{run['uuid']}/transitions").json()
+    ended = moves[-1] if isinstance(moves, list) else moves["transitions"][-1]
+    assert ended["reason"] == "config_error"
+    assert ended["data"]["message"] == str(parsed.value)
+    assert str(parsed.value).startswith("Ottofile:5:3: ")
+    wait_for(lambda: world.github.of(sha) == ["error"], what="an error status")
+    assert "Ottofile:5:3: " in world.github.statuses[-1]["description"]
+    assert world.github.problems == []
+
+
+def test_a_commit_without_an_ottofile_is_a_visible_error_run(world: World) -> None:
+    sha = world.repo.commit({"README": "x\n"})
+    world.repo.push("main")
+    body = push_payload(world.repo.url, FULL_NAME, "refs/heads/main", sha)
+    assert deliver(world.client, body, SECRET).status_code == 202
+    runs = wait_for(lambda: pipelines(world.client), what="a pipeline")
+    run = wait_for(lambda: finished(world.client, runs[0]["uuid"]), what="the run to end")
+    assert run["status"] == "Error"
+    wait_for(lambda: world.github.of(sha) == ["error"], what="an error status")
+    assert "Ottofile: no such file" in world.github.statuses[-1]["description"]
+
+
+def test_checkout_false_and_an_inline_pipeline(tmp_path: Path) -> None:
+    inline = (
+        "pipeline {\n  steps {\n"
+        f"    sh 'test ! -e README && test ! -e .git && echo bare > {tmp_path}/seen.txt'\n"
+        "  }\n}\n"
+    )
+    extra = "checkout: false\npipeline:\n  inline: |\n" + "".join(
+        f"    {line}\n" for line in inline.splitlines()
+    )
+    with start_world(tmp_path, extra) as world:
+        sha = world.repo.commit({"README": "x\n"})  # no Ottofile: the inline one is used
+        world.repo.push("main")
+        body = push_payload(world.repo.url, FULL_NAME, "refs/heads/main", sha)
+        assert deliver(world.client, body, SECRET).status_code == 202
+        runs = wait_for(lambda: pipelines(world.client), what="a pipeline")
+        run = wait_for(lambda: finished(world.client, runs[0]["uuid"]), what="the run to end")
+        assert run["status"] == "Success", run
+        assert (tmp_path / "seen.txt").read_text().strip() == "bare"
+        wait_for(lambda: world.github.of(sha) == ["pending", "success"], what="two statuses")

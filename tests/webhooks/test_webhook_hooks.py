@@ -1,0 +1,140 @@
+"""`POST /v1/webhooks/github` and `GET /v1/projects` on a real `otto server`: what is
+accepted, what is refused (and with which status), what is ignored and why."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from hookkit import deliver, push_payload, sign
+
+from serverkit import Server, running_server
+
+SECRET = "hook-secret"
+URL = "https://github.com/acme/app.git"
+SHA = "6113728f27ae82c7b1a177c8d03f9e96e0adf246"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    home = tmp_path_factory.mktemp("hooks") / "home"
+    projects = home / "projects.d"
+    projects.mkdir(parents=True)
+    (projects / "app.yml").write_text(
+        f"title: App\nsource:\n  url: {URL}\n  refspec: ['main', 'v*']\nsecret_env: APP_SECRET\n"
+    )
+    (projects / "broken.yml").write_text("title: Broken\nsource:\n  url: [unclosed\n")
+    (projects / "invalid.yml").write_text(
+        "title: Invalid\nsource:\n  url: https://example.com/x.git\nsecret_env: X\n"
+        "supersede: sometimes\n"
+    )
+    with running_server(home, APP_SECRET=SECRET) as server:
+        yield server
+
+
+@pytest.fixture
+def client(server: Server) -> Iterator[httpx.Client]:
+    with server.client() as client:
+        yield client
+
+
+def count(client: httpx.Client) -> int:
+    return len(client.get("/v1/pipelines").json()["pipelines"])
+
+
+def test_projects_are_listed_and_broken_files_reported_with_file_and_line(
+    server: Server, client: httpx.Client
+) -> None:
+    projects = client.get("/v1/projects").json()["projects"]
+    assert [p["name"] for p in projects] == ["app"]
+    app = projects[0]
+    assert app["source"] == {"url": URL, "refspec": ["main", "v*"]}
+    assert app["pipeline"] == {"path": "Ottofile", "inline": None}
+    assert app["secret_env"] == "APP_SECRET" and SECRET not in json.dumps(projects)
+    assert app["checkout"] is True and app["supersede"] == "none"
+    log = (server.home.parent / f"server-{server.url.rsplit(':', 1)[1]}.log").read_text()
+    assert "broken.yml:3: not valid YAML" in log
+    assert "invalid.yml:5: supersede: Input should be 'none', 'pending' or 'running'" in log
+
+
+def test_the_endpoints_are_in_the_openapi_document(client: httpx.Client) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    assert "post" in paths["/v1/webhooks/github"] and "get" in paths["/v1/projects"]
+
+
+def test_unsigned_and_wrongly_signed_deliveries_are_refused(client: httpx.Client) -> None:
+    body = push_payload(URL, "acme/app", "refs/heads/main", SHA)
+    unsigned = deliver(client, body, None, delivery="x-1")
+    assert unsigned.status_code == 401
+    assert unsigned.json()["error"]["code"] == "unsigned"
+    wrong = deliver(client, body, "guess", delivery="x-1")
+    assert wrong.status_code == 401
+    assert "X-Hub-Signature-256" in wrong.json()["error"]["message"]
+    tampered = client.post(
+        "/v1/webhooks/github",
+        content=body + b" ",
+        headers={"X-GitHub-Event": "push", "X-GitHub-Delivery": "x-1",
+                 "X-Hub-Signature-256": sign(SECRET, body)},
+    )  # fmt: skip
+    assert tampered.status_code == 401
+    garbage = deliver(client, b"not json", "guess")
+    assert garbage.status_code == 401  # refused before anything is parsed
+
+
+def test_ping_and_other_events(client: httpx.Client) -> None:
+    repository = {"full_name": "acme/app", "clone_url": URL}
+    ping = json.dumps({"zen": "Keep it logically awesome.", "repository": repository}).encode()
+    answer = deliver(client, ping, SECRET, event="ping")
+    assert answer.status_code == 200 and answer.json()["project"] == "app"
+    issue = json.dumps({"action": "opened", "repository": {"clone_url": URL}}).encode()
+    other = deliver(client, issue, SECRET, event="issues")
+    assert other.status_code == 202 and other.json()["accepted"] is False
+    assert "issues" in other.json()["ignored"]
+
+
+def test_deleted_branches_and_refs_outside_the_refspec_are_ignored(client: httpx.Client) -> None:
+    before = count(client)
+    deleted = push_payload(URL, "acme/app", "refs/heads/main", "0" * 40, deleted=True)
+    answer = deliver(client, deleted, SECRET)
+    assert answer.status_code == 202 and answer.json()["ignored"] == "refs/heads/main was deleted"
+    feature = push_payload(URL, "acme/app", "refs/heads/feature/x", SHA)
+    answer = deliver(client, feature, SECRET)
+    assert answer.status_code == 202
+    assert "outside the refspec" in answer.json()["ignored"]
+    time.sleep(0.5)
+    assert count(client) == before
+
+
+def test_malformed_payloads_are_4xx_naming_the_problem(client: httpx.Client) -> None:
+    not_json = deliver(client, b"{oops", SECRET)
+    assert not_json.status_code == 400 and not_json.json()["error"]["code"] == "invalid_json"
+    no_sha = push_payload(URL, "acme/app", "refs/heads/main", "zzz")
+    answer = deliver(client, no_sha, SECRET)
+    assert answer.status_code == 422 and answer.json()["error"]["field"] == "after"
+    elsewhere = push_payload(
+        "https://github.com/acme/other.git", "acme/other", "refs/heads/main", SHA
+    )
+    answer = deliver(client, elsewhere, SECRET)
+    assert answer.status_code == 404 and "acme/other" in answer.json()["error"]["message"]
+    body = push_payload(URL, "acme/app", "refs/heads/main", SHA)
+    headers = {"X-GitHub-Event": "push", "X-Hub-Signature-256": sign(SECRET, body)}
+    answer = client.post("/v1/webhooks/github", content=body, headers=headers)
+    assert answer.status_code == 400 and "X-GitHub-Delivery" in answer.json()["error"]["message"]
+
+
+def test_a_body_over_25_mb_is_refused(client: httpx.Client) -> None:
+    big = b"{" + b" " * (25 * 1024 * 1024) + b"}"
+    answer = deliver(client, big, SECRET)
+    assert answer.status_code == 413
+
+
+def test_a_push_is_acknowledged_fast(client: httpx.Client) -> None:
+    body = push_payload(URL, "acme/app", "refs/tags/v1.0", SHA)
+    started = time.perf_counter()
+    answer = deliver(client, body, SECRET)
+    took = time.perf_counter() - started
+    assert answer.status_code == 202 and answer.json()["accepted"] is True
+    assert took < 0.5  # the target is 100 ms; the fetch happens in the background

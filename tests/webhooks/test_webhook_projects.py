@@ -1,0 +1,59 @@
+"""Project files: defaults, validation with file and line, refspec matching."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from otto.webhooks.projects import load_projects
+
+
+def write(directory: Path, name: str, text: str) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / name).write_text(text)
+
+
+def test_defaults(tmp_path: Path) -> None:
+    write(tmp_path, "app.yml", "source: {url: 'https://x/app.git'}\nsecret_env: S\n")
+    (project,), problems = load_projects(tmp_path)
+    assert problems == []
+    assert project.name == "app" and project.pipeline.path == "Ottofile"
+    assert project.checkout is True and project.statuses is None
+    assert project.supersede == "none" and project.default_branches == ["main", "master"]
+    assert project.wants("refs/heads/anything") and project.wants("refs/tags/v1")
+
+
+def test_statuses_defaults(tmp_path: Path) -> None:
+    write(tmp_path, "a.yml", "source: {url: u}\nsecret_env: S\nstatuses: {token_env: T}\n")
+    (project,), _ = load_projects(tmp_path)
+    assert project.statuses is not None
+    assert project.statuses.api_url == "https://api.github.com"
+    assert project.statuses.context == "otto" and project.statuses.unstable_as == "success"
+
+
+def test_refspec_globs(tmp_path: Path) -> None:
+    write(tmp_path, "a.yml", "source: {url: u, refspec: ['main', 'release/*']}\nsecret_env: S\n")
+    (project,), _ = load_projects(tmp_path)
+    assert project.wants("refs/heads/main") and project.wants("refs/heads/release/2.0")
+    assert not project.wants("refs/heads/feature") and not project.wants("refs/heads/mainline")
+
+
+def test_problems_name_file_and_line_and_the_others_load(tmp_path: Path) -> None:
+    write(tmp_path, "good.yml", "source: {url: u}\nsecret_env: S\n")
+    write(tmp_path, "nosecret.yml", "title: t\nsource:\n  url: v\n")
+    write(tmp_path, "typo.yml", "source:\n  url: w\n  refspecs: [x]\nsecret_env: S\n")
+    write(tmp_path, "yaml.yml", "source: {url: [\n")
+    write(tmp_path, "list.yml", "- a\n")
+    write(tmp_path, "zdup.yml", "source: {url: u}\nsecret_env: S2\n")
+    projects, problems = load_projects(tmp_path)
+    assert [p.name for p in projects] == ["good"]
+    found = {p.file.name: (p.line, p.message) for p in problems}
+    assert found["nosecret.yml"] == (1, "secret_env: Field required")
+    assert found["typo.yml"][0] == 3 and "refspecs" in found["typo.yml"][1]
+    assert found["yaml.yml"][0] == 1 and "not valid YAML" in found["yaml.yml"][1]
+    assert found["list.yml"][0] == 1
+    assert "another project already has u" in found["zdup.yml"][1]
+    assert str(problems[0]).startswith(str(tmp_path))
+
+
+def test_no_directory_no_projects(tmp_path: Path) -> None:
+    assert load_projects(tmp_path / "missing") == ([], [])
