@@ -73,7 +73,9 @@ def test_kill_9_mid_run_loses_nothing(tmp_path: Path) -> None:
     for t in threads:
         t.join()
 
-    server = start_server(home, port, OTTO_LOCAL_ORCHESTRATOR="0")
+    # A short lease: an agent whose claim was answered by a dying server never learnt its
+    # lease, so its context is lost and must expire (agent_lost) before it is retried.
+    server = start_server(home, port, OTTO_LOCAL_ORCHESTRATOR="0", OTTO_LEASE_SECONDS="3")
     try:
         client = httpx.Client(base_url=server.url, timeout=10)
         events = client.get("/v1/events", params={"after": 0, "limit": 10_000}).json()["events"]
@@ -110,9 +112,17 @@ def test_kill_9_mid_run_loses_nothing(tmp_path: Path) -> None:
                 f"/v1/contexts/{context}/finished", json={**ref, "status": "Success"}
             ).raise_for_status()
 
-        # And the runs carry on to the end.
+        # And the runs carry on to the end; a context lost with its claim is retried.
         for uuid in uuids:
             final = drive_pipeline(client, uuid, "orch")
+            if final["status"] == "Error":
+                reasons = {
+                    t["reason"]
+                    for t in client.get(f"/v1/pipelines/{uuid}/transitions").json()["transitions"]
+                }
+                assert "agent_lost" in reasons, uuid
+                client.post(f"/v1/pipelines/{uuid}/retry").raise_for_status()
+                final = drive_pipeline(client, uuid, "orch")
             assert (final["state"], final["status"]) == ("Complete", "Success"), uuid
     finally:
         stop_server(server)

@@ -106,17 +106,19 @@ class Orchestrator:
 
     # -- as a bidder -------------------------------------------------------------
     def announce(self, auction: Auction) -> None:
-        with self._lock:
-            free = self.capacity - len(self._running) - len(self._waiting)
-        if self._stopping.is_set():
-            free = 0
+        """Bid for every context this orchestrator can run, busy or not: a batch is only
+        provisioned once all its contexts are awarded, so a bid held back for want of a
+        free slot would stall a batch wider than the capacity. The cost is the queue
+        the context would join (per slot, times the cost factor): the less busy
+        orchestrator wins, and contexts beyond the capacity wait here for a slot."""
         costs: dict[str, float] = {}
-        for lot in auction.lots:
-            if len(costs) >= free:
-                break
-            if self.capabilities.satisfy(lot.needs):
-                load = (self.capacity - free + len(costs) + 1) / self.capacity
-                costs[lot.context] = round(self.cost_factor * load, 6)
+        if not self._stopping.is_set():
+            with self._lock:
+                queued = len(self._running) + len(self._waiting)
+            for lot in auction.lots:
+                if self.capabilities.satisfy(lot.needs):
+                    queued += 1
+                    costs[lot.context] = round(self.cost_factor * queued / self.capacity, 6)
         self.bids.bid(auction.id, self.name, costs)
 
     def awarded(self, lot: Lot) -> None:
@@ -188,6 +190,8 @@ class Orchestrator:
             with self._lock:
                 if lot.context not in self._waiting:
                     continue  # already started or given up
+                if len(self._running) >= self.capacity:
+                    continue  # it waits for a slot: tried again when an agent ends
             try:
                 lease = self.executor.claim(lot.context, self.name)
             except Conflict as exc:

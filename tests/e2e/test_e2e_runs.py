@@ -1,0 +1,238 @@
+"""End-to-end runs (issue 5, item 7): a real `otto server`, its local orchestrator and real
+agents running real shell steps, observed only through the HTTP API."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from agentkit import git_daemon, make_repo
+from serverkit import Server
+
+from .kit import (
+    contexts,
+    object_bytes,
+    poll,
+    show,
+    step_log_key,
+    submit,
+    wait_complete,
+    when,
+)
+
+
+def test_parallel_contexts_overlap_in_time(server: Server) -> None:
+    with server.client() as c:
+        begun = time.monotonic()
+        uuid = submit(
+            c,
+            """
+            pipeline {
+                parallel {
+                    stage { name = 'one'   steps { sh 'sleep 1' } }
+                    stage { name = 'two'   steps { sh 'sleep 1' } }
+                    stage { name = 'three' steps { sh 'sleep 1' } }
+                }
+            }
+            """,
+        )
+        run = wait_complete(c, uuid)
+        elapsed = time.monotonic() - begun
+
+    assert (run["state"], run["status"]) == ("Complete", "Success")
+    ctxs = list(contexts(run).values())
+    assert [x["state"] for x in ctxs] == ["Success"] * 3
+    starts = [when(x["started_at"]) for x in ctxs]
+    ends = [when(x["finished_at"]) for x in ctxs]
+    # All three [started_at, finished_at] intervals share a common instant ...
+    assert max(starts) < min(ends), (starts, ends)
+    # ... and the batch takes well under the 3 s the contexts would take one by one.
+    span = (max(ends) - min(starts)).total_seconds()
+    assert 1.0 <= span < 2.0, span
+    assert elapsed < 2.8, elapsed
+
+
+def test_linear_batch_stops_at_the_first_failure(server: Server, tmp_path: Path) -> None:
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    with server.client() as c:
+        # A Linear batch of several contexts exists only in a JSON model: take the
+        # parser's model of a `parallel` block and make that batch Linear.
+        parsed = c.post(
+            "/v1/parse",
+            json={
+                "ottofile": f"""
+                pipeline {{
+                    parallel {{
+                        stage {{ name = 'first'  steps {{ sh 'touch {marks}/first' }} }}
+                        stage {{ name = 'second' steps {{ sh 'touch {marks}/second; exit 1' }} }}
+                        stage {{ name = 'third'  steps {{ sh 'touch {marks}/third' }} }}
+                    }}
+                    stage {{ name = 'later' steps {{ sh 'touch {marks}/later' }} }}
+                }}
+                """
+            },
+        )
+        assert parsed.status_code == 200, parsed.text
+        model = parsed.json()
+        model["batches"][0]["mode"] = "Linear"
+        uuid = submit(c, model=model)
+        run = wait_complete(c, uuid)
+
+    assert (run["state"], run["status"]) == ("Complete", "Failed")
+    assert run["batches"][0]["mode"] == "Linear"
+    assert run["batches"][0]["status"] == "Failed"
+    ctx = contexts(run)
+    assert ctx["first"]["state"] == "Success"
+    assert ctx["second"]["state"] == "Failed"
+    assert ctx["second"]["steps"][0]["exit_code"] == 1
+    # One after another: the second starts only once the first has finished.
+    assert when(ctx["first"]["finished_at"]) <= when(ctx["second"]["started_at"])
+    # Nothing after the failure starts: not the rest of the batch, not later batches.
+    assert ctx["third"]["state"] == "NotRun"
+    assert ctx["third"]["started_at"] is None
+    assert ctx["third"]["steps"][0]["state"] != "Success"
+    assert run["batches"][1]["state"] == "NotRun"
+    assert ctx["later"]["state"] == "NotRun"
+    assert sorted(p.name for p in marks.iterdir()) == ["first", "second"]
+
+
+def test_exit_3_is_unstable_and_the_run_goes_on(server: Server) -> None:
+    with server.client() as c:
+        uuid = submit(
+            c,
+            """
+            pipeline {
+                stage { name = 'flaky' steps { sh 'echo some tests flaked; exit 3' } }
+                stage { name = 'after' steps { sh 'echo still running' } }
+            }
+            """,
+        )
+        run = wait_complete(c, uuid)
+
+    ctx = contexts(run)
+    step = ctx["flaky"]["steps"][0]
+    assert (step["state"], step["exit_code"]) == ("Unstable", 3)
+    assert ctx["flaky"]["state"] == "Unstable"
+    assert run["batches"][0]["status"] == "Unstable"
+    assert ctx["after"]["state"] == "Success"
+    assert ctx["after"]["steps"][0]["exit_code"] == 0
+    assert (run["state"], run["status"]) == ("Complete", "Unstable")
+
+
+def test_retry_reruns_only_the_failed_context(server: Server, tmp_path: Path) -> None:
+    marker = tmp_path / "ready"
+    with server.client() as c:
+        uuid = submit(
+            c,
+            f"""
+            pipeline {{
+                stage {{ name = 'prepare' steps {{ sh 'echo prepared' }} }}
+                stage {{ name = 'check'   steps {{ sh 'test -f {marker}' }} }}
+            }}
+            """,
+        )
+        first = wait_complete(c, uuid)
+        assert (first["state"], first["status"]) == ("Complete", "Failed")
+        before = contexts(first)
+        assert before["check"]["state"] == "Failed"
+        assert before["check"]["attempt"] == 1
+
+        marker.touch()
+        response = c.post(f"/v1/pipelines/{uuid}/retry")
+        assert response.status_code == 202, response.text
+        run = poll(
+            c,
+            uuid,
+            lambda r: r["state"] == "Complete" and contexts(r)["check"]["attempt"] == 2,
+        )
+
+    assert (run["state"], run["status"]) == ("Complete", "Success")
+    after = contexts(run)
+    assert (after["check"]["state"], after["check"]["attempt"]) == ("Success", 2)
+    assert after["check"]["steps"][0]["exit_code"] == 0
+    # What succeeded is kept, not run again.
+    assert (after["prepare"]["state"], after["prepare"]["attempt"]) == ("Success", 1)
+    assert after["prepare"]["started_at"] == before["prepare"]["started_at"]
+    assert after["prepare"]["finished_at"] == before["prepare"]["finished_at"]
+
+
+def test_checkout_build_archive_and_unarchive_across_stages(server: Server, tmp_path: Path) -> None:
+    repos = tmp_path / "repos"
+    make_repo(repos / "greeter.git", {"greeting.txt": "hello from the repo\n"})
+    with git_daemon(repos) as base, server.client() as c:
+        uuid = submit(
+            c,
+            f"""
+            pipeline {{
+                stage {{
+                    name = 'Build'
+                    steps {{
+                        git url: '{base}/greeter.git', branch: 'main', into: 'src'
+                        sh 'tr a-z A-Z < src/greeting.txt > shout.txt'
+                        archive artifacts: 'shout.txt', name: 'shout.txt'
+                    }}
+                }}
+                stage {{
+                    name = 'Check'
+                    steps {{
+                        sh 'test ! -e shout.txt && test ! -e src'
+                        unarchive name: 'shout.txt'
+                        sh 'grep -x "HELLO FROM THE REPO" shout.txt'
+                    }}
+                }}
+            }}
+            """,
+        )
+        run = wait_complete(c, uuid)
+        artifact = object_bytes(c, f"{uuid}/artifacts/shout.txt")
+
+    assert (run["state"], run["status"]) == ("Complete", "Success"), contexts(run)
+    ctx = contexts(run)
+    assert [s["state"] for s in ctx["Build"]["steps"]] == ["Success"] * 3
+    # The later stage has its own workspace: only unarchive brings the file in.
+    assert [s["state"] for s in ctx["Check"]["steps"]] == ["Success"] * 3
+    assert artifact == b"HELLO FROM THE REPO\n"
+
+
+def test_a_running_steps_log_grows_live(server: Server) -> None:
+    with server.client() as c:
+        uuid = submit(
+            c,
+            """
+            pipeline {
+                stage {
+                    name = 'slow'
+                    steps { sh 'for i in 1 2 3 4 5 6 7 8 9 10; do echo "line $i"; sleep 0.3; done' }
+                }
+            }
+            """,
+        )
+        run = poll(c, uuid, lambda r: contexts(r)["slow"]["steps"][0]["state"] == "Running")
+        key = step_log_key(run, contexts(run)["slow"])
+        seen: list[bytes] = []
+        deadline = time.monotonic() + 10
+        while len(seen) < 2 and time.monotonic() < deadline:
+            content = object_bytes(c, key)
+            if content and (not seen or len(content) > len(seen[-1])):
+                seen.append(content)
+            time.sleep(0.05)
+        # Both reads happened before the step ended.
+        step = contexts(show(c, uuid))["slow"]["steps"][0]
+        assert step["state"] == "Running", step
+        run = wait_complete(c, uuid)
+        final = object_bytes(c, key)
+
+    assert len(seen) == 2, seen
+    assert seen[1].startswith(seen[0])
+    assert printed(seen[0]) < printed(seen[1]) < 10, seen
+    assert (run["state"], run["status"]) == ("Complete", "Success")
+    assert final is not None
+    assert [x for x in final.splitlines() if x.startswith(b"line ")] == [
+        f"line {i}".encode() for i in range(1, 11)
+    ]
+
+
+def printed(log: bytes) -> int:
+    """How many of the step's `line N` lines a log holds (the shell echoes its command first)."""
+    return sum(1 for x in log.splitlines() if x.startswith(b"line "))

@@ -1,0 +1,164 @@
+"""End-to-end stopping (issue 5, item 7): Fanout aborting its siblings and a user's abort,
+with the real processes of real steps checked to be gone afterwards."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from agentkit import alive, wait_for
+from serverkit import Server, running_server
+
+from .kit import contexts, poll, submit, wait_complete
+
+
+def read_pid(path: Path) -> int:
+    """The PID a step wrote to `path`, once it is there in full."""
+    text = wait_for(lambda: path.exists() and path.read_text().endswith("\n") and path.read_text())
+    return int(text)
+
+
+def parent_of(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rfind(")") + 2 :].split()[1])
+
+
+def assert_gone(pid: int) -> None:
+    """The process is gone: no such PID, or at most a zombie orphaned to PID 1.
+
+    A killed step's own children are orphans reparented to PID 1; some container
+    inits never reap them, which no CI can help, so such a zombie counts as gone.
+    A zombie whose parent is still an Otto process would be a leak, and fails.
+    """
+    assert not alive(pid), f"process {pid} is still running"
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return
+    assert parent_of(pid) == 1, f"zombie {pid} not reaped by its parent {parent_of(pid)}"
+
+
+def test_fanout_failure_aborts_a_running_sibling(server: Server, tmp_path: Path) -> None:
+    pidfile = tmp_path / "sleeper.pid"
+    with server.client() as c:
+        uuid = submit(
+            c,
+            f"""
+            pipeline {{
+                fanout {{
+                    stage {{ name = 'sleeper' steps {{ sh 'echo $$ > {pidfile}; sleep 60' }} }}
+                    stage {{
+                        name = 'breaker'
+                        steps {{
+                            sh 'while ! test -s {pidfile}; do sleep 0.05; done; exit 1'
+                        }}
+                    }}
+                }}
+                stage {{ name = 'later' steps {{ sh 'true' }} }}
+            }}
+            """,
+        )
+        pid = read_pid(pidfile)  # the sleeper runs (the breaker fails only now)
+        run = wait_complete(c, uuid, seconds=20)
+        transitions = c.get(f"/v1/pipelines/{uuid}/transitions").json()["transitions"]
+
+    ctx = contexts(run)
+    assert ctx["breaker"]["state"] == "Failed"
+    assert ctx["sleeper"]["state"] == "Aborted"
+    assert ctx["sleeper"]["steps"][0]["state"] == "Aborted"
+    # Failed, the cause, not Aborted, the consequence.
+    assert run["batches"][0]["status"] == "Failed"
+    assert (run["state"], run["status"]) == ("Complete", "Failed")
+    assert ctx["later"]["state"] == "NotRun"
+    # The sibling went through Aborting, because its sibling failed.
+    sleeper = [t for t in transitions if t["id"] == ctx["sleeper"]["uuid"]]
+    assert [t["to"] for t in sleeper][-2:] == ["Aborting", "Aborted"], sleeper
+    assert sleeper[-2]["reason"] == "fanout_sibling_failed"
+    assert_gone(pid)
+
+
+def test_parallel_batch_wider_than_concurrency_runs_in_turns(tmp_path: Path) -> None:
+    with running_server(tmp_path / "home", OTTO_CONCURRENCY="1") as srv, srv.client() as c:
+        uuid = submit(
+            c,
+            """
+            pipeline {
+                parallel {
+                    stage { name = 'a' steps { sh 'true' } }
+                    stage { name = 'b' steps { sh 'true' } }
+                }
+            }
+            """,
+        )
+        run = wait_complete(c, uuid, seconds=5)
+
+    assert (run["state"], run["status"]) == ("Complete", "Success")
+    a, b = contexts(run)["a"], contexts(run)["b"]
+    # One at a time: the intervals do not overlap.
+    first, second = sorted([a, b], key=lambda x: x["started_at"])
+    assert first["finished_at"] <= second["started_at"]
+
+
+def test_fanout_failure_never_starts_a_pending_sibling(tmp_path: Path) -> None:
+    # With one context at a time, one sibling waits Pending while the other runs and
+    # fails. Which one the orchestrator picks first is not specified, so both fail the
+    # same way and leave a mark: exactly one must have run, the other never started.
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    with running_server(tmp_path / "home", OTTO_CONCURRENCY="1") as srv, srv.client() as c:
+        uuid = submit(
+            c,
+            f"""
+            pipeline {{
+                fanout {{
+                    stage {{ name = 'a' steps {{ sh 'touch {marks}/a; sleep 0.3; exit 1' }} }}
+                    stage {{ name = 'b' steps {{ sh 'touch {marks}/b; sleep 0.3; exit 1' }} }}
+                }}
+            }}
+            """,
+        )
+        run = wait_complete(c, uuid, seconds=5)
+
+    assert (run["state"], run["status"]) == ("Complete", "Failed")
+    states = {name: x["state"] for name, x in contexts(run).items()}
+    assert sorted(states.values()) == ["Failed", "NotRun"], states
+    ran = next(name for name, state in states.items() if state == "Failed")
+    skipped = next(name for name, state in states.items() if state == "NotRun")
+    assert [p.name for p in marks.iterdir()] == [ran]
+    pending = contexts(run)[skipped]
+    assert pending["started_at"] is None
+    assert pending["steps"][0]["started_at"] is None
+    assert pending["steps"][0]["state"] in ("Pending", "NotRun")
+
+
+def test_abort_mid_step_kills_the_whole_process_tree(server: Server, tmp_path: Path) -> None:
+    parent, child = tmp_path / "sh.pid", tmp_path / "child.pid"
+    with server.client() as c:
+        uuid = submit(
+            c,
+            f"""
+            pipeline {{
+                stage {{
+                    name = 'tree'
+                    steps {{ sh 'sleep 60 & echo $! > {child}; echo $$ > {parent}; wait' }}
+                }}
+                stage {{ name = 'later' steps {{ sh 'true' }} }}
+            }}
+            """,
+        )
+        pids = [read_pid(parent), read_pid(child)]
+        assert all(alive(pid) for pid in pids)
+        assert contexts(poll(c, uuid, lambda r: r["state"] == "Running"))["tree"]["state"] == (
+            "Running"
+        )
+        response = c.post(f"/v1/pipelines/{uuid}/abort")
+        assert response.status_code == 202, response.text
+        run = wait_complete(c, uuid, seconds=20)
+
+    assert (run["state"], run["status"]) == ("Complete", "Aborted")
+    ctx = contexts(run)
+    assert ctx["tree"]["state"] == "Aborted"
+    assert ctx["tree"]["steps"][0]["state"] == "Aborted"
+    assert ctx["later"]["state"] == "NotRun"
+    for pid in pids:
+        assert_gone(pid)
