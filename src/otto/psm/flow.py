@@ -224,17 +224,7 @@ def retry_pipeline(tx: Tx, pipeline: str, cause: Cause) -> list[str]:
             cause,
             columns={"orchestrator": None, "lease_expires": None, "finished_at": None},
         )
-        for step in tx.all("SELECT uuid, state FROM steps WHERE context = ?", ctx["uuid"]):
-            move(
-                tx,
-                pipeline,
-                Entity.STEP,
-                step["uuid"],
-                step["state"],
-                PENDING,
-                cause,
-                columns={"exit_code": None, "started_at": None, "finished_at": None},
-            )
+        _reset_steps(tx, pipeline, ctx["uuid"], cause)
     first = min(c["batch"] for c in redo)
     for batch in batches:
         if batch["idx"] >= first:
@@ -256,7 +246,12 @@ def hand_back_context(tx: Tx, ctx: Row, cause: Cause) -> None:
         cause,
         columns={"orchestrator": None, "lease_expires": None},
     )
-    for step in tx.all("SELECT uuid, state FROM steps WHERE context = ?", ctx["uuid"]):
+    _reset_steps(tx, pipeline, ctx["uuid"], cause)
+
+
+def _reset_steps(tx: Tx, pipeline: str, context: str, cause: Cause) -> None:
+    """Every step of a context that will run again goes back to Pending."""
+    for step in tx.all("SELECT uuid, state FROM steps WHERE context = ?", context):
         if step["state"] != PENDING:
             move(
                 tx,

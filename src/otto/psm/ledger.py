@@ -78,10 +78,7 @@ def move(
         seq, pipeline, entity.value, ident, current, wanted, outcome, cause.reason, cause.actor,
         now, data,
     )  # fmt: skip
-    row = (
-        seq, pipeline, entity.value, ident, current, wanted, outcome, cause.reason, cause.actor,
-        now, json.dumps(data) if data else None,
-    )  # fmt: skip
+    row = _log_row(record)
     if tx.dialect == "postgres":
         # One round trip: the log row is written only if the guarded update took.
         changed = tx.run(
@@ -102,34 +99,17 @@ def move(
 
 def record_creation(tx: Tx, pipeline: str, cause: Cause, data: dict[str, Any]) -> Transition:
     """The first entry of a pipeline's history: it came to be, Pending."""
-    now = time.time()
-    seq = tx.next_seq()
-    tx.run(
-        _INSERT,
-        seq,
-        pipeline,
-        Entity.PIPELINE.value,
-        pipeline,
-        None,
-        "Pending",
-        None,
-        cause.reason,
-        cause.actor,
-        now,
-        json.dumps(data),
-    )
     record = Transition(
-        seq,
-        pipeline,
-        "pipeline",
-        pipeline,
-        None,
-        "Pending",
-        None,
-        cause.reason,
-        cause.actor,
-        now,
-        data,
-    )
+        tx.next_seq(), pipeline, Entity.PIPELINE.value, pipeline, None, "Pending", None,
+        cause.reason, cause.actor, time.time(), data,
+    )  # fmt: skip
+    tx.run(_INSERT, *_log_row(record))
     tx.published.append(record)  # type: ignore[attr-defined]
     return record
+
+
+def _log_row(t: Transition) -> tuple[Any, ...]:
+    return (
+        t.seq, t.pipeline, t.entity, t.id, t.from_state, t.to_state, t.status, t.reason,
+        t.actor, t.at, json.dumps(t.data) if t.data else None,
+    )  # fmt: skip
