@@ -80,3 +80,20 @@ def test_a_rejected_run_is_visible_and_complete_with_error(psm: PipelineStateMac
     last = psm.transitions(created.uuid)[-1]
     assert (last.reason, last.data) == ("config_error", {"message": message})
     assert psm.create(make_pipeline(), repo="r", sha="abc").duplicate  # the commit ran once
+
+
+def test_an_abort_carries_its_reason_and_data_to_every_transition(
+    psm: PipelineStateMachine,
+) -> None:
+    model = make_pipeline(("Linear", [1]), ("Linear", [1]))
+    psm.create(model)
+    first = model.batches[0].contexts[0].uuid
+    psm.award(first, "o")
+    psm.claim(first, "o")
+    psm.abort(model.uuid, actor="webhook:app", reason="superseded", data={"superseded_by": "x"})
+    final = drive(psm, model.uuid)  # the running context confirms; later batches never run
+    assert (final["status"], final["abort_reason"]) == ("Aborted", "superseded")
+    caused = [t for t in psm.transitions(model.uuid) if t.reason == "superseded"]
+    moved = {(t.entity, t.to_state) for t in caused}
+    assert moved >= {("context", "Aborting"), ("batch", "NotRun"), ("context", "NotRun")}
+    assert all(t.data == {"superseded_by": "x"} for t in caused)

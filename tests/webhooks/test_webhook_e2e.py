@@ -166,3 +166,44 @@ def test_checkout_false_and_an_inline_pipeline(tmp_path: Path) -> None:
         assert run["status"] == "Success", run
         assert (tmp_path / "seen.txt").read_text().strip() == "bare"
         wait_for(lambda: world.github.of(sha) == ["pending", "success"], what="two statuses")
+
+
+def test_a_new_push_supersedes_the_slow_run_of_its_branch(tmp_path: Path) -> None:
+    slow = "pipeline {\n  stage {\n    name = 'slow'\n    steps { sh 'sleep 30' }\n  }\n}\n"
+    with start_world(tmp_path, extra="supersede: running\n") as world:
+        ref = "refs/heads/release/1"
+        first = world.repo.commit({"README": "1\n", "Ottofile": slow})
+        world.repo.push("release/1")
+        assert (
+            deliver(
+                world.client, push_payload(world.repo.url, FULL_NAME, ref, first), SECRET
+            ).status_code
+            == 202
+        )
+        older = wait_for(lambda: pipelines(world.client), what="the first run")[0]["uuid"]
+        wait_for(
+            lambda: (
+                world.client.get(f"/v1/pipelines/{older}").json()["batches"][0]["contexts"][0][
+                    "state"
+                ]
+                == "Running"
+            ),
+            what="the slow step to run",
+        )
+        second = world.repo.commit({"README": "2\n", "Ottofile": ottofile(world.out)})
+        world.repo.push("release/1")
+        assert (
+            deliver(
+                world.client, push_payload(world.repo.url, FULL_NAME, ref, second), SECRET
+            ).status_code
+            == 202
+        )
+        ended = wait_for(lambda: finished(world.client, older), what="the old run to end")
+        assert (ended["status"], ended["abort_reason"]) == ("Aborted", "superseded")
+        newer = next(r["uuid"] for r in pipelines(world.client) if r["sha"] == second)
+        moves = world.client.get(f"/v1/pipelines/{older}/transitions").json()["transitions"]
+        pointers = {t["data"].get("superseded_by") for t in moves if t["reason"] == "superseded"}
+        assert pointers == {newer}
+        assert wait_for(lambda: finished(world.client, newer), what="the new run")["status"] == (
+            "Success"
+        )

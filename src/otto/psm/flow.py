@@ -7,6 +7,7 @@ batch started, the run completed) are committed together.
 
 from __future__ import annotations
 
+import json
 import time
 
 from otto.model import BatchMode
@@ -134,11 +135,18 @@ def settle_batch(tx: Tx, pipeline: str, idx: int, cause: Cause) -> None:
     assert batch is not None
     move(tx, pipeline, Entity.BATCH, str(idx), batch["state"], COMPLETE, cause, status.value)
     if status.is_failure or run["abort_requested"]:
-        reason = USER_ABORT if run["abort_requested"] else "previous_batch_failed"
-        skip_later_batches(tx, pipeline, idx, Cause(cause.actor, reason))
+        skip_later_batches(tx, pipeline, idx, _skip_cause(run, cause.actor))
         complete_pipeline(tx, pipeline, cause)
     else:
         start_batch(tx, pipeline, idx + 1, cause)
+
+
+def _skip_cause(run: Row, actor: str) -> Cause:
+    """Why later batches will not run: the run was aborted (and why), or a batch failed."""
+    if not run["abort_requested"]:
+        return Cause(actor, "previous_batch_failed")
+    data = json.loads(run["abort_data"]) if run["abort_data"] else None
+    return Cause(actor, run["abort_reason"] or USER_ABORT, data)
 
 
 def batch_status(contexts: list[Row], aborted: bool) -> Status:
@@ -178,7 +186,12 @@ def _pipeline(tx: Tx, pipeline: str) -> Row:
 
 def abort_pipeline(tx: Tx, pipeline: str, cause: Cause) -> None:
     """Stop everything not yet terminal; the run completes once running contexts confirm."""
-    tx.run("UPDATE pipelines SET abort_requested = 1 WHERE uuid = ?", pipeline)
+    tx.run(
+        "UPDATE pipelines SET abort_requested = 1, abort_reason = ?, abort_data = ? WHERE uuid = ?",
+        cause.reason,
+        json.dumps(cause.data) if cause.data else None,
+        pipeline,
+    )
     live = tx.one(
         "SELECT idx FROM batches WHERE pipeline = ? AND state NOT IN (?, ?, ?) ORDER BY idx",
         pipeline,
@@ -211,7 +224,11 @@ def retry_pipeline(tx: Tx, pipeline: str, cause: Cause) -> list[str]:
     ]
     if not redo:
         return []
-    tx.run("UPDATE pipelines SET abort_requested = 0 WHERE uuid = ?", pipeline)
+    tx.run(
+        "UPDATE pipelines SET abort_requested = 0, abort_reason = NULL, abort_data = NULL"
+        " WHERE uuid = ?",
+        pipeline,
+    )
     move(tx, pipeline, Entity.PIPELINE, pipeline, run["state"], RUNNING, cause)
     for ctx in redo:
         move(

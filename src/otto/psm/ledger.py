@@ -36,6 +36,7 @@ class Cause:
 
     actor: str
     reason: str | None = None
+    data: dict[str, Any] | None = None  # carried by every transition it causes
 
 
 def move(
@@ -74,6 +75,7 @@ def move(
         where += guard[1]
     seq = tx.next_seq()
     outcome = status if status is not None else (wanted if wanted in OUTCOMES else None)
+    data = data if data is not None else cause.data
     record = Transition(
         seq, pipeline, entity.value, ident, current, wanted, outcome, cause.reason, cause.actor,
         now, data,

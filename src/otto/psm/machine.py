@@ -129,12 +129,21 @@ class PipelineStateMachine:
     def transitions(self, uuid: str) -> list[Transition]:
         return self.store.read(lambda tx: views.transitions(tx, uuid))
 
-    def abort(self, uuid: str, actor: str = "api") -> None:
+    def abort(
+        self,
+        uuid: str,
+        actor: str = "api",
+        reason: str = flow.USER_ABORT,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        """Abort a run; `reason` and `data` (e.g. superseded, by which run) go on every
+        transition the abort causes."""
+
         def work(tx: Tx) -> None:
             run = views.pipeline_row(tx, uuid)
             if run["state"] in TERMINAL[Entity.PIPELINE]:
                 raise Conflict(f"pipeline {uuid} is already {run['state']}", run["state"])
-            flow.abort_pipeline(tx, uuid, Cause(actor, flow.USER_ABORT))
+            flow.abort_pipeline(tx, uuid, Cause(actor, reason, data))
 
         self.store.write(work)
 

@@ -108,6 +108,7 @@ def _summary(run: Row) -> dict[str, Any]:
         "ref": run["ref"],
         "sha": run["sha"],
         "abort_requested": bool(run["abort_requested"]),
+        "abort_reason": run["abort_reason"],
         "created_at": iso(run["created_at"]),
         "updated_at": iso(run["updated_at"]),
     }

@@ -11,10 +11,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from otto.model import Pipeline
 from otto.parser import ParseError, parse
-from otto.psm import PipelineStateMachine
+from otto.psm import Conflict, PipelineStateMachine
 from otto.webhooks.ledger import Ledger, Push, RunInfo
 from otto.webhooks.mirror import Mirrors, NoSuchFile, Unreachable
 from otto.webhooks.projects import Project
@@ -22,6 +23,11 @@ from otto.webhooks.projects import Project
 log = logging.getLogger("otto.webhooks")
 
 CONFIG_ERROR = "config_error"
+SUPERSEDED = "superseded"
+
+
+def _started(run: dict[str, Any]) -> bool:
+    return any(c["started_at"] for b in run["batches"] for c in b["contexts"])
 
 
 class PushWorker(threading.Thread):
@@ -87,11 +93,37 @@ class PushWorker(threading.Thread):
             log.info("push %s: %s already ran as %s", push.delivery, push.sha, created.uuid)
             self.ledger.finish(push.delivery, "duplicate commit", created.uuid)
             return
+        if rejected is None:
+            self._supersede(project, push, created.uuid)
         note = f"rejected: {rejected[1]}" if rejected else "created"
         log.info(
             "push %s (%s %s): pipeline %s %s", push.delivery, push.ref, push.sha, created.uuid, note
         )
         self.ledger.finish(push.delivery, note, created.uuid)
+
+    def _supersede(self, project: Project, push: Push, newer: str) -> None:
+        """Abort the older runs of this branch the project's policy lets a push replace:
+        `pending` ones that have not started a context yet, or (`running`) any still
+        going. A default branch is never superseded: each of its commits is a record."""
+        branch = push.ref.removeprefix("refs/heads/")
+        if project.supersede == "none" or branch == push.ref or branch in project.default_branches:
+            return
+        older, _ = self.psm.list(repo=push.clone_url, ref=push.ref, state="Running", limit=500)
+        for run in older:
+            if run["uuid"] == newer:
+                continue
+            if project.supersede == "pending" and _started(self.psm.get(run["uuid"])):
+                continue
+            try:
+                self.psm.abort(
+                    run["uuid"],
+                    actor=f"webhook:{project.name}",
+                    reason=SUPERSEDED,
+                    data={"superseded_by": newer},
+                )
+            except Conflict:
+                continue  # it ended meanwhile
+            log.info("pipeline %s superseded by %s", run["uuid"], newer)
 
     def _pipeline(self, project: Project, push: Push) -> tuple[Pipeline, tuple[str, str] | None]:
         """The pipeline to create, or an empty one with why it cannot run."""

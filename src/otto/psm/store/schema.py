@@ -82,4 +82,9 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE INDEX transitions_pipeline ON transitions (pipeline, seq)",
     ],
+    [
+        # Why a run was aborted (user_abort, superseded, …), and anything to say with it.
+        "ALTER TABLE pipelines ADD COLUMN abort_reason TEXT",
+        "ALTER TABLE pipelines ADD COLUMN abort_data TEXT",
+    ],
 ]
