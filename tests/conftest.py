@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from motokit import make_bucket, moto_endpoint  # noqa: F401 - fixtures for every folder
 from pg import Cluster, PostgresUnavailable, throwaway_cluster
 
 BACKENDS = ["sqlite", "postgres"]

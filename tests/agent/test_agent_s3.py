@@ -5,61 +5,22 @@ from __future__ import annotations
 
 import hashlib
 import io
-import subprocess
-import sys
 import tarfile
-import time
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 
-import boto3
-import httpx
 import pytest
 
-from agentkit import AgentHarness, context, free_port, sh, spec
+from agentkit import AgentHarness, context, sh, spec
 from otto.agent.reporter import step_log_key
 from otto.objectstore import open_store
 
 
-@pytest.fixture(scope="module")
-def s3_url() -> Iterator[str]:
-    port = free_port()
-    moto = Path(sys.executable).parent / "moto_server"
-    proc = subprocess.Popen(
-        [str(moto), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+@pytest.fixture
+def s3_url(moto_endpoint: str, make_bucket: Callable[[], str]) -> str:
+    return (
+        f"s3://{make_bucket()}/otto?endpoint={moto_endpoint}&region=us-east-1"
+        "&access_key=testing&secret_key=s3cr3t-k3y-value"
     )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(endpoint, timeout=1.0)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "moto_server did not start"
-                time.sleep(0.05)
-        bucket = f"otto-{uuid.uuid4().hex[:16]}"
-        boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        ).create_bucket(Bucket=bucket)
-        yield (
-            f"s3://{bucket}/otto?endpoint={endpoint}&region=us-east-1"
-            "&access_key=testing&secret_key=s3cr3t-k3y-value"
-        )
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def test_logs_and_artifacts_on_s3(harness: AgentHarness, s3_url: str) -> None:
