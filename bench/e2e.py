@@ -11,6 +11,7 @@ Targets on a 2-core machine: p50 <= 50 ms, >= 100 pipelines/s, server RSS
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import subprocess
@@ -43,7 +44,10 @@ class Completions:
 
     def _follow(self, url: str, after: int) -> None:
         headers = {"Accept": "text/event-stream", "Last-Event-ID": str(after)}
-        with httpx.stream("GET", f"{url}/v1/events", headers=headers, timeout=None) as r:
+        with (
+            contextlib.suppress(httpx.HTTPError),  # the server stops at the end of the run
+            httpx.stream("GET", f"{url}/v1/events", headers=headers, timeout=None) as r,
+        ):
             for line in r.iter_lines():
                 if line.startswith("data: ") and '"Complete"' in line:
                     event = json.loads(line[6:])
