@@ -10,8 +10,8 @@ import sys
 import time
 
 import pytest
+from clientkit import otto, wait_complete, wait_step_running
 
-from conftest import otto, wait_complete, wait_step_running
 from otto.client import OttoClient
 from serverkit import Server, free_port
 

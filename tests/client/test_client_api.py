@@ -7,8 +7,8 @@ import threading
 from pathlib import Path
 
 import pytest
+from clientkit import wait_complete
 
-from conftest import wait_complete
 from otto.client import ClientError, NotPermitted, OttoClient, ServerUnavailable
 from otto.client.errors import EX_DATAERR, EX_UNAVAILABLE
 from otto.client.sse import SseParser

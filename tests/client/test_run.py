@@ -16,8 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from clientkit import otto
 
-from conftest import otto
 from otto.client import OttoClient
 from serverkit import Server
 

@@ -39,15 +39,12 @@ def elapsed(start: datetime | None, end: datetime | None) -> float | None:
     return max(0.0, ((end or now()) - start).total_seconds())
 
 
-@dataclass
-class StepView:
-    uuid: str
-    symbol: str
-    label: str  # e.g. "sh 'make test'"
-    state: str = "Pending"
-    exit_code: int | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
+class _Timed:
+    """What steps and contexts share: a state that may be final, and a duration."""
+
+    state: str
+    started_at: datetime | None
+    finished_at: datetime | None
 
     @property
     def finished(self) -> bool:
@@ -59,7 +56,18 @@ class StepView:
 
 
 @dataclass
-class ContextView:
+class StepView(_Timed):
+    uuid: str
+    symbol: str
+    label: str  # e.g. "sh 'make test'"
+    state: str = "Pending"
+    exit_code: int | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+@dataclass
+class ContextView(_Timed):
     uuid: str
     name: str
     batch: int
@@ -69,14 +77,6 @@ class ContextView:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     steps: list[StepView] = field(default_factory=list)
-
-    @property
-    def finished(self) -> bool:
-        return self.state in FINISHED
-
-    @property
-    def duration(self) -> float | None:
-        return elapsed(self.started_at, self.finished_at)
 
     @property
     def current_step(self) -> StepView | None:

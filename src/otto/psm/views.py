@@ -13,32 +13,28 @@ from otto.psm.store.base import Row, Tx
 MAX_PAGE = 500
 
 
-def pipeline_row(tx: Tx, uuid: str) -> Row:
-    row = tx.one("SELECT * FROM pipelines WHERE uuid = ?", uuid)
+def _found(row: Row | None, what: str) -> Row:
     if row is None:
-        raise NotFound(f"no pipeline {uuid}")
+        raise NotFound(f"no {what}")
     return row
+
+
+def pipeline_row(tx: Tx, uuid: str) -> Row:
+    return _found(tx.one("SELECT * FROM pipelines WHERE uuid = ?", uuid), f"pipeline {uuid}")
 
 
 def batch_row(tx: Tx, pipeline: str, idx: int) -> Row:
     row = tx.one("SELECT * FROM batches WHERE pipeline = ? AND idx = ?", pipeline, idx)
-    if row is None:
-        raise NotFound(f"no batch {idx} in pipeline {pipeline}")
-    return row
+    return _found(row, f"batch {idx} in pipeline {pipeline}")
 
 
 def context_row(tx: Tx, uuid: str) -> Row:
-    row = tx.one("SELECT * FROM contexts WHERE uuid = ?", uuid)
-    if row is None:
-        raise NotFound(f"no context {uuid}")
-    return row
+    return _found(tx.one("SELECT * FROM contexts WHERE uuid = ?", uuid), f"context {uuid}")
 
 
 def step_row(tx: Tx, context: str, uuid: str) -> Row:
     row = tx.one("SELECT * FROM steps WHERE uuid = ? AND context = ?", uuid, context)
-    if row is None:
-        raise NotFound(f"no step {uuid} in context {context}")
-    return row
+    return _found(row, f"step {uuid} in context {context}")
 
 
 def _outcome(state: str) -> str | None:

@@ -10,7 +10,6 @@ Exit codes: 0 done, 1 refused or unreachable, 64 usage error.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from otto.agent.control.client import (
@@ -20,19 +19,11 @@ from otto.agent.control.client import (
     set_status,
     terminate,
 )
-
-EX_USAGE = 64
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        print(f"{self.prog}: {message}", file=sys.stderr)
-        raise SystemExit(EX_USAGE)
+from otto.agent.usage import UsageParser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(prog="python -m otto.agent.control", description=__doc__.splitlines()[0])
+    parser = UsageParser(prog="python -m otto.agent.control", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     p = commands.add_parser("set-status", help="the context ends no better than STATUS")
     p.add_argument("status")
