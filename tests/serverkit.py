@@ -8,10 +8,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -72,3 +73,72 @@ def running_server(home: Path, db: str | None = None, **env: str) -> Iterator[Se
         yield server
     finally:
         stop_server(server)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "it") -> Any:
+    """`predicate()` as soon as it is truthy; fails the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+# -- `otto orchestrator` processes ------------------------------------------------------
+
+
+def connected(client: httpx.Client, name: str) -> bool:
+    answer = client.get("/v1/orchestrators")
+    return any(o["name"] == name and o["connected"] for o in answer.json()["orchestrators"])
+
+
+@contextmanager
+def orchestrator(
+    url: str,
+    name: str,
+    home: Path,
+    labels: str = "",
+    token: str | None = None,
+    grace: float = 2.0,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A real `otto orchestrator` process, connected when this yields; stopped after."""
+    process = start_orchestrator(url, name, home, labels, token, grace)
+    try:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        with httpx.Client(base_url=url, headers=headers, timeout=5) as client:
+            wait_for(lambda: connected(client, name), 20, f"orchestrator {name}")
+        yield process
+    finally:
+        stop_orchestrator(process)
+
+
+def start_orchestrator(
+    url: str,
+    name: str,
+    home: Path,
+    labels: str = "",
+    token: str | None = None,
+    grace: float = 2.0,
+) -> subprocess.Popen[bytes]:
+    home.mkdir(parents=True, exist_ok=True)
+    args = [sys.executable, "-m", "otto.cli", "orchestrator", "--server", url, "--name", name]
+    args += ["--workspace", str(home / name), "--capacity", "2", "--grace", str(grace)]
+    if labels:
+        args += ["--labels", labels]
+    env = {k: v for k, v in os.environ.items() if k != "OTTO_TOKEN"}
+    if token:
+        env["OTTO_TOKEN"] = token
+    log = open(home / f"orchestrator-{name}.log", "ab")  # noqa: SIM115 - closed with the process
+    return subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def stop_orchestrator(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -29,6 +29,7 @@ from otto.objectstore import open_store as open_object_store
 from otto.orchestrator import Orchestrator
 from otto.psm import PipelineStateMachine, open_store
 from otto.psm.api import PsmApi
+from otto.web import Dashboard
 from otto.webhooks import Webhooks
 
 log = logging.getLogger("otto.server")
@@ -103,11 +104,14 @@ def build_app(settings: Settings) -> Starlette:
             watcher.stop()
             psm.close()
 
+    objects = open_object_store(settings.objects_url)
+    dashboard = Dashboard(psm, auctioneer, objects, lambda: webhooks.projects)
     app_routes: list[BaseRoute] = [
         Route("/health", health),
         Route("/openapi.json", openapi_json),
         *routes(endpoints),
-        *objects_http.routes(open_object_store(settings.objects_url)),
+        *objects_http.routes(objects),
+        *dashboard.routes(),
     ]
     guard = [Middleware(BearerToken, token=settings.token)] if settings.token else []
     app = Starlette(routes=app_routes, lifespan=lifespan, middleware=guard)

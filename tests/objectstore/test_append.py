@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
+from pathlib import Path
 
 import pytest
 
-from otto.objectstore import InvalidArgument, ObjectNotFound, ObjectStore, OffsetMismatch
+from otto.objectstore import (
+    DEFAULT_CONTENT_TYPE,
+    FilesystemStore,
+    InvalidArgument,
+    ObjectNotFound,
+    ObjectStore,
+    OffsetMismatch,
+)
 
 from .conftest import Backend
 
@@ -137,3 +146,21 @@ def test_racing_writers_never_lose_an_acknowledged_chunk(backend: Backend) -> No
         t.join()
     log = store.get("race.log")
     assert sorted(acknowledged) == sorted(log.replace(b"><", b">\n<").split(b"\n"))
+
+
+def test_metadata_left_by_an_older_object_never_describes_a_log(tmp_path: Path) -> None:
+    """A log (default content type) has no metadata side file until it is sealed; one
+    left behind by a crash between deleting an object and its metadata is removed, lest
+    the new file reuse the old one's inode number."""
+    store = FilesystemStore(tmp_path)
+    store.put("p/c.log", b"old", content_type="text/plain")
+    side = tmp_path / "p" / ".otto-meta.c.log"
+    stale = side.read_bytes()
+    store.delete("p/c.log")
+    side.parent.mkdir()
+    side.write_bytes(stale)
+    assert store.append("p/c.log", 0, b"new") == 3
+    assert not side.exists()
+    info = store.head("p/c.log")
+    assert (info.content_type, info.sha256) == (DEFAULT_CONTENT_TYPE, None)
+    assert store.compact("p/c.log").sha256 == hashlib.sha256(b"new").hexdigest()

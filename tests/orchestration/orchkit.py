@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +12,7 @@ from otto.auction import Auction, Auctioneer, Capabilities, Lot
 from otto.auction.requirements import labels_of
 from otto.parser import parse
 from otto.psm import PipelineStateMachine
+from serverkit import wait_for
 
 # -- in process ------------------------------------------------------------------------
 
@@ -69,16 +64,6 @@ def orchestrators_of(psm: PipelineStateMachine, uuid: str) -> dict[str, str | No
     return {c["name"]: c["orchestrator"] for b in view["batches"] for c in b["contexts"]}
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "it") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 # -- over HTTP ---------------------------------------------------------------------------
 
 
@@ -106,61 +91,6 @@ def wait_run(
         return run if test(run) else None
 
     return dict(wait_for(check, timeout, f"pipeline {uuid}"))
-
-
-def connected(client: httpx.Client, name: str) -> bool:
-    answer = client.get("/v1/orchestrators")
-    return any(o["name"] == name and o["connected"] for o in answer.json()["orchestrators"])
-
-
-@contextmanager
-def orchestrator(
-    url: str,
-    name: str,
-    home: Path,
-    labels: str = "",
-    token: str | None = None,
-    grace: float = 2.0,
-) -> Iterator[subprocess.Popen[bytes]]:
-    """A real `otto orchestrator` process, connected when this yields; stopped after."""
-    process = start_orchestrator(url, name, home, labels, token, grace)
-    try:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        with httpx.Client(base_url=url, headers=headers, timeout=5) as client:
-            wait_for(lambda: connected(client, name), 20, f"orchestrator {name}")
-        yield process
-    finally:
-        stop_orchestrator(process)
-
-
-def start_orchestrator(
-    url: str,
-    name: str,
-    home: Path,
-    labels: str = "",
-    token: str | None = None,
-    grace: float = 2.0,
-) -> subprocess.Popen[bytes]:
-    home.mkdir(parents=True, exist_ok=True)
-    args = [sys.executable, "-m", "otto.cli", "orchestrator", "--server", url, "--name", name]
-    args += ["--workspace", str(home / name), "--capacity", "2", "--grace", str(grace)]
-    if labels:
-        args += ["--labels", labels]
-    env = {k: v for k, v in os.environ.items() if k != "OTTO_TOKEN"}
-    if token:
-        env["OTTO_TOKEN"] = token
-    log = open(home / f"orchestrator-{name}.log", "ab")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
-
-
-def stop_orchestrator(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def gone(pid: int) -> bool:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from orchkit import contexts_by_name, orchestrator, start_orchestrator, wait_run
+from orchkit import contexts_by_name, wait_run
 
-from serverkit import Server, free_port, running_server
+from serverkit import Server, free_port, orchestrator, running_server, start_orchestrator
 
 TOKEN = "s3cret-t0ken"
 PIPELINE = "pipeline { stage { name = 'Hello' steps { sh 'echo hello from afar' } } }"

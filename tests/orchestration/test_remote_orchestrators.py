@@ -12,18 +12,19 @@ from pathlib import Path
 
 import httpx
 import pytest
-from orchkit import (
-    connected,
-    contexts_by_name,
-    create,
-    gone,
-    orchestrator,
-    wait_for,
-    wait_run,
-)
+from orchkit import contexts_by_name, create, gone, wait_run
 
 from otto.model import Batch, BatchMode, Context, Pipeline, Step
-from serverkit import Server, free_port, running_server, start_server, stop_server
+from serverkit import (
+    Server,
+    connected,
+    free_port,
+    orchestrator,
+    running_server,
+    start_server,
+    stop_server,
+    wait_for,
+)
 
 REMOTE_ONLY = {
     "OTTO_LOCAL_ORCHESTRATOR": "0",

@@ -136,7 +136,8 @@ def test_wait_async(psm: Any) -> None:
     try:
         assert asyncio.run(main()) == (False, True)
     finally:
-        writer.join(timeout=30)
+        if writer.ident is not None:  # started: a failure above must not hide behind join()
+            writer.join(timeout=30)
 
 
 def test_a_restarted_hub_resumes_from_the_store(open_psm: Any) -> None:

@@ -20,7 +20,7 @@ from psmkit import (
     snapshot,
 )
 
-from otto.psm import Conflict, Lease, NotFound, StaleLease
+from otto.psm import About, Conflict, Lease, NotFound, StaleLease
 from otto.psm.states import ALLOWED, TERMINAL, Entity, table
 from otto.status import Status, worst
 
@@ -797,6 +797,44 @@ def test_views(psm: Any) -> None:
         with pytest.raises(NotFound):
             call("00000000-0000-4000-8000-000000000000")
     assert psm.transitions(made[1])[-1].entity == "batch"  # still at its auction
+
+
+def test_where_a_run_came_from_and_the_views_over_it(psm: Any) -> None:
+    """`about` is stored and shown; runs filter by project and status; the newest run of
+    each of a project's refs (the dashboard's projects page)."""
+    made = {}
+    for name, project, ref in (
+        ("a-main-old", "a", "refs/heads/main"),
+        ("b-main", "b", "refs/heads/main"),
+        ("a-topic", "a", "refs/heads/topic"),
+        ("a-main-new", "a", "refs/heads/main"),
+    ):
+        about = About(project, f"push by {name}", f"commit {name}")
+        made[name] = psm.create(make_pipeline(("Linear", [1])), ref=ref, about=about).uuid
+        time.sleep(0.002)
+    drive(psm, made["a-topic"])
+
+    view = psm.get(made["a-main-new"])
+    assert (view["project"], view["trigger"], view["message"]) == (
+        "a",
+        "push by a-main-new",
+        "commit a-main-new",
+    )
+    assert [p["uuid"] for p in psm.list(project="a")[0]] == [
+        made["a-main-new"],
+        made["a-topic"],
+        made["a-main-old"],
+    ]
+    assert [p["uuid"] for p in psm.list(status="Success")[0]] == [made["a-topic"]]
+    assert [p["uuid"] for p in psm.list(project="a", ref="refs/heads/main", limit=1)[0]] == [
+        made["a-main-new"]
+    ]
+    latest = psm.latest_by_ref("a")
+    assert [(p["ref"], p["uuid"]) for p in latest] == [
+        ("refs/heads/main", made["a-main-new"]),
+        ("refs/heads/topic", made["a-topic"]),
+    ]
+    assert psm.latest_by_ref("nobody") == []
 
 
 def test_open_contexts_lists_only_live_unawarded(psm: Any) -> None:

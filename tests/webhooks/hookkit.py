@@ -154,6 +154,8 @@ class FakeGitHub:
 
     token: str
     url: str = ""
+    down: bool = False  # answer 503 to everything (GitHub having a bad day)
+    refused: int = 0  # requests answered 503 while down
     statuses: list[dict[str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -207,7 +209,10 @@ def fake_github(token: str) -> Iterator[FakeGitHub]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            code, problem = fake.check("POST", self.path, self.headers, raw)
+            with fake.lock:
+                down = fake.down
+                fake.refused += down
+            code, problem = (503, "") if down else fake.check("POST", self.path, self.headers, raw)
             if problem:
                 with fake.lock:
                     fake.problems.append(problem)
@@ -232,11 +237,94 @@ def fake_github(token: str) -> Iterator[FakeGitHub]:
         server.server_close()
 
 
-def wait_for(predicate: Any, timeout: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+@dataclass
+class FakeSubscriber:
+    """An outbound webhook receiver: checks each request's shape and signature
+    (HMAC-SHA256 over `timestamp.body`), records the good ones, and answers
+    `fail` (an HTTP status) to the first `failures` requests; `hold` keeps
+    every answer back until it is set."""
+
+    secret: str
+    url: str = ""
+    failures: int = 0
+    fail: int = 503
+    hold: threading.Event | None = None
+    received: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    attempts: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def check(self, path: str, headers: Any, raw: bytes) -> str:
+        timestamp = headers.get("X-Otto-Timestamp", "")
+        if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > 300:
+            return f"X-Otto-Timestamp: {timestamp!r}"
+        signed = timestamp.encode() + b"." + raw
+        expected = "sha256=" + hmac.new(self.secret.encode(), signed, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, headers.get("X-Otto-Signature", "")):
+            return "X-Otto-Signature does not match"
+        if not headers.get("X-Otto-Delivery"):
+            return "X-Otto-Delivery missing"
+        if headers.get("Content-Type") != "application/json":
+            return f"Content-Type: {headers.get('Content-Type')!r}"
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            return "body is not JSON"
+        if set(body) != {"event", "project", "pipeline", "transition"}:
+            return f"unexpected body fields {sorted(body)}"
+        with self.lock:
+            self.received.append(
+                {"path": path, "delivery": headers["X-Otto-Delivery"], "body": body}
+            )
+        return ""
+
+    def transitions(self) -> list[tuple[str, str, str | None]]:
+        """(entity, to-state, status) of every delivery received, as received."""
+        with self.lock:
+            return [
+                (r["body"]["transition"]["entity"], r["body"]["transition"]["to"],
+                 r["body"]["transition"]["status"])
+                for r in self.received
+            ]  # fmt: skip
+
+    def deliveries(self) -> list[str]:
+        with self.lock:
+            return [r["delivery"] for r in self.received]
+
+
+@contextmanager
+def fake_subscriber(secret: str, **options: Any) -> Iterator[FakeSubscriber]:
+    fake = FakeSubscriber(secret, **options)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            if fake.hold is not None:
+                fake.hold.wait(30)
+            with fake.lock:
+                fake.attempts += 1
+                failing = fake.failures > 0
+                fake.failures -= 1 if failing else 0
+            problem = "" if failing else fake.check(self.path, self.headers, raw)
+            if problem:
+                with fake.lock:
+                    fake.problems.append(problem)
+            code = fake.fail if failing else 400 if problem else 204
+            self.send_response(code)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    fake.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield fake
+    finally:
+        if fake.hold is not None:
+            fake.hold.set()
+        server.shutdown()
+        server.server_close()

@@ -19,11 +19,10 @@ from hookkit import (
     git_daemon,
     make_repo,
     push_payload,
-    wait_for,
 )
 
 from otto.parser import ParseError, parse
-from serverkit import running_server
+from serverkit import orchestrator, running_server, wait_for
 
 SECRET, TOKEN = "s3cret-hook", "ghp_test_token"
 FULL_NAME = "acme/app"
@@ -38,7 +37,7 @@ class World:
 
 
 @contextmanager
-def start_world(tmp_path: Path, extra: str = "") -> Iterator[World]:
+def start_world(tmp_path: Path, extra: str = "", **server_env: str) -> Iterator[World]:
     served = tmp_path / "served"
     with git_daemon(served) as base, fake_github(TOKEN) as github:
         repo = make_repo(served, base, "acme/app.git", tmp_path)
@@ -50,7 +49,7 @@ def start_world(tmp_path: Path, extra: str = "") -> Iterator[World]:
             "secret_env: APP_HOOK_SECRET\n"
             f"statuses:\n  api_url: {github.url}\n  token_env: APP_GITHUB_TOKEN\n" + extra
         )
-        env = {"APP_HOOK_SECRET": SECRET, "APP_GITHUB_TOKEN": TOKEN}
+        env = {"APP_HOOK_SECRET": SECRET, "APP_GITHUB_TOKEN": TOKEN, **server_env}
         with running_server(home, **env) as server, server.client() as client:
             yield World(repo, client, github, tmp_path)
 
@@ -78,6 +77,22 @@ def pipelines(client: httpx.Client) -> list[dict[str, Any]]:
     return client.get("/v1/pipelines").json()["pipelines"]
 
 
+def test_a_remote_orchestrator_checks_out_the_pushed_commit_too(tmp_path: Path) -> None:
+    with (
+        start_world(tmp_path, OTTO_LOCAL_ORCHESTRATOR="0") as world,
+        orchestrator(str(world.client.base_url), "far", tmp_path / "far"),
+    ):
+        sha = world.repo.commit({"README": "hello\n", "Ottofile": ottofile(world.out)})
+        world.repo.push("main")
+        body = push_payload(world.repo.url, FULL_NAME, "refs/heads/main", sha)
+        assert deliver(world.client, body, SECRET, delivery="d-far").status_code == 202
+        runs = wait_for(lambda: pipelines(world.client), what="a pipeline")
+        run = wait_for(lambda: finished(world.client, runs[0]["uuid"]), what="the run to end")
+    assert run["status"] == "Success", run
+    assert run["batches"][0]["contexts"][0]["orchestrator"] == "far"
+    assert (world.out / "sha.txt").read_text().strip() == sha
+
+
 def test_push_runs_the_pipeline_at_the_pushed_commit(world: World) -> None:
     sha = world.repo.commit({"README": "hello\n", "Ottofile": ottofile(world.out)})
     world.repo.push("main")
@@ -96,7 +111,8 @@ def test_push_runs_the_pipeline_at_the_pushed_commit(world: World) -> None:
     assert world.github.problems == []
     final = world.github.statuses[-1]
     assert final["repo"] == FULL_NAME and final["context"] == "otto"
-    assert final["target_url"].endswith(f"/v1/pipelines/{runs[0]['uuid']}")
+    assert final["target_url"] == f"{world.client.base_url}/pipelines/{runs[0]['uuid']}"
+    assert httpx.get(final["target_url"]).status_code == 200  # the run's page in the dashboard
 
     again = deliver(world.client, body, SECRET, delivery="d-1")  # a redelivery
     assert again.status_code == 200 and again.json()["duplicate"] is True
@@ -130,7 +146,7 @@ def test_a_broken_ottofile_is_a_visible_error_run(world: World) -> None:
     assert ended["reason"] == "config_error"
     assert ended["data"]["message"] == str(parsed.value)
     assert str(parsed.value).startswith("Ottofile:5:3: ")
-    wait_for(lambda: world.github.of(sha) == ["error"], what="an error status")
+    wait_for(lambda: world.github.of(sha) == ["pending", "error"], what="pending, then error")
     assert "Ottofile:5:3: " in world.github.statuses[-1]["description"]
     assert world.github.problems == []
 
@@ -143,7 +159,7 @@ def test_a_commit_without_an_ottofile_is_a_visible_error_run(world: World) -> No
     runs = wait_for(lambda: pipelines(world.client), what="a pipeline")
     run = wait_for(lambda: finished(world.client, runs[0]["uuid"]), what="the run to end")
     assert run["status"] == "Error"
-    wait_for(lambda: world.github.of(sha) == ["error"], what="an error status")
+    wait_for(lambda: world.github.of(sha) == ["pending", "error"], what="pending, then error")
     assert "Ottofile: no such file" in world.github.statuses[-1]["description"]
 
 

@@ -57,3 +57,41 @@ def test_problems_name_file_and_line_and_the_others_load(tmp_path: Path) -> None
 
 def test_no_directory_no_projects(tmp_path: Path) -> None:
     assert load_projects(tmp_path / "missing") == ([], [])
+
+
+def test_outbound_webhook_subscribers(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "app.yml",
+        "source: {url: u}\nsecret_env: S\nwebhooks:\n"
+        "  - url: https://hooks.example.com/otto\n    secret_env: HOOK\n"
+        "  - url: http://127.0.0.1:9000/x\n    secret_env: HOOK2\n"
+        "    entities: [pipeline, context]\n    states: [Complete, Failed]\n",
+    )
+    (project,), problems = load_projects(tmp_path)
+    assert problems == []
+    everything, some = project.webhooks
+    assert everything.entities == ["pipeline", "batch", "context", "step"]
+    assert everything.states == [] and everything.wants("step", "Running", None)
+    assert some.wants("pipeline", "Complete", "Success") and some.wants(
+        "context", "Failed", "Failed"
+    )
+    assert not some.wants("pipeline", "Running", None) and not some.wants("step", "Failed", None)
+    assert project.public()["webhooks"][1]["secret_env"] == "HOOK2"
+
+
+def test_bad_subscribers_are_reported_with_file_and_line(tmp_path: Path) -> None:
+    head = "source: {url: u}\nsecret_env: S\nwebhooks:\n"
+    write(tmp_path, "a.yml", head + "  - url: ftp://x\n    secret_env: H\n")
+    write(tmp_path, "b.yml", head + "  - url: http://x\n")
+    write(tmp_path, "c.yml", head + "  - url: http://x\n    secret_env: H\n    states: [Done]\n")
+    write(tmp_path, "d.yml", head + "  - url: http://x\n    secret_env: H\n    entities: [job]\n")
+    write(tmp_path, "e.yml", head + "  - url: http://x\n    secret_env: H\n    token: t\n")
+    projects, problems = load_projects(tmp_path)
+    assert projects == []
+    found = {p.file.name: (p.line, p.message) for p in problems}
+    assert found["a.yml"][0] == 4 and found["a.yml"][1].startswith("webhooks.0.url: ")
+    assert found["b.yml"] == (4, "webhooks.0.secret_env: Field required")
+    assert found["c.yml"][0] == 6 and "unknown state 'Done'; one of Aborted" in found["c.yml"][1]
+    assert found["d.yml"][0] == 6 and found["d.yml"][1].startswith("webhooks.0.entities.0: ")
+    assert found["e.yml"][0] == 6 and "token" in found["e.yml"][1]

@@ -85,13 +85,16 @@ def run_process(
     deadline: float | None = None,
     grace: float = 10.0,
     tick: Callable[[], float | None] | None = None,
+    on_readable: Mapping[int, Callable[[], None]] | None = None,
 ) -> ProcessResult:
     """Run `argv`, feed its interleaved stdout+stderr to `output`, return how it ended.
 
     `deadline` (time.monotonic()) stops it with reason `timeout`; a request on
     `interrupter` stops it with that request's status. `tick` is called while
     waiting and returns when it wants to be called next (e.g. to flush logs).
-    Nothing the process started is left running when this returns.
+    `on_readable`: descriptors to watch meanwhile, each with what to call (once)
+    when it becomes readable. Nothing the process started is left running when
+    this returns.
     """
     read_fd, write_fd = os.pipe()
     with contextlib.suppress(OSError):
@@ -111,7 +114,7 @@ def run_process(
         raise
     finally:
         os.close(write_fd)
-    with _Watch(proc, read_fd, output, interrupter, grace, tick) as watch:
+    with _Watch(proc, read_fd, output, interrupter, grace, tick, on_readable or {}) as watch:
         return watch.run(deadline)
 
 
@@ -124,6 +127,7 @@ class _Watch:
         interrupter: Interrupter,
         grace: float,
         tick: Callable[[], float | None] | None,
+        on_readable: Mapping[int, Callable[[], None]],
     ) -> None:
         self.proc = proc
         self.tick = tick
@@ -133,6 +137,7 @@ class _Watch:
         self.interrupter = interrupter
         self.grace = grace
         self.selector = selectors.DefaultSelector()
+        self.on_readable = on_readable
         self.pidfd: int | None = None
         self.stop: Stop | None = None
         self.kill_at: float | None = None
@@ -140,6 +145,8 @@ class _Watch:
     def __enter__(self) -> _Watch:
         self.selector.register(self.read_fd, selectors.EVENT_READ, "out")
         self.selector.register(self.interrupter.fileno, selectors.EVENT_READ, "wake")
+        for fd, call in self.on_readable.items():
+            self.selector.register(fd, selectors.EVENT_READ, call)
         try:
             self.pidfd = os.pidfd_open(self.proc.pid)
             self.selector.register(self.pidfd, selectors.EVENT_READ, "exit")
@@ -172,8 +179,11 @@ class _Watch:
                 elif key.data == "exit":
                     exited = True
                     self.selector.unregister(key.fd)  # stays readable from now on
-                else:
+                elif key.data == "wake":
                     self.interrupter.drain()
+                else:
+                    self.selector.unregister(key.fd)
+                    key.data()
             if self.pidfd is None and self.proc.poll() is not None:
                 exited = True
             now = time.monotonic()
@@ -237,9 +247,13 @@ class _Watch:
         for key, _ in self.selector.select(timeout):
             if key.data == "wake":
                 self.interrupter.drain()  # already stopping: nothing more to do
-            elif key.data == "out" and not self._read():
-                self.selector.unregister(self.read_fd)
-                return False
+            elif key.data == "out":
+                if not self._read():
+                    self.selector.unregister(self.read_fd)
+                    return False
+            elif key.data != "exit":
+                self.selector.unregister(key.fd)
+                key.data()
         return True
 
     def _group_alive(self) -> bool:

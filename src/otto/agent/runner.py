@@ -19,6 +19,7 @@ import secrets
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel, Field, JsonValue
@@ -95,6 +96,7 @@ class Agent:
         self._writer: LogWriter | None = None
         self._log: LogStream | None = None
         self._private: Path | None = None
+        self._control: ControlServer | None = None
         self._base_env: dict[str, str] = {}
 
     # -- public --------------------------------------------------------------
@@ -106,7 +108,6 @@ class Agent:
     def run(self) -> ContextResult:
         """Run the context to its end (once per Agent), report and return its outcome."""
         status, reason = Status.ERROR, "internal error"
-        server: ControlServer | None = None
         try:
             try:
                 self._private = Path(tempfile.mkdtemp(prefix="otto-agent-"))
@@ -114,7 +115,7 @@ class Agent:
                 self._say(f"context {self.invocation.context.name or self.context}")
                 self._prepare()
                 socket = self.private_dir / "control.sock"
-                server = ControlServer(socket, self.token, self.control.handle)
+                self._control = ControlServer(socket, self.token, self.control.handle)
                 self._base_env = self._environment()
                 status, reason = self.run_steps(self.invocation.context.steps, self.workspace)
                 status, reason = self._final(status, reason)
@@ -123,7 +124,7 @@ class Agent:
         except Exception as exc:  # never a traceback: the context ends in Error, saying why
             status, reason = Status.ERROR, f"agent error: {type(exc).__name__}: {exc}"
         try:
-            status, reason = self._finish(server, status, reason)
+            status, reason = self._finish(status, reason)
         except Exception as exc:
             status, reason = Status.ERROR, f"agent error: {type(exc).__name__}: {exc}"
         self.reporter.context_finished(status, reason)
@@ -135,13 +136,11 @@ class Agent:
             workspace=str(self.workspace),
         )
 
-    def _finish(
-        self, server: ControlServer | None, status: Status, reason: str | None
-    ) -> tuple[Status, str | None]:
+    def _finish(self, status: Status, reason: str | None) -> tuple[Status, str | None]:
         """Stop the control socket, store and seal every log, clean up."""
         try:
-            if server is not None:
-                server.close()
+            if self._control is not None:
+                self._control.close()
             reason = self.masker.mask_text(reason) if reason else None
             self._say(f"context {status.value}" + (f": {reason}" if reason else ""))
             if self._log is not None:
@@ -326,6 +325,13 @@ class Agent:
         return status, reason
 
     # -- helpers ---------------------------------------------------------------
+
+    def control_wakeup(self) -> dict[int, Callable[[], None]]:
+        """What a step's process loop watches: the control socket, until it is served."""
+        control = self._control
+        if control is None or control.serving:
+            return {}
+        return {control.fileno: control.serve}
 
     def step_env(self, step: Step | None) -> dict[str, str]:
         """The environment of a step: the base one, captured variables, OTTO_STEP."""

@@ -92,6 +92,7 @@ class StepRun:
                 deadline=self.deadline,
                 grace=self.agent.invocation.kill_grace,
                 tick=self.agent.logs.tick,
+                on_readable=self.agent.control_wakeup(),
             )
         except OSError as exc:
             raise StepFailure(f"cannot run {argv[0]}: {exc.strerror or exc}") from None

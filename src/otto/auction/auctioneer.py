@@ -24,7 +24,8 @@ from typing import Any, Protocol
 
 from otto.auction.requirements import Capabilities, Requirements
 from otto.psm import Conflict, NotFound, PipelineStateMachine
-from otto.psm.states import PROVISIONING
+from otto.psm.records import Transition
+from otto.psm.states import ABORTING, AUCTION_STARTED, PROVISIONING, RUNNING
 
 log = logging.getLogger("otto.auction")
 
@@ -105,7 +106,8 @@ class Bidder(Protocol):
         """A context of `pipeline` changed state (an abort to carry out?), or one of its
         batches (`context` None) reached `Provisioning`. When a context ends or a batch is
         provisioned, awards the orchestrator holds there may have become claimable (Linear
-        order; a batch whose auction was still open). Must not block."""
+        order; a batch whose auction was still open). Called as each commit is published:
+        must not block."""
 
 
 class Auctioneer:
@@ -158,12 +160,13 @@ class Auctioneer:
         self._poked.set()
 
     def start(self) -> None:
-        for target, name in ((self._run, "auctioneer"), (self._watch, "auction-watch")):
-            thread = threading.Thread(target=target, name=name, daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        self.psm.events.subscribe(self._heard)
+        thread = threading.Thread(target=self._run, name="auctioneer", daemon=True)
+        thread.start()
+        self._threads.append(thread)
 
     def stop(self) -> None:
+        self.psm.events.unsubscribe(self._heard)
         self._stopping.set()
         self._poked.set()
         for thread in self._threads:
@@ -177,14 +180,16 @@ class Auctioneer:
                 found.append(self._open)
             return [a.to_dict() for a in reversed(found)]
 
-    def _watch(self) -> None:
-        """Poke on every transition that can open or free work; tell bidders of context moves."""
-        for t in self.psm.events.stream(after=self.psm.events.last_seq, stop=self._stopping):
-            if t.to_state == "AuctionStarted" or t.entity in ("context", "pipeline"):
+    def _heard(self, transitions: list[Transition]) -> None:
+        """Committed transitions (an event listener: quick, never blocking): poke on those
+        that can open or free work; tell bidders of context moves."""
+        bidders = self.bidders()
+        for t in transitions:
+            if _opens_or_frees(t):
                 self.poke()
             if t.entity == "context" or (t.entity == "batch" and t.to_state == PROVISIONING):
                 context = t.id if t.entity == "context" else None
-                for bidder in self.bidders():
+                for bidder in bidders:
                     try:
                         bidder.moved(t.pipeline, context, t.to_state)
                     except Exception:
@@ -244,16 +249,22 @@ class Auctioneer:
         return lots
 
     def _award(self, auction: Auction) -> None:
-        won: list[tuple[Lot, str]] = []
+        chosen: list[tuple[Lot, str]] = []
         for lot in auction.lots:
             offers = auction.bids.get(lot.context)
-            if not offers:
-                continue
-            winner = min(offers.items(), key=lambda offer: (offer[1], offer[0]))[0]
-            try:
-                self.psm.award(lot.context, winner)
-            except Conflict:
+            if offers:
+                winner = min(offers.items(), key=lambda offer: (offer[1], offer[0]))[0]
+                chosen.append((lot, winner))
+        if not chosen:
+            return
+        refused = self.psm.award_each([(lot.context, winner) for lot, winner in chosen])
+        won: list[tuple[Lot, str]] = []
+        for (lot, winner), error in zip(chosen, refused, strict=True):
+            if isinstance(error, Conflict):
                 continue  # the context moved on meanwhile (e.g. the run was aborted)
+            if error is not None:  # still open: the next round tries it again
+                log.error("awarding %s to %s failed: %s", lot.context, winner, error)
+                continue
             auction.awards[lot.context] = winner
             won.append((lot, winner))
         # Told only once every award is recorded: a batch fully awarded is claimable by then.
@@ -268,3 +279,11 @@ class Auctioneer:
                 log.warning("award of %s to %s failed: %s", lot.context, winner, exc)
                 self.psm.release(lot.context, winner)
                 self.poke()
+
+
+def _opens_or_frees(t: Transition) -> bool:
+    """Whether a transition may let a context wait for an orchestrator (its batch's auction
+    opens, it is Pending again) or let a waiting one go (one ends: capacity is freed)."""
+    if t.entity == "batch":
+        return t.to_state == AUCTION_STARTED
+    return t.entity == "context" and t.to_state not in (RUNNING, ABORTING)

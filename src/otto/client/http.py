@@ -90,9 +90,17 @@ class OttoClient:
         ref: str | None = None,
         sha: str | None = None,
         force: bool = False,
+        trigger: str | None = None,
     ) -> Created:
         body = _present(
-            {"ottofile": ottofile, "model": model, "repo": repo, "ref": ref, "sha": sha}
+            {
+                "ottofile": ottofile,
+                "model": model,
+                "repo": repo,
+                "ref": ref,
+                "sha": sha,
+                "trigger": trigger,
+            }
         )
         if force:
             body["force"] = True

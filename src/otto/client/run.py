@@ -9,6 +9,7 @@ one stops waiting.
 
 from __future__ import annotations
 
+import getpass
 import signal
 import sys
 import tempfile
@@ -52,7 +53,7 @@ def run_here(ottofile: str, term: Terminal, home: str | None = None) -> int:
 def run_pipeline(client: OttoClient, ottofile: str, term: Terminal) -> int:
     """Submit, watch until complete, print failing steps' logs; the exit code of its status."""
     with _interrupts_as_keyboard():
-        uuid = client.create(ottofile=ottofile).uuid
+        uuid = client.create(ottofile=ottofile, trigger=f"otto run by {getpass.getuser()}").uuid
         progress = progress_for(term)
         _watch(client, uuid, progress)
     final = RunView.load(client.pipeline(uuid))

@@ -8,6 +8,9 @@ shared test suite runs against all of them):
 - `HttpObjectStore(base_url, token=None)` — the server's `/v1/objects` API (`client`),
   served by `otto.objectstore.http.routes(store)`.
 
+`S3Store` and `HttpObjectStore` are imported when first used: boto3 and httpx would
+otherwise weigh on every process that only needs the filesystem (each forked agent).
+
 `open_store(url)` picks one from a URL. Semantics, whatever the backend:
 
 - keys follow `otto.objectstore.keys` (relative, no `..`, no encoded tricks, ...);
@@ -24,6 +27,8 @@ shared test suite runs against all of them):
   `None` once appended to (the checksum of a growing log is not worth a full read).
 """
 
+from typing import TYPE_CHECKING, Any
+
 from otto.objectstore.base import (
     DEFAULT_CONTENT_TYPE,
     DEFAULT_MAX_OBJECT_SIZE,
@@ -31,7 +36,6 @@ from otto.objectstore.base import (
     ObjectStore,
     ObjectStream,
 )
-from otto.objectstore.client import HttpObjectStore
 from otto.objectstore.errors import (
     InvalidArgument,
     InvalidKey,
@@ -45,7 +49,10 @@ from otto.objectstore.errors import (
 from otto.objectstore.factory import default_root, open_store
 from otto.objectstore.fs import FilesystemStore
 from otto.objectstore.keys import MAX_KEY_BYTES, validate_key, validate_prefix
-from otto.objectstore.s3 import S3Store
+
+if TYPE_CHECKING:
+    from otto.objectstore.client import HttpObjectStore
+    from otto.objectstore.s3 import S3Store
 
 __all__ = [
     "DEFAULT_CONTENT_TYPE",
@@ -70,3 +77,15 @@ __all__ = [
     "validate_key",
     "validate_prefix",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "HttpObjectStore":
+        from otto.objectstore.client import HttpObjectStore
+
+        return HttpObjectStore
+    if name == "S3Store":
+        from otto.objectstore.s3 import S3Store
+
+        return S3Store
+    raise AttributeError(f"module 'otto.objectstore' has no attribute {name!r}")

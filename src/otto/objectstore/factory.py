@@ -16,10 +16,8 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from otto.objectstore.base import DEFAULT_MAX_OBJECT_SIZE, ObjectStore
-from otto.objectstore.client import HttpObjectStore
 from otto.objectstore.errors import InvalidArgument
 from otto.objectstore.fs import FilesystemStore
-from otto.objectstore.s3 import S3Store
 
 
 def default_root() -> Path:
@@ -45,6 +43,8 @@ def open_store(
     if parts.scheme == "s3":
         if not parts.netloc:
             raise InvalidArgument(f"S3 URL {url!r} has no bucket")
+        from otto.objectstore.s3 import S3Store
+
         return S3Store(
             bucket=parts.netloc,
             endpoint_url=query.get("endpoint"),
@@ -57,5 +57,7 @@ def open_store(
     if parts.scheme in ("http", "https"):
         base = f"{parts.scheme}://{parts.netloc}{parts.path}"
         known_up = query.get("known_up") == "1"
+        from otto.objectstore.client import HttpObjectStore
+
         return HttpObjectStore(base, token=token or query.get("token"), known_up=known_up)
     raise InvalidArgument(f"unknown object store URL scheme {parts.scheme!r} in {url!r}")

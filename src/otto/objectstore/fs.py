@@ -7,7 +7,8 @@
   replaces a good object, and readers see the old or the new content, whole.
 - metadata (content type, sha256) lives in a side file `.otto-meta.<name>` holding
   the inode and size it describes; a checksum only counts while both still match,
-  so an append (which changes the size) makes it unknown until `compact`.
+  so an append (which changes the size) makes it unknown until `compact`. An object
+  created by `append` with the default content type has no side file until then.
 - append: under an exclusive `flock`, compares the offset with the file's size and
   writes in place with `pwrite` (no fsync: a writer that crashed re-syncs from the
   `OffsetMismatch` it gets).
@@ -90,6 +91,17 @@ def _write_meta(dir_fd: int, name: str, meta: dict[str, object]) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp, dir_fd=dir_fd)
         raise
+
+
+def _create_meta(dir_fd: int, name: str, fd: int, content_type: str) -> None:
+    """The metadata of an object just created to be appended to. No side file stands
+    for the default content type (a log's: the common case, and a file less to write);
+    one left behind by a crash is removed, lest its inode number be reused."""
+    if content_type != DEFAULT_CONTENT_TYPE:
+        _write_meta(dir_fd, name, {"ino": os.fstat(fd).st_ino, "content_type": content_type})
+        return
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(_meta_name(name), dir_fd=dir_fd)
 
 
 def _info(key: str, st: os.stat_result, meta: dict[str, object]) -> ObjectInfo:
@@ -262,9 +274,7 @@ class FilesystemStore(ObjectStore):
                 fd = self._open_file(dir_fd, name, key, _APPEND | os.O_CREAT | os.O_EXCL)
             if fd >= 0:
                 try:  # no checksum in the metadata: the content is going to grow
-                    _write_meta(
-                        dir_fd, name, {"ino": os.fstat(fd).st_ino, "content_type": content_type}
-                    )
+                    _create_meta(dir_fd, name, fd, content_type)
                 except BaseException:
                     os.close(fd)
                     raise

@@ -37,15 +37,14 @@ def refuse_symlink(dir_fd: int, name: str, key: str) -> os.stat_result | None:
 
 def _open_child(parent: int, segment: str, key: str, create: bool) -> int:
     for _ in range(_RETRIES):
-        if create:
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(segment, 0o755, dir_fd=parent)
         try:
             return os.open(segment, DIR_FLAGS, dir_fd=parent)
         except FileNotFoundError:
             if not create:
                 raise ObjectNotFound(f"no object {key!r}") from None
-            continue  # removed by a concurrent delete's pruning: make it again
+            # Missing, or removed by a concurrent delete's pruning: make it (again).
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(segment, 0o755, dir_fd=parent)
         except OSError as error:
             if error.errno not in (errno.ELOOP, errno.ENOTDIR):
                 raise

@@ -18,6 +18,7 @@ from urllib.parse import quote
 import httpx
 
 from otto import __version__
+from otto.agent.invocation import Checkout
 from otto.model import Context
 from otto.model import load as load_pipeline
 from otto.psm import Conflict, Lease, NotFound, StaleLease
@@ -160,6 +161,11 @@ class HttpExecutor:
         if found is None:
             raise NotFound(f"no context {context} in pipeline {pipeline}")
         return found
+
+    def checkout(self, pipeline: str) -> Checkout | None:
+        """The commit the run's workspaces start from (a run from a push), if any."""
+        found = self.api.call("GET", f"/v1/pipelines/{_q(pipeline)}/checkout", retry_for=10.0)
+        return Checkout.model_validate(found["checkout"]) if found.get("checkout") else None
 
     @staticmethod
     def _path(lease: Lease, action: str) -> str:

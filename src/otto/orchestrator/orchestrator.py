@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -92,17 +90,25 @@ class Orchestrator:
         self.capabilities = Capabilities.of_this_machine(labels)
         self.lease_seconds = lease_seconds
         self.checkout = checkout  # a pipeline → the commit its workspaces start from
-        self.pool = AgentPool()
+        self.pool = AgentPool(objects_url)
         self._running: dict[str, Running] = {}
-        self._waiting: dict[str, Lot] = {}  # awarded, not yet claimable (Linear order)
+        self._waiting: dict[str, Lot] = {}  # awarded, not started yet, in award order
+        # Of those, the ones found not claimable yet (Linear order, an open auction), by
+        # context → pipeline: tried again when their pipeline moves.
+        self._blocked: dict[str, str] = {}
+        self._claiming: Lot | None = None
+        # Being claimed or started, no agent yet → whether an abort came meanwhile (applied
+        # once the agent runs: the abort is said once, not repeated till the next renewal).
+        self._launching: dict[str, bool] = {}
+        self._claim_stale = False  # its pipeline moved while it was being claimed
         self._lock = threading.Lock()
-        self._work: queue.SimpleQueue[Lot | None] = queue.SimpleQueue()
+        self._wakeup = threading.Condition(self._lock)  # a slot or a context to try
         self._stopping = threading.Event()
         self._threads = [
             threading.Thread(target=self._start_loop, name=f"{name}-start", daemon=True),
             threading.Thread(target=self._renew_loop, name=f"{name}-renew", daemon=True),
         ]
-        (workspace_root / ".invocations").mkdir(parents=True, exist_ok=True)
+        workspace_root.mkdir(parents=True, exist_ok=True)
 
     # -- as a bidder -------------------------------------------------------------
     def announce(self, auction: Auction) -> None:
@@ -126,7 +132,8 @@ class Orchestrator:
             if lot.context in self._running or self._stopping.is_set():
                 return  # told twice (a remote orchestrator's reconnection)
             self._waiting[lot.context] = lot
-        self._work.put(lot)
+            self._blocked.pop(lot.context, None)
+            self._wakeup.notify()
 
     def moved(self, pipeline: str, context: str | None, state: str) -> None:
         """A context changed state (`Bidder.moved`): stop its agent if it is to be aborted;
@@ -134,21 +141,25 @@ class Orchestrator:
         if state == ABORTING and context is not None:
             with self._lock:
                 run = self._running.get(context)
+                if run is None and context in self._launching:
+                    self._launching[context] = True
             if run is not None and not run.stopping:
                 run.stopping = True
                 run.agent.terminate()
         elif state in TERMINAL[Entity.CONTEXT] or state == PROVISIONING:
             with self._lock:
-                lots = [lot for lot in self._waiting.values() if lot.pipeline == pipeline]
-            for lot in lots:
-                self._work.put(lot)
+                for blocked in [c for c, p in self._blocked.items() if p == pipeline]:
+                    del self._blocked[blocked]
+                if self._claiming is not None and self._claiming.pipeline == pipeline:
+                    self._claim_stale = True
+                self._wakeup.notify()
 
     def retry_waiting(self) -> None:
-        """Contexts that waited for the one before them (Linear) may start now."""
+        """Try every waiting context again (a safety net: a move missed must not strand one)."""
         with self._lock:
-            lots = list(self._waiting.values())
-        for lot in lots:
-            self._work.put(lot)
+            self._blocked.clear()
+            self._claim_stale = True
+            self._wakeup.notify()
 
     # -- lifecycle ----------------------------------------------------------------
     def start(self) -> None:
@@ -159,9 +170,10 @@ class Orchestrator:
         """Take no more work; let running contexts finish within `grace` seconds, then
         hand the rest back to the PSM (to run again after a restart) and stop their agents."""
         self._stopping.set()
-        self._work.put(None)
         with self._lock:
             waiting, self._waiting = list(self._waiting), {}
+            self._blocked.clear()
+            self._wakeup.notify()
         for context in waiting:  # awarded, never started: someone else may run them
             self._report(lambda c=context: self.executor.release(c, self.name))
         deadline = time.monotonic() + grace
@@ -186,29 +198,38 @@ class Orchestrator:
 
     # -- starting contexts -------------------------------------------------------
     def _start_loop(self) -> None:
-        while (lot := self._work.get()) is not None:
-            with self._lock:
-                if lot.context not in self._waiting:
-                    continue  # already started or given up
-                if len(self._running) >= self.capacity:
-                    continue  # it waits for a slot: tried again when an agent ends
+        while (lot := self._next()) is not None:
             try:
                 lease = self.executor.claim(lot.context, self.name)
-            except Conflict as exc:
-                if exc.current == PENDING:
-                    # Not yet: the one before it runs (Linear), or its batch's auction is still
-                    # open. Tried again on the next move in the pipeline (and now and then).
-                    continue
+            except (Conflict, NotFound) as exc:
                 with self._lock:
-                    self._waiting.pop(lot.context, None)
-                continue
-            except NotFound:
-                with self._lock:
-                    self._waiting.pop(lot.context, None)
+                    self._claiming = None
+                    self._launching.pop(lot.context, None)
+                    if isinstance(exc, NotFound) or exc.current != PENDING:
+                        self._waiting.pop(lot.context, None)  # gone, or run elsewhere
+                    elif not self._claim_stale and lot.context in self._waiting:
+                        # Not yet: the one before it runs (Linear), or its batch's auction is
+                        # still open. Tried again on the next move in the pipeline.
+                        self._blocked[lot.context] = lot.pipeline
                 continue
             with self._lock:
+                self._claiming = None
                 self._waiting.pop(lot.context, None)
             self._launch(lot, lease)
+
+    def _next(self) -> Lot | None:
+        """Once a slot is free, the first waiting context not known to be blocked (None:
+        stopping). Waiting here costs nothing per context, however many wait."""
+        with self._lock:
+            while not self._stopping.is_set():
+                if len(self._running) < self.capacity:
+                    for context, lot in self._waiting.items():
+                        if context not in self._blocked:
+                            self._claiming, self._claim_stale = lot, False
+                            self._launching[context] = False
+                            return lot
+                self._wakeup.wait()
+        return None
 
     def _launch(self, lot: Lot, lease: Lease) -> None:
         try:
@@ -221,18 +242,21 @@ class Orchestrator:
                 lease={"epoch": lease.epoch, "orchestrator": self.name},
                 checkout=self.checkout(lot.pipeline) if self.checkout else None,
             )
-            path = self.workspace_root / ".invocations" / f"{lot.context}.json"
-            _write_private(path, invocation.model_dump_json())
             agent = self.pool.take()
-            agent.start(path)
+            agent.start(invocation.model_dump_json())
         except Exception as exc:
             log.exception("cannot start context %s", lot.context)
+            with self._lock:
+                self._launching.pop(lot.context, None)
             reason = f"provisioning_failed: {exc}"
             self._report(lambda: self.executor.context_finished(lease, Status.ERROR, reason))
             return
         run = Running(lot, lease, agent)
         with self._lock:
             self._running[lot.context] = run
+            run.stopping = self._launching.pop(lot.context, False)  # aborted while starting
+        if run.stopping:
+            agent.terminate()
         threading.Thread(target=self._relay, args=(run,), daemon=True).start()
 
     def _relay(self, run: Running) -> None:
@@ -264,15 +288,16 @@ class Orchestrator:
                     )
                 )
         code = run.agent.wait()
-        if not finished:  # the agent died without a word
+        if not finished:  # the agent died without a word: stopped by us (an abort), or lost
+            status, reason = (
+                (Status.ABORTED, "aborted") if run.stopping else (Status.ERROR, "agent_exited")
+            )
             self._report(
-                lambda: self.executor.context_finished(
-                    run.lease, Status.ERROR, f"agent_exited ({code})"
-                )
+                lambda: self.executor.context_finished(run.lease, status, f"{reason} ({code})")
             )
         with self._lock:
             self._running.pop(run.lot.context, None)
-        self.retry_waiting()
+            self._wakeup.notify()  # a slot is free
         self.bids.poke()  # capacity freed
 
     def _report(self, call: Any) -> None:
@@ -313,10 +338,3 @@ class Orchestrator:
                 if lease.aborting and not run.stopping:
                     run.stopping = True
                     run.agent.terminate()
-
-
-def _write_private(path: Path, text: str) -> None:
-    """The invocation may hold credentials (the object store's token): owner only."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with open(fd, "w", encoding="utf-8") as file:
-        file.write(text)

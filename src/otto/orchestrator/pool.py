@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from pathlib import Path
+from urllib.parse import urlsplit
 
 
 class AgentProcess:
@@ -27,13 +27,19 @@ class AgentProcess:
         self._started = threading.Event()
         self._exited = threading.Event()
 
-    def start(self, invocation: Path) -> None:
+    def start(self, invocation: str) -> None:
+        """Fork the agent for `invocation` (its JSON): in a file without a name, as it may
+        hold credentials (the object store's token) and is read once."""
         read, write = os.pipe()
         self._reports = read
+        document = os.memfd_create("otto-invocation", os.MFD_CLOEXEC)
         try:
-            self._pool.request(self, invocation, write)
+            with open(document, "w", encoding="utf-8", closefd=False) as file:
+                file.write(invocation)
+            self._pool.request(self, write, document)
         finally:
             os.close(write)
+            os.close(document)
         if not self._started.wait(30):
             raise RuntimeError("the agent zygote did not start the agent")
 
@@ -71,9 +77,11 @@ class AgentProcess:
 
 
 class AgentPool:
-    """Forks agents from one zygote process (restarted if it dies)."""
+    """Forks agents from one zygote process (restarted if it dies). `object_store`: the
+    agents' object-store URL, whose backend the zygote loads once for every fork."""
 
-    def __init__(self) -> None:
+    def __init__(self, object_store: str = "") -> None:
+        self._backend = urlsplit(object_store).scheme if "://" in object_store else ""
         self._ids = itertools.count(1)
         self._agents: dict[int, AgentProcess] = {}
         self._lock = threading.Lock()
@@ -83,12 +91,12 @@ class AgentPool:
     def take(self) -> AgentProcess:
         return AgentProcess(self, next(self._ids))
 
-    def request(self, agent: AgentProcess, invocation: Path, report_fd: int) -> None:
-        message = json.dumps({"id": agent.ident, "invocation": str(invocation)}).encode()
+    def request(self, agent: AgentProcess, report_fd: int, invocation_fd: int) -> None:
+        message = json.dumps({"id": agent.ident}).encode()
         with self._lock:
             sock = self._ensure_zygote()
             self._agents[agent.ident] = agent
-            socket.send_fds(sock, [message], [report_fd])
+            socket.send_fds(sock, [message], [report_fd, invocation_fd])
 
     def close(self) -> None:
         with self._lock:
@@ -107,7 +115,7 @@ class AgentPool:
             return self._sock
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._zygote = subprocess.Popen(
-            [sys.executable, "-m", "otto.orchestrator.zygote", str(theirs.fileno())],
+            [sys.executable, "-m", "otto.orchestrator.zygote", str(theirs.fileno()), self._backend],
             pass_fds=[theirs.fileno()],
             stdin=subprocess.DEVNULL,
             # Its own session: a Ctrl-C typed at `otto run` is for `otto run` to handle

@@ -76,6 +76,7 @@ class RemoteOrchestrator:
             capacity=settings.capacity,
             cost_factor=settings.cost_factor,
             labels=settings.labels,
+            checkout=self.executor.checkout,
         )
         self.instance = uuid.uuid4().hex
         self.stopping = threading.Event()

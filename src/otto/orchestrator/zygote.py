@@ -7,20 +7,21 @@ starting one costs hundreds: that is what lets a 2-core machine run a
 hundred small pipelines a second.
 
 Protocol, over a SOCK_SEQPACKET unix socket (one message each way per event):
-the orchestrator sends `{"id", "invocation"}` with the write end of a pipe
-attached (SCM_RIGHTS); the zygote forks, the child makes that pipe its
-stdout (the agent's JSON-line reports) and runs the context; the zygote
-answers `{"id", "pid"}`, and `{"id", "exit"}` when the child ends. The zygote
-is single-threaded, so forking it is safe. When the orchestrator goes away
-(it closed the socket, or died), the zygote stops the agents still running
-(SIGTERM: each aborts its step's process group) rather than leave orphans whose
-results nobody would take.
+the orchestrator sends `{"id"}` with two descriptors attached (SCM_RIGHTS): the
+write end of a pipe and a file holding the invocation; the zygote forks, the
+child makes that pipe its stdout (the agent's JSON-line reports) and runs the
+context the file describes; the zygote answers `{"id", "pid"}`, and
+`{"id", "exit"}` when the child ends. The zygote is single-threaded, so forking
+it is safe. When the orchestrator goes away (it closed the socket, or died), the
+zygote stops the agents still running (SIGTERM: each aborts its step's process
+group) rather than leave orphans whose results nobody would take.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import importlib
 import json
 import os
 import signal
@@ -47,7 +48,7 @@ def serve(sock: socket.socket) -> None:
     signal.signal(signal.SIGCHLD, reap)
     while True:
         try:
-            data, fds, _, _ = socket.recv_fds(sock, 65536, 1)
+            data, fds, _, _ = socket.recv_fds(sock, 65536, 2)
         except (ConnectionError, OSError):
             data = b""
         if not data:  # the orchestrator closed its end, or died
@@ -56,17 +57,23 @@ def serve(sock: socket.socket) -> None:
                     os.kill(pid, signal.SIGTERM)
             return
         request = json.loads(data)
+        report_fd, invocation_fd = fds
+        # Until the child is registered: its SIGCHLD, reaped before, would be an exit
+        # nobody is told of.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
         pid = os.fork()
         if pid == 0:
-            _child(sock, fds[0], request["invocation"])
-        os.close(fds[0])
+            _child(sock, report_fd, invocation_fd)
+        os.close(report_fd)
+        os.close(invocation_fd)
         children[pid] = request["id"]
         _send(sock, {"id": request["id"], "pid": pid})
-        reap()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
 
 
-def _child(sock: socket.socket, report_fd: int, invocation: str) -> None:
+def _child(sock: socket.socket, report_fd: int, invocation_fd: int) -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
     sock.close()
     os.dup2(report_fd, 1)
     os.close(report_fd)
@@ -74,7 +81,7 @@ def _child(sock: socket.socket, report_fd: int, invocation: str) -> None:
     try:
         from otto.agent.main import agent_main
 
-        code = agent_main(invocation)
+        code = agent_main(f"/dev/fd/{invocation_fd}")
     finally:
         sys.stdout.flush()
         os._exit(code)
@@ -85,16 +92,33 @@ def _send(sock: socket.socket, message: dict[str, int]) -> None:
         sock.send(json.dumps(message).encode())
 
 
-def main() -> int:
-    # Loaded once, shared by every fork.
+# The object-store backends that are not loaded with `otto.objectstore`, by URL scheme.
+BACKENDS = {
+    "s3": "otto.objectstore.s3",
+    "http": "otto.objectstore.client",
+    "https": "otto.objectstore.client",
+}
+
+
+def preload(backend: str = "") -> None:
+    """Load once what every agent needs (and the object store's backend, by URL scheme),
+    to be shared by every fork."""
     import otto.agent.main
     import otto.agent.runner
     import otto.objectstore
     import otto.steps.builtins  # noqa: F401
+    from otto.steps.manifest import standard_manifests
 
+    if backend in BACKENDS:
+        importlib.import_module(BACKENDS[backend])
+    standard_manifests()  # cached: parsing the YAML would cost each agent more than its step
     # The garbage collector would walk (and so copy-on-write) every preloaded object
     # in every fork: leave them out of its sight.
     gc.freeze()
+
+
+def main() -> int:
+    preload(sys.argv[2] if len(sys.argv) > 2 else "")
     fd = int(sys.argv[1])
     serve(socket.socket(fileno=fd))
     return 0

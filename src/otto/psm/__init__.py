@@ -4,10 +4,19 @@ Entry point: `PipelineStateMachine(open_store(url))`.
 """
 
 from otto.psm.machine import Created, PipelineStateMachine
-from otto.psm.records import Conflict, IllegalTransition, Lease, NotFound, StaleLease, Transition
+from otto.psm.records import (
+    About,
+    Conflict,
+    IllegalTransition,
+    Lease,
+    NotFound,
+    StaleLease,
+    Transition,
+)
 from otto.psm.store import open_store
 
 __all__ = [
+    "About",
     "Conflict",
     "Created",
     "IllegalTransition",

@@ -14,7 +14,7 @@ from otto.api import ApiError, Endpoint, parse_body, query_int
 from otto.parser import ParseError, parse
 from otto.psm import states
 from otto.psm.machine import PipelineStateMachine
-from otto.psm.records import Conflict, IllegalTransition, Lease, NotFound, StaleLease
+from otto.psm.records import About, Conflict, IllegalTransition, Lease, NotFound, StaleLease
 from otto.status import Status
 
 HEARTBEAT_SECONDS = 15.0
@@ -31,6 +31,9 @@ class CreatePipeline(_Body):
     ref: str | None = None
     sha: str | None = None
     force: bool = False
+    project: str | None = None
+    trigger: str | None = None
+    message: str | None = None
 
 
 class ParseRequest(_Body):
@@ -207,7 +210,12 @@ class PsmApi:
             raise ApiError(422, "invalid_model", f"{field}: {exc.message}", field=field) from None
         try:
             created = self.psm.create(
-                pipeline, repo=body.repo, ref=body.ref, sha=body.sha, force=body.force
+                pipeline,
+                repo=body.repo,
+                ref=body.ref,
+                sha=body.sha,
+                force=body.force,
+                about=About(body.project, body.trigger, body.message),
             )
         except Conflict as exc:
             raise _translate(exc) from None
@@ -220,8 +228,10 @@ class PsmApi:
         try:
             items, cursor = self.psm.list(
                 state=q.get("state"),
+                status=q.get("status"),
                 repo=q.get("repo"),
                 ref=q.get("ref"),
+                project=q.get("project"),
                 limit=query_int(request, "limit", 50, minimum=1),
                 cursor=q.get("cursor"),
             )

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from otto.psm.records import Transition
 from otto.psm.store.base import Store, Tx
+
+log = logging.getLogger(__name__)
 
 RING = 20_000
 PAGE = 1_000
@@ -30,9 +33,22 @@ class EventHub:
         self._cond = threading.Condition()
         # One wake-up per event loop per commit, shared by all its waiting subscribers.
         self._loops: dict[asyncio.AbstractEventLoop, asyncio.Event] = {}
+        self._listeners: list[Callable[[list[Transition]], None]] = []
         row = store.read(lambda tx: tx.one("SELECT COALESCE(MAX(seq), 0) AS seq FROM transitions"))
         self.last_seq: int = int(row["seq"]) if row else 0
         store.listen(self.catch_up)
+
+    def subscribe(self, listener: Callable[[list[Transition]], None]) -> None:
+        """Call `listener` with every transition committed from now on, in order, in the
+        thread that publishes them (no thread to wake per commit). It must be quick and
+        must not block: the next commit's subscribers wait for it."""
+        with self._cond:
+            self._listeners.append(listener)
+
+    def unsubscribe(self, listener: Callable[[list[Transition]], None]) -> None:
+        with self._cond:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
 
     def catch_up(self, newest: int) -> None:
         """Another replica committed up to `newest`: read what this one has not seen."""
@@ -67,6 +83,11 @@ class EventHub:
         if len(self._ring) > 2 * self._capacity:  # trim in bulk: amortised O(1)
             del self._ring[: len(self._ring) - self._capacity]
         self.last_seq = transitions[-1].seq
+        for listener in self._listeners:
+            try:
+                listener(transitions)
+            except Exception:  # the others, and the commit, go on
+                log.exception("an event listener failed")
         self._cond.notify_all()
         for loop in list(self._loops):
             try:

@@ -179,7 +179,11 @@ def complete_pipeline(tx: Tx, pipeline: str, cause: Cause) -> None:
 
 
 def _pipeline(tx: Tx, pipeline: str) -> Row:
-    row = tx.one("SELECT * FROM pipelines WHERE uuid = ?", pipeline)
+    """What a run's progress depends on (not its model, which can be large)."""
+    row = tx.one(
+        "SELECT state, abort_requested, abort_reason, abort_data FROM pipelines WHERE uuid = ?",
+        pipeline,
+    )
     assert row is not None
     return row
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +17,7 @@ from otto.model import Context, Pipeline
 from otto.psm import flow, views
 from otto.psm.events import EventHub
 from otto.psm.ledger import Cause, move, record_creation
-from otto.psm.records import Conflict, Lease, NotFound, StaleLease, Transition
+from otto.psm.records import About, Conflict, Lease, NotFound, StaleLease, Transition
 from otto.psm.states import (
     ABORTING,
     AUCTION_COMPLETED,
@@ -68,8 +69,11 @@ class PipelineStateMachine:
         force: bool = False,
         actor: str = "api",
         rejected: tuple[str, str] | None = None,
+        about: About | None = None,
     ) -> Created:
         """Store a pipeline and start it; a known (repo, sha) returns the existing run.
+
+        `about` says where it came from, for people (project, trigger, commit message).
 
         `rejected=(reason, message)` records a run that cannot start (e.g. its Ottofile
         does not parse: `config_error`): it is visible, and Complete with status Error.
@@ -80,7 +84,7 @@ class PipelineStateMachine:
                 known = tx.one("SELECT pipeline FROM commits WHERE repo = ? AND sha = ?", repo, sha)
                 if known:
                     return Created(known["pipeline"], duplicate=True)
-            _insert(tx, pipeline, repo, ref, sha)
+            _insert(tx, pipeline, repo, ref, sha, about or About())
             cause = Cause(actor, "created")
             record_creation(tx, pipeline.uuid, cause, {"repo": repo, "ref": ref, "sha": sha})
             if rejected is not None:
@@ -101,7 +105,11 @@ class PipelineStateMachine:
             flow.start_batch(tx, pipeline.uuid, 0, cause)
             return Created(pipeline.uuid)
 
-        return self.store.write(work)
+        created = self.store.write(work)
+        if not created.duplicate:
+            # The auctioneer and the orchestrator want it at once: spare them reading it back.
+            self._remember(pipeline)
+        return created
 
     def get(self, uuid: str) -> dict[str, Any]:
         return self.store.read(lambda tx: views.pipeline(tx, uuid))
@@ -112,10 +120,13 @@ class PipelineStateMachine:
         if cached is None:
             row = self.store.read(lambda tx: views.pipeline_row(tx, uuid))
             cached = pipeline_model.load(json.loads(row["model"]))
-            if len(self._models) >= MODEL_CACHE:
-                self._models.pop(next(iter(self._models)))
-            self._models[uuid] = cached
+            self._remember(cached)
         return cached
+
+    def _remember(self, pipeline: Pipeline) -> None:
+        if len(self._models) >= MODEL_CACHE:
+            self._models.pop(next(iter(self._models)), None)
+        self._models[pipeline.uuid] = pipeline
 
     def context_model(self, pipeline: str, context: str) -> Context:
         found = next((c for c in self.model(pipeline).contexts() if c.uuid == context), None)
@@ -125,6 +136,10 @@ class PipelineStateMachine:
 
     def list(self, **filters: Any) -> tuple[list[dict[str, Any]], str | None]:
         return self.store.read(lambda tx: views.pipelines(tx, **filters))
+
+    def latest_by_ref(self, project: str) -> list[dict[str, Any]]:
+        """A project's newest run on each branch or tag, newest first."""
+        return self.store.read(lambda tx: views.latest_by_ref(tx, project))
 
     def transitions(self, uuid: str) -> list[Transition]:
         return self.store.read(lambda tx: views.transitions(tx, uuid))
@@ -168,16 +183,14 @@ class PipelineStateMachine:
 
     def award(self, context: str, orchestrator: str, actor: str = "auctioneer") -> None:
         """Hand a context to an orchestrator; when all of a batch are handed out, provision."""
+        self.store.write(_award(context, orchestrator, actor))
 
-        def work(tx: Tx) -> None:
-            ctx = views.context_row(tx, context)
-            batch = views.batch_row(tx, ctx["pipeline"], ctx["batch"])
-            if ctx["state"] != PENDING or batch["state"] not in BATCH_LIVE:
-                raise Conflict(f"context {context} is not open for award", ctx["state"])
-            tx.run("UPDATE contexts SET orchestrator = ? WHERE uuid = ?", orchestrator, context)
-            _close_auction(tx, ctx["pipeline"], ctx["batch"], actor)
-
-        self.store.write(work)
+    def award_each(
+        self, awards: list[tuple[str, str]], actor: str = "auctioneer"
+    ) -> list[Exception | None]:
+        """`award` for each (context, orchestrator), in one commit: what each one raised."""
+        works = [_award(context, orchestrator, actor) for context, orchestrator in awards]
+        return [o if isinstance(o, Exception) else None for o in self.store.write_each(works)]
 
     def release(self, context: str, orchestrator: str) -> None:
         """An awarded orchestrator that cannot start gives the context back."""
@@ -399,6 +412,18 @@ class PipelineStateMachine:
         return self.store.write(work)
 
 
+def _award(context: str, orchestrator: str, actor: str) -> Callable[[Tx], None]:
+    def work(tx: Tx) -> None:
+        ctx = views.context_row(tx, context)
+        batch = views.batch_row(tx, ctx["pipeline"], ctx["batch"])
+        if ctx["state"] != PENDING or batch["state"] not in BATCH_LIVE:
+            raise Conflict(f"context {context} is not open for award", ctx["state"])
+        tx.run("UPDATE contexts SET orchestrator = ? WHERE uuid = ?", orchestrator, context)
+        _close_auction(tx, ctx["pipeline"], ctx["batch"], actor)
+
+    return work
+
+
 def _close_auction(tx: Tx, pipeline: str, idx: int, actor: str) -> None:
     """When no Pending context of a batch in auction waits for an orchestrator: provision."""
     batch = views.batch_row(tx, pipeline, idx)
@@ -455,19 +480,29 @@ def _move_step(
         move(tx, lease.pipeline, Entity.STEP, step, row["state"], wanted, cause, **extra)
 
 
-def _insert(tx: Tx, pipeline: Pipeline, repo: str | None, ref: str | None, sha: str | None) -> None:
+def _insert(
+    tx: Tx,
+    pipeline: Pipeline,
+    repo: str | None,
+    ref: str | None,
+    sha: str | None,
+    about: About,
+) -> None:
     if tx.one("SELECT uuid FROM pipelines WHERE uuid = ?", pipeline.uuid):
         raise Conflict(f"pipeline {pipeline.uuid} already exists")
     now = time.time()
     tx.run(
-        "INSERT INTO pipelines (uuid, model, state, repo, ref, sha, created_at, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO pipelines (uuid, model, state, repo, ref, sha, project, trigger, message,"
+        " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         pipeline.uuid,
         pipeline.to_json(),
         PENDING,
         repo,
         ref,
         sha,
+        about.project,
+        about.trigger,
+        about.message,
         now,
         now,
     )

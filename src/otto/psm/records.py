@@ -9,11 +9,28 @@ from typing import Any
 
 from otto.psm.errors import Conflict, IllegalTransition, NotFound, StaleLease
 
-__all__ = ["Conflict", "IllegalTransition", "Lease", "NotFound", "StaleLease", "Transition"]
+__all__ = [
+    "About",
+    "Conflict",
+    "IllegalTransition",
+    "Lease",
+    "NotFound",
+    "StaleLease",
+    "Transition",
+]
 
 
 def iso(ts: float | None) -> str | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+@dataclass(frozen=True, slots=True)
+class About:
+    """Where a run came from, for people: shown by the dashboard and `otto ps`."""
+
+    project: str | None = None
+    trigger: str | None = None  # who or what started it: "push by alice", "otto run", …
+    message: str | None = None  # the commit message's first line, when known
 
 
 @dataclass(frozen=True, slots=True)

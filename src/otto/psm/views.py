@@ -103,6 +103,9 @@ def _summary(run: Row) -> dict[str, Any]:
         "repo": run["repo"],
         "ref": run["ref"],
         "sha": run["sha"],
+        "project": run["project"],
+        "trigger": run["trigger"],
+        "message": run["message"],
         "abort_requested": bool(run["abort_requested"]),
         "abort_reason": run["abort_reason"],
         "created_at": iso(run["created_at"]),
@@ -115,12 +118,15 @@ def pipelines(
     state: str | None = None,
     repo: str | None = None,
     ref: str | None = None,
+    project: str | None = None,
+    status: str | None = None,
     limit: int = 50,
     cursor: str | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Newest first, filtered; `cursor` continues where the previous page ended."""
     where, params = [], []
-    for column, value in (("state", state), ("repo", repo), ("ref", ref)):
+    filters = {"state": state, "status": status, "repo": repo, "ref": ref, "project": project}
+    for column, value in filters.items():
         if value is not None:
             where.append(f"{column} = ?")
             params.append(value)
@@ -137,6 +143,18 @@ def pipelines(
     rows = rows[:limit]
     following = encode_cursor(rows[-1]["created_at"], rows[-1]["uuid"]) if more else None
     return [_summary(r) for r in rows], following
+
+
+def latest_by_ref(tx: Tx, project: str) -> list[dict[str, Any]]:
+    rows = tx.all(
+        "SELECT p.* FROM pipelines p JOIN"
+        " (SELECT ref, MAX(created_at) AS newest FROM pipelines WHERE project = ? GROUP BY ref) l"
+        " ON p.ref = l.ref AND p.created_at = l.newest"
+        " WHERE p.project = ? ORDER BY p.created_at DESC",
+        project,
+        project,
+    )
+    return [_summary(r) for r in rows]
 
 
 def encode_cursor(created: float, uuid: str) -> str:
@@ -163,9 +181,9 @@ def open_contexts(tx: Tx) -> list[dict[str, Any]]:
     rows = tx.all(
         "SELECT c.uuid, c.pipeline, c.batch, c.position, c.name FROM contexts c"
         " JOIN batches b ON b.pipeline = c.pipeline AND b.idx = c.batch"
-        f" WHERE c.state = ? AND c.orchestrator IS NULL AND b.state IN ({live})"
+        # Literal, as in the partial index `contexts_open` that serves it.
+        f" WHERE c.state = '{PENDING}' AND c.orchestrator IS NULL AND b.state IN ({live})"
         " ORDER BY c.pipeline, c.batch, c.position",
-        PENDING,
         *sorted(BATCH_LIVE),
     )
     return [dict(r) for r in rows]

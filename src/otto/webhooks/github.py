@@ -1,25 +1,27 @@
-"""`POST /v1/webhooks/github` and `GET /v1/projects`.
+"""`POST /v1/webhooks/github` (and `/gitea`, `/gitlab`) and `GET /v1/projects`.
 
-The signature (`X-Hub-Signature-256`) is checked over the raw body before
-anything is parsed; the delivery id (`X-GitHub-Delivery`) is recorded so a
-redelivery creates nothing. A push is acknowledged (202) as soon as it is
-queued; the Ottofile is read and the pipeline created in the background.
+The signature (`X-Hub-Signature-256`; Gitea's `X-Gitea-Signature`, GitLab's
+`X-Gitlab-Token`) is checked over the raw body before anything is parsed;
+the delivery id (`X-GitHub-Delivery`, …) is recorded so a redelivery creates
+nothing. A push is acknowledged (202) as soon as it is queued; the Ottofile
+is read and the pipeline created in the background.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from otto.api import MAX_BODY, ApiError, Endpoint
+from otto.webhooks.forge import Forge, repository_names, verify_hex, verify_signature, verify_token
+from otto.webhooks.gitlab import gitlab_names, gitlab_push
 from otto.webhooks.ledger import Ledger, Push
 from otto.webhooks.projects import Project
-from otto.webhooks.signature import verify
 
 log = logging.getLogger("otto.webhooks")
 
@@ -38,52 +40,63 @@ class GithubHooks:
     def endpoints(self) -> list[Endpoint]:
         return [
             Endpoint("GET", "/v1/projects", self.list_projects, "Configured projects"),
-            Endpoint(
-                "POST",
-                "/v1/webhooks/github",
-                self.github,
-                "GitHub webhook (push, ping)",
-                responses={
-                    200: "ping, or a redelivery (`duplicate`)",
-                    202: "accepted (a push is queued) or ignored",
-                    401: "missing or wrong X-Hub-Signature-256",
-                    404: "no project for this repository",
-                    413: "body over 25 MB",
-                },
+            *(
+                Endpoint(
+                    "POST",
+                    f"/v1/webhooks/{forge.name}",
+                    self._hook(forge),
+                    summary,
+                    responses={
+                        200: "ping, or a redelivery (`duplicate`)",
+                        202: "accepted (a push is queued) or ignored",
+                        401: f"missing or wrong {forge.secret_header}",
+                        404: "no project for this repository",
+                        413: "body over 25 MB",
+                    },
+                )
+                for forge, summary in (
+                    (GITHUB, "GitHub webhook (push, ping)"),
+                    (GITEA, "Gitea webhook (push)"),
+                    (GITLAB, "GitLab webhook (Push Hook, Tag Push Hook)"),
+                )
             ),
         ]
 
     def list_projects(self, request: Request) -> Response:
         return JSONResponse({"projects": [p.public() for p in self.projects()]})
 
-    async def github(self, request: Request) -> Response:
-        length = request.headers.get("content-length", "")
-        if length.isdigit() and int(length) > MAX_BODY:
-            raise ApiError(413, "too_large", f"request body over {MAX_BODY} bytes")
-        raw = await _read_limited(request)
-        from starlette.concurrency import run_in_threadpool
+    def _hook(self, forge: Forge) -> Callable[[Request], Awaitable[Response]]:
+        async def hook(request: Request) -> Response:
+            length = request.headers.get("content-length", "")
+            if length.isdigit() and int(length) > MAX_BODY:
+                raise ApiError(413, "too_large", f"request body over {MAX_BODY} bytes")
+            raw = await _read_limited(request)
+            from starlette.concurrency import run_in_threadpool
 
-        return await run_in_threadpool(self._github, request, raw)
+            return await run_in_threadpool(self._receive, forge, request, raw)
 
-    def _github(self, request: Request, raw: bytes) -> Response:
-        header = request.headers.get("x-hub-signature-256")
-        signed = self._signed_by(raw, header)  # before parsing anything
-        event = request.headers.get("x-github-event", "")
-        delivery = request.headers.get("x-github-delivery", "").strip()
+        return hook
+
+    def _receive(self, forge: Forge, request: Request, raw: bytes) -> Response:
+        header = request.headers.get(forge.secret_header)
+        signed = self._signed_by(forge, raw, header)  # before parsing anything
+        event = request.headers.get(forge.event_header, "")
+        delivery = forge.delivery(request.headers)
         if not delivery:
-            raise ApiError(400, "missing_delivery", "X-GitHub-Delivery header is missing")
+            what = " or ".join(forge.delivery_headers)
+            raise ApiError(400, "missing_delivery", f"{what} header is missing")
         if not event:
-            raise ApiError(400, "missing_event", "X-GitHub-Event header is missing")
+            raise ApiError(400, "missing_event", f"{forge.event_header} header is missing")
         payload = _json(raw)
-        project = _matching(signed, payload, event)
+        project = _matching(forge, signed, payload, event)
         push, ignored = (None, f"event {event!r} is not handled")
-        if event == "ping":
+        if event in forge.ping_events:
             ignored = "ping"
-        elif event == "push":
-            push, ignored = _push(project, delivery, payload)
+        elif event in forge.push_events:
+            push, ignored = forge.push(project, delivery, payload)
         if not self.ledger.record(delivery, event, project.name, push, ignored):
             return JSONResponse({"duplicate": True, "delivery": delivery})
-        if event == "ping":
+        if event in forge.ping_events:
             return JSONResponse({"ok": True, "project": project.name, "zen": payload.get("zen")})
         if push is None:
             log.info("delivery %s (%s) ignored: %s", delivery, project.name, ignored)
@@ -91,37 +104,38 @@ class GithubHooks:
         self.queued()
         return JSONResponse({"accepted": True, "delivery": delivery}, status_code=202)
 
-    def _signed_by(self, raw: bytes, header: str | None) -> list[Project]:
+    def _signed_by(self, forge: Forge, raw: bytes, header: str | None) -> list[Project]:
         """The projects whose secret signed this body; 401 if none did."""
         if not header:
-            raise ApiError(401, "unsigned", "X-Hub-Signature-256 header is missing")
+            raise ApiError(401, "unsigned", f"{forge.secret_header} header is missing")
         signed = []
         for project in self.projects():
             secret = project.secret()
-            if secret is not None and verify(secret, raw, header):
+            if secret is not None and forge.verify(secret, raw, header):
                 signed.append(project)
         if not signed:
-            raise ApiError(401, "bad_signature", "X-Hub-Signature-256 does not match the body")
+            raise ApiError(401, "bad_signature", f"{forge.secret_header} does not match")
         return signed
 
 
-def _matching(signed: list[Project], payload: dict[str, Any], event: str) -> Project:
+def _matching(forge: Forge, signed: list[Project], payload: dict[str, Any], event: str) -> Project:
     """The project of the payload's repository, matched by clone URL or full name."""
-    repository = payload.get("repository")
-    if not isinstance(repository, dict):
-        if event == "ping":
+    names = forge.names(payload)
+    field = forge.repository_field
+    if names is None:
+        if event in forge.ping_events:
             return signed[0]  # an organisation's hook has no repository
-        raise ApiError(422, "invalid_payload", "repository: missing", field="repository")
-    names = {repository.get(k) for k in ("clone_url", "html_url", "full_name", "ssh_url")}
+        raise ApiError(422, "invalid_payload", f"{field}: missing", field=field)
     for project in signed:
         url = project.source.url
         if {url, url.removesuffix(".git")} & names:
             return project
+    shown = sorted(names, key=lambda n: ("://" not in n, n))
     raise ApiError(
         404,
         "unknown_repository",
-        f"no project for repository {repository.get('clone_url') or repository.get('full_name')!r}",
-        field="repository.clone_url",
+        f"no project for repository {shown[0] if shown else '?'!r}",
+        field=field,
     )
 
 
@@ -169,5 +183,51 @@ def _push(project: Project, delivery: str, payload: dict[str, Any]) -> tuple[Pus
         sha,
         clone_url,
         full_name if isinstance(full_name, str) else None,
+        message=_text(payload.get("head_commit"), "message").split("\n", 1)[0] or None,
+        pusher=_text(payload.get("pusher"), "name") or None,
     )
     return push, ""
+
+
+def _text(part: Any, key: str) -> str:
+    """`part[key]` when `part` is an object holding a string there, else ''."""
+    value = part.get(key) if isinstance(part, dict) else None
+    return value if isinstance(value, str) else ""
+
+
+GITHUB = Forge(
+    "github",
+    "X-Hub-Signature-256",
+    verify_signature,
+    "X-GitHub-Event",
+    ("X-GitHub-Delivery",),
+    frozenset({"push"}),
+    frozenset({"ping"}),
+    "repository",
+    repository_names,
+    _push,
+)
+GITEA = Forge(
+    "gitea",
+    "X-Gitea-Signature",
+    verify_hex,
+    "X-Gitea-Event",
+    ("X-Gitea-Delivery",),
+    frozenset({"push"}),
+    frozenset(),
+    "repository",
+    repository_names,
+    _push,  # Gitea's push payload has GitHub's shape
+)
+GITLAB = Forge(
+    "gitlab",
+    "X-Gitlab-Token",
+    verify_token,
+    "X-Gitlab-Event",
+    ("Idempotency-Key", "X-Gitlab-Event-UUID"),  # the first is kept across GitLab's retries
+    frozenset({"Push Hook", "Tag Push Hook"}),
+    frozenset(),
+    "project",
+    gitlab_names,
+    gitlab_push,
+)

@@ -56,6 +56,8 @@ class Push:
     sha: str
     clone_url: str
     full_name: str | None
+    message: str | None = None  # the head commit's first line
+    pusher: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__)

@@ -3,8 +3,9 @@
 A project names its repository (`source.url`, the clone URL a forge sends as
 `repository.clone_url`), which refs trigger runs, where the Ottofile is, the
 environment variable holding the webhook secret (never the secret itself),
-whether contexts start with a checkout, and where commit statuses go. A file
-that cannot be used is reported with its file and line; the others load.
+whether contexts start with a checkout, where commit statuses go, and who
+else hears of its runs (outbound webhook subscribers). A file that cannot be
+used is reported with its file and line; the others load.
 """
 
 from __future__ import annotations
@@ -16,9 +17,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from otto.psm.states import ALLOWED
+from otto.status import Status
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+Entity = Literal["pipeline", "batch", "context", "step"]
+ENTITIES: list[Entity] = ["pipeline", "batch", "context", "step"]
+# Every state any entity can reach, and every outcome status: what `states` may name.
+STATE_NAMES = sorted({s for table in ALLOWED.values() for s in table} | {s.value for s in Status})
 
 
 class _Strict(BaseModel):
@@ -42,6 +50,29 @@ class Statuses(_Strict):
     unstable_as: Literal["success", "failure"] = "success"
 
 
+class Subscriber(_Strict):
+    """An outbound webhook: transitions of the project's runs, POSTed as signed JSON."""
+
+    url: str = Field(pattern=r"^https?://[^\s/]+\S*$")
+    secret_env: str = Field(min_length=1)  # the variable holding the signing secret
+    entities: list[Entity] = Field(default_factory=lambda: list(ENTITIES), min_length=1)
+    states: list[str] = Field(default_factory=list)  # to-states or statuses; empty: all
+
+    @field_validator("states")
+    @classmethod
+    def _known(cls, states: list[str]) -> list[str]:
+        for state in states:
+            if state not in STATE_NAMES:
+                raise ValueError(f"unknown state {state!r}; one of {', '.join(STATE_NAMES)}")
+        return states
+
+    def wants(self, entity: str, to_state: str, status: str | None) -> bool:
+        """Does a transition of `entity` to `to_state` (with `status`) go to this subscriber?"""
+        if entity not in self.entities:
+            return False
+        return not self.states or to_state in self.states or status in self.states
+
+
 class Project(_Strict):
     name: str = Field(pattern=NAME)  # the file's stem
     title: str = ""
@@ -53,6 +84,7 @@ class Project(_Strict):
     statuses: Statuses | None = None
     supersede: Literal["none", "pending", "running"] = "none"
     default_branches: list[str] = Field(default_factory=lambda: ["main", "master"])
+    webhooks: list[Subscriber] = Field(default_factory=list)
 
     def secret(self) -> bytes | None:
         value = os.environ.get(self.secret_env)

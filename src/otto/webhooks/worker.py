@@ -15,7 +15,7 @@ from typing import Any
 
 from otto.model import Pipeline
 from otto.parser import ParseError, parse
-from otto.psm import Conflict, PipelineStateMachine
+from otto.psm import About, Conflict, PipelineStateMachine
 from otto.webhooks.ledger import Ledger, Push, RunInfo
 from otto.webhooks.mirror import Mirrors, NoSuchFile, Unreachable
 from otto.webhooks.projects import Project
@@ -50,7 +50,9 @@ class PushWorker(threading.Thread):
         while not self.stopping.is_set():
             self.wake.clear()
             try:
-                for push in self.ledger.queued():
+                queued = self.ledger.queued()
+                self._prefetch(queued)
+                for push in queued:
                     if self.stopping.is_set():
                         return
                     self.handle(push)
@@ -63,6 +65,21 @@ class PushWorker(threading.Thread):
         self.stopping.set()
         self.wake.set()
         self.join(10)
+
+    def _prefetch(self, queued: list[Push]) -> None:
+        """With several pushes waiting, fetch each repository's commits in one go."""
+        if len(queued) < 2:
+            return
+        by_url: dict[str, list[str]] = {}
+        for push in queued:
+            project = self.project(push.project)
+            if project is not None and project.pipeline.inline is None:
+                by_url.setdefault(push.clone_url, []).append(push.sha)
+        for url, shas in by_url.items():
+            try:
+                self.mirrors.prefetch(url, shas)
+            except Unreachable as exc:  # each push retries on its own
+                log.info("prefetching %d commits of %s: %s", len(shas), url, exc)
 
     def handle(self, push: Push) -> None:
         project = self.project(push.project)
@@ -87,6 +104,11 @@ class PushWorker(threading.Thread):
             sha=push.sha,
             actor=f"webhook:{project.name}",
             rejected=rejected,
+            about=About(
+                project.name,
+                f"push by {push.pusher}" if push.pusher else "push",
+                push.message,
+            ),
         )
         if created.duplicate:
             self.ledger.drop_run(model.uuid)

@@ -66,24 +66,43 @@ class ControlRejected(Exception):
 
 
 class ControlServer:
-    """Serves `handle(message) -> answer` on a unix socket until `close()`."""
+    """Serves `handle(message) -> answer` on a unix socket until `close()`.
+
+    The socket listens from the start; the thread that answers starts with `serve()`,
+    which whoever watches `fileno` calls when a connection waits (the agent, while a
+    step's process runs: only steps talk to it). Most contexts never use the socket,
+    and starting the thread (with its server) costs more than running `sh 'true'`."""
 
     def __init__(self, path: Path, token: str, handle: Callable[[Any], dict[str, Any]]) -> None:
         self.path = path
         self.token = token
         self.handle = handle
-        server = self
-
-        class Handler(_Handler):
-            control = server
-
         os.makedirs(path.parent, mode=0o700, exist_ok=True)
         os.chmod(path.parent, 0o700)
-        self._server = _UnixServer(str(path), Handler)
+        self._server = _UnixServer(str(path), _Handler)
+        self._server.control = self
         os.chmod(path, 0o600)
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._closed = False
         self._wake_read, self._wake_write = os.pipe()
-        self._thread = threading.Thread(target=self._serve, name="otto control", daemon=True)
-        self._thread.start()
+
+    @property
+    def fileno(self) -> int:
+        """The listening socket: readable when a connection waits."""
+        return self._server.fileno()
+
+    @property
+    def serving(self) -> bool:
+        return self._thread is not None
+
+    def serve(self) -> None:
+        """Answer connections from now on, in a thread of its own (once; no-op if closed)."""
+        with self._lock:
+            if self._thread is not None or self._closed:
+                return
+            self._thread = threading.Thread(target=self._serve, name="otto control", daemon=True)
+            self._thread.start()
 
     def _serve(self) -> None:
         with selectors.DefaultSelector() as selector:
@@ -97,8 +116,11 @@ class ControlServer:
 
     def close(self) -> None:
         """Stop serving (at once: no polling interval to wait out) and remove the socket."""
-        os.write(self._wake_write, b"x")
-        self._thread.join()
+        with self._lock:
+            self._closed = True
+        if self._thread is not None:
+            os.write(self._wake_write, b"x")
+            self._thread.join()
         self._server.server_close()
         os.close(self._wake_read)
         os.close(self._wake_write)
@@ -108,11 +130,16 @@ class ControlServer:
 class _UnixServer(socketserver.ThreadingUnixStreamServer):
     daemon_threads = True
     timeout = 0  # handle_request() is only called when a connection is waiting
+    control: ControlServer
 
 
 class _Handler(BaseHTTPRequestHandler):
-    control: ControlServer
+    server: _UnixServer
     protocol_version = "HTTP/1.1"
+
+    @property
+    def control(self) -> ControlServer:
+        return self.server.control
 
     def do_POST(self) -> None:
         if self.path != PATH:

@@ -73,12 +73,27 @@ class Store(ABC):
     # -- the interface -------------------------------------------------------
     def write(self, fn: Callable[[Any], T]) -> T:
         """Run `fn(tx)` in the next group commit; return its result once durable."""
-        work = _Work(fn)
+        return self._submit([fn])[0].wait()
+
+    def write_each(self, fns: Sequence[Callable[[Any], T]]) -> list[T | Exception]:
+        """Like `write` for each of `fns`, queued together so that they share a commit:
+        each runs and fails alone, its exception given in place of its result."""
+        outcomes: list[T | Exception] = []
+        for work in self._submit(fns):
+            try:
+                outcomes.append(work.wait())
+            except Exception as exc:
+                outcomes.append(exc)
+        return outcomes
+
+    def _submit(self, fns: Sequence[Callable[[Any], Any]]) -> list[_Work]:
+        works = [_Work(fn) for fn in fns]
         with self._closing:
             if self._closed:
                 raise RuntimeError("store is closed")
-            self._queue.put(work)
-        return work.wait()
+            for work in works:
+                self._queue.put(work)
+        return works
 
     @abstractmethod
     def read(self, fn: Callable[[Any], T]) -> T:

@@ -87,4 +87,18 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE pipelines ADD COLUMN abort_reason TEXT",
         "ALTER TABLE pipelines ADD COLUMN abort_data TEXT",
     ],
+    [
+        # Where a run came from, for people: its project, what triggered it, the commit message.
+        "ALTER TABLE pipelines ADD COLUMN project TEXT",
+        "ALTER TABLE pipelines ADD COLUMN trigger TEXT",
+        "ALTER TABLE pipelines ADD COLUMN message TEXT",
+        "CREATE INDEX pipelines_project ON pipelines (project, created_at)",
+    ],
+    [
+        # The contexts that wait for an orchestrator, for every auction round: without it a
+        # round reads every context ever stored. (Its condition is a literal so that both
+        # backends can match it to the query's.)
+        "CREATE INDEX contexts_open ON contexts (pipeline, batch, position)"
+        " WHERE state = 'Pending' AND orchestrator IS NULL",
+    ],
 ]

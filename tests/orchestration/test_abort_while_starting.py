@@ -1,0 +1,58 @@
+"""An abort that arrives after a context is claimed but before its agent runs is not lost:
+the agent is stopped as soon as it starts, not at the next lease renewal."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from otto.auction import Auctioneer
+from otto.orchestrator import Orchestrator
+from otto.parser import parse
+from otto.psm import Lease, PipelineStateMachine, open_store
+from serverkit import wait_for
+
+
+class HeldPsm(PipelineStateMachine):
+    """The real PSM; a claim, once made, returns only when the test lets it go, which holds
+    the orchestrator between its claim and its agent's start."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(open_store(url), lease_seconds=30.0)
+        self.claimed = threading.Event()
+        self.go = threading.Event()
+
+    def claim(self, context: str, orchestrator: str) -> Lease:
+        lease = super().claim(context, orchestrator)
+        self.claimed.set()
+        self.go.wait(30)
+        return lease
+
+
+def test_an_abort_between_claim_and_start_stops_the_agent_at_once(tmp_path: Path) -> None:
+    psm = HeldPsm(f"sqlite:///{tmp_path / 'otto.db'}")
+    auctioneer = Auctioneer(psm)
+    local = Orchestrator(
+        psm, auctioneer, str(tmp_path / "objects"), tmp_path / "workspaces", lease_seconds=30.0
+    )
+    auctioneer.register(local)
+    local.start()
+    auctioneer.start()
+    try:
+        time.sleep(1.0)  # past the renewal round made at start: the next is 10 s away
+        uuid = psm.create(parse("pipeline { stage { steps { sh 'sleep 60' } } }")).uuid
+        assert psm.claimed.wait(15), "the context was never claimed"
+        psm.abort(uuid)
+        psm.go.set()
+        started = time.monotonic()
+        run = wait_for(lambda: (r := psm.get(uuid))["state"] == "Complete" and r, 8.0, "the end")
+        # Lease renewal (every 10 s here) would have stopped it too, but only much later.
+        assert time.monotonic() - started < 8.0
+        assert run["status"] == "Aborted"
+        assert run["batches"][0]["contexts"][0]["status"] == "Aborted"
+    finally:
+        psm.go.set()
+        auctioneer.stop()
+        local.stop(grace=0)
+        psm.close()
