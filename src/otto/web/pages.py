@@ -20,7 +20,7 @@ from otto.objectstore.errors import ObjectStoreError
 from otto.psm import NotFound, PipelineStateMachine
 from otto.psm.states import OUTCOMES, PENDING, RUNNING
 from otto.status import Status
-from otto.web.present import FILTERS, state, step_item, timeline_row
+from otto.web.present import FILTERS, state, steps, timeline
 
 PAGE = 50
 LOG_TAIL = 256 * 1024  # what a page shows of a log without JavaScript
@@ -51,8 +51,8 @@ class Dashboard:
         self.env.globals.update(
             context_log_key=context_log_key,
             state=state,
-            timeline_row=timeline_row,
-            step_item=step_item,
+            timeline=timeline,
+            steps=steps,
         )
 
     def routes(self) -> list[BaseRoute]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from markupsafe import Markup, escape
@@ -96,37 +97,57 @@ def short_sha(sha: str | None) -> str:
     return sha[:8] if sha else ""
 
 
+# The run page's hot loops (2,000 timeline rows, 1,000 step links) are rendered here, in
+# Python, with the few distinct words they repeat escaped once: a Jinja macro or call per
+# row would cost the page most of its time budget.
+
+
+@lru_cache(maxsize=4096)
+def _escaped(text: str) -> str:
+    return str(escape(text))
+
+
+@lru_cache(maxsize=256)
 def state(value: str, label: str | None = None) -> Markup:
-    """A state as the page shows it: icon, word, colour (as Python: the timeline renders
-    thousands of these, and a Jinja macro per row costs the page its time budget)."""
-    word = escape(label or value)
+    """A state as the page shows it: icon, word and colour."""
     return Markup(
-        f'<span class="state {css(value)}" data-state="{escape(value)}">'
-        f'<span class="icon" aria-hidden="true">{icon(value)}</span> {word}</span>'
+        f'<span class="state {css(value)}" data-state="{_escaped(value)}">'
+        f'<span class="icon" aria-hidden="true">{icon(value)}</span>'
+        f" {_escaped(label or value)}</span>"
     )
 
 
-def timeline_row(t: Transition, names: dict[str, str]) -> Markup:
-    """One row of a run's transitions timeline."""
+def timeline(transitions: list[Transition], names: dict[str, str]) -> Markup:
+    """The rows of a run's transitions timeline."""
+    return Markup("".join(_timeline_row(t, names) for t in transitions))
+
+
+def _timeline_row(t: Transition, names: dict[str, str]) -> str:
     what = names.get(t.id) or f"{t.entity} {t.id[:8]}"
-    status = f" ({escape(t.status)})" if t.status and t.status != t.to_state else ""
-    return Markup(
+    status = f" ({_escaped(t.status)})" if t.status and t.status != t.to_state else ""
+    return (
         f'<tr data-seq="{t.seq}"><td>{t.seq}</td><td><time>{clock_ms(t.at)}</time></td>'
-        f"<td>{escape(what)}</td><td>{escape(t.from_state or '∅')} → {state(t.to_state)}"
-        f"{status}</td><td>{escape(t.reason or '')}</td><td>{escape(t.actor)}</td></tr>\n"
+        f"<td>{_escaped(what)}</td><td>{_escaped(t.from_state or '∅')} → {state(t.to_state)}"
+        f"{status}</td><td>{_escaped(t.reason or '')}</td><td>{_escaped(t.actor)}</td></tr>\n"
     )
 
 
-def step_item(pipeline: str, context: dict[str, Any], number: int, step: dict[str, Any]) -> Markup:
-    """A step in its context's box: a link that opens its live log (`?step=` without JS)."""
+def steps(pipeline: str, context: dict[str, Any]) -> Markup:
+    """A context's steps in its box: links that open their live logs (`?step=` without JS)."""
+    return Markup(
+        "".join(_step_item(pipeline, context, n, s) for n, s in enumerate(context["steps"], 1))
+    )
+
+
+def _step_item(pipeline: str, context: dict[str, Any], number: int, step: dict[str, Any]) -> str:
     value = shown(step)
     spent = duration(step["started_at"], step["finished_at"]) if step["started_at"] else ""
     key = step_log_key(pipeline, context["uuid"], step["uuid"])
     title = f"{context['name']} › {number}. {step['symbol']}"
-    return Markup(
+    return (
         f'<li><a class="step {css(value)}" id="step-{step["uuid"]}" href="?step={step["uuid"]}#log"'
-        f' data-key="{escape(key)}" data-title="{escape(title)}" data-state="{value}">'
-        f'<span class="icon" aria-hidden="true">{icon(value)}</span> {escape(step["symbol"])}'
+        f' data-key="{_escaped(key)}" data-title="{_escaped(title)}" data-state="{value}">'
+        f'<span class="icon" aria-hidden="true">{icon(value)}</span> {_escaped(step["symbol"])}'
         f' <span class="sr">({value})</span>'
         + (f' <span class="dur">{spent}</span>' if spent else "")
         + "</a></li>\n"
