@@ -202,11 +202,28 @@ class FakeGitHub:
             return [s["state"] for s in self.statuses if s["sha"] == sha]
 
 
+class QuietHandler(BaseHTTPRequestHandler):
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """`handler` served on a free loopback port (its base URL) until the block ends."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @contextmanager
 def fake_github(token: str) -> Iterator[FakeGitHub]:
     fake = FakeGitHub(token)
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             with fake.lock:
@@ -223,18 +240,9 @@ def fake_github(token: str) -> Iterator[FakeGitHub]:
             self.end_headers()
             self.wfile.write(answer)
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(Handler) as url:
+        fake.url = url
         yield fake
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @dataclass
@@ -296,7 +304,7 @@ class FakeSubscriber:
 def fake_subscriber(secret: str, **options: Any) -> Iterator[FakeSubscriber]:
     fake = FakeSubscriber(secret, **options)
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             if fake.hold is not None:
@@ -314,17 +322,10 @@ def fake_subscriber(secret: str, **options: Any) -> Iterator[FakeSubscriber]:
             self.send_header("Content-Length", "0")
             self.end_headers()
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield fake
-    finally:
-        if fake.hold is not None:
-            fake.hold.set()
-        server.shutdown()
-        server.server_close()
+    with serving(Handler) as url:
+        fake.url = f"{url}/hook"
+        try:
+            yield fake
+        finally:
+            if fake.hold is not None:
+                fake.hold.set()
