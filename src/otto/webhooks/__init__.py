@@ -24,7 +24,7 @@ from otto.api import Endpoint
 from otto.psm import PipelineStateMachine
 from otto.webhooks.deliveries import DeliveriesApi
 from otto.webhooks.dispatch import Dispatcher
-from otto.webhooks.github import GithubHooks
+from otto.webhooks.github import ForgeHooks
 from otto.webhooks.ledger import Ledger
 from otto.webhooks.mirror import Mirrors
 from otto.webhooks.outbox import Outbox
@@ -60,7 +60,7 @@ class Webhooks:
             self.sender.wake.set,
         )
         self.deliveries = DeliveriesApi(self.outbox, self.sender.wake.set)
-        self.github = GithubHooks(
+        self.forges = ForgeHooks(
             lambda: list(self.projects.values()), self.ledger, self.worker.wake.set
         )
 
@@ -71,7 +71,7 @@ class Webhooks:
             self.checkout_endpoint,
             "The commit a run's workspaces start from (null: none), for remote orchestrators",
         )
-        return [*self.github.endpoints(), *self.deliveries.endpoints(), checkout]
+        return [*self.forges.endpoints(), *self.deliveries.endpoints(), checkout]
 
     def checkout_endpoint(self, request: Request) -> Response:
         found = self.checkout(request.path_params["uuid"])

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -28,7 +29,7 @@ log = logging.getLogger("otto.webhooks")
 SHA = frozenset("0123456789abcdef")
 
 
-class GithubHooks:
+class ForgeHooks:
     def __init__(
         self,
         projects: Callable[[], list[Project]],
@@ -71,8 +72,6 @@ class GithubHooks:
             if length.isdigit() and int(length) > MAX_BODY:
                 raise ApiError(413, "too_large", f"request body over {MAX_BODY} bytes")
             raw = await _read_limited(request)
-            from starlette.concurrency import run_in_threadpool
-
             return await run_in_threadpool(self._receive, forge, request, raw)
 
         return hook

@@ -74,7 +74,8 @@ class Mirrors:
         if second.returncode == 0 and _has(mirror, sha):
             return
         error = (second.stderr or first.stderr).decode(errors="replace").strip()
-        raise Unreachable(f"cannot fetch {sha} from {_safe(url)}: {error or 'git fetch failed'}")
+        where = without_credentials(url)
+        raise Unreachable(f"cannot fetch {sha} from {where}: {error or 'git fetch failed'}")
 
     def _path(self, url: str) -> Path:
         digest = hashlib.sha256(url.encode()).hexdigest()[:16]
@@ -122,6 +123,6 @@ def _git(args: list[str], check: bool = True) -> subprocess.CompletedProcess[byt
     return done
 
 
-def _safe(url: str) -> str:
+def without_credentials(url: str) -> str:
     """A URL without the credentials it may carry."""
     return re.sub(r"//[^/@]*@", "//", url)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from otto.psm.store.base import Row, Store, Tx
-from otto.webhooks.mirror import _safe
+from otto.webhooks.mirror import without_credentials
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS outbound_deliveries (
@@ -319,7 +319,7 @@ def as_dict(d: Delivery) -> dict[str, Any]:
         "project": d.project,
         "pipeline": d.pipeline,
         "seq": d.seq,
-        "url": _safe(d.url),
+        "url": without_credentials(d.url),
         "state": d.state,
         "attempts": d.attempts,
         "next_attempt_at": iso(d.next_attempt_at) if d.state == PENDING else None,

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from otto.webhooks.mirror import _safe
+from otto.webhooks.mirror import without_credentials
 from otto.webhooks.outbox import Delivery, Outbox
 from otto.webhooks.statuses import status_headers, worth_retrying
 from otto.webhooks.subscribers import webhook_headers
@@ -127,7 +127,7 @@ class Sender(threading.Thread):
             with self._lock:
                 self._soonest = min(self._soonest, retry_at)
         self.outbox.finish(row.id, attempts, code, problem, retry_at, delivered=False)
-        where = f"{row.event} to {_safe(row.url)}"
+        where = f"{row.event} to {without_credentials(row.url)}"
         if retry_at is None:
             log.warning("delivery %s (%s) failed for good: %s", row.id, where, problem)
         else:
