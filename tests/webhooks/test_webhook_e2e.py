@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -77,17 +78,24 @@ def pipelines(client: httpx.Client) -> list[dict[str, Any]]:
     return client.get("/v1/pipelines").json()["pipelines"]
 
 
+def push_and_finish(world: World, files: dict[str, str]) -> Any:
+    """Commit `files`, push main, deliver the forge's signed payload: (sha, the ended run)."""
+    sha = world.repo.commit(files)
+    world.repo.push("main")
+    body = push_payload(world.repo.url, FULL_NAME, "refs/heads/main", sha)
+    answer = deliver(world.client, body, SECRET)
+    assert answer.status_code == 202, answer.text
+    runs = wait_for(lambda: pipelines(world.client), what="a pipeline")
+    return sha, wait_for(lambda: finished(world.client, runs[0]["uuid"]), what="the run to end")
+
+
 def test_a_remote_orchestrator_checks_out_the_pushed_commit_too(tmp_path: Path) -> None:
     with (
         start_world(tmp_path, OTTO_LOCAL_ORCHESTRATOR="0") as world,
         orchestrator(str(world.client.base_url), "far", tmp_path / "far"),
     ):
-        sha = world.repo.commit({"README": "hello\n", "Ottofile": ottofile(world.out)})
-        world.repo.push("main")
-        body = push_payload(world.repo.url, FULL_NAME, "refs/heads/main", sha)
-        assert deliver(world.client, body, SECRET, delivery="d-far").status_code == 202
-        runs = wait_for(lambda: pipelines(world.client), what="a pipeline")
-        run = wait_for(lambda: finished(world.client, runs[0]["uuid"]), what="the run to end")
+        files = {"README": "hello\n", "Ottofile": ottofile(world.out)}
+        sha, run = push_and_finish(world, files)
     assert run["status"] == "Success", run
     assert run["batches"][0]["contexts"][0]["orchestrator"] == "far"
     assert (world.out / "sha.txt").read_text().strip() == sha
@@ -123,8 +131,6 @@ def test_push_runs_the_pipeline_at_the_pushed_commit(world: World) -> None:
     wrong = deliver(world.client, body, "not-the-secret", delivery="d-3")
     assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "bad_signature"
     assert deliver(world.client, body, SECRET, delivery="d-3").status_code == 202  # not stored
-    import time
-
     time.sleep(1.0)  # give the worker time to (wrongly) create something
     assert len(pipelines(world.client)) == 1
     assert world.github.of(sha) == ["pending", "success"]
@@ -134,12 +140,7 @@ def test_a_broken_ottofile_is_a_visible_error_run(world: World) -> None:
     broken = "pipeline {\n  stage {\n    steps { sh 'make' }\n  }\n  oops\n}\n"
     with pytest.raises(ParseError) as parsed:
         parse(broken, "Ottofile")
-    sha = world.repo.commit({"README": "x\n", "Ottofile": broken})
-    world.repo.push("main")
-    body = push_payload(world.repo.url, FULL_NAME, "refs/heads/main", sha)
-    assert deliver(world.client, body, SECRET).status_code == 202
-    runs = wait_for(lambda: pipelines(world.client), what="a pipeline")
-    run = wait_for(lambda: finished(world.client, runs[0]["uuid"]), what="the run to end")
+    sha, run = push_and_finish(world, {"README": "x\n", "Ottofile": broken})
     assert run["status"] == "Error"
     moves = world.client.get(f"/v1/pipelines/{run['uuid']}/transitions").json()
     ended = moves[-1] if isinstance(moves, list) else moves["transitions"][-1]
@@ -152,12 +153,7 @@ def test_a_broken_ottofile_is_a_visible_error_run(world: World) -> None:
 
 
 def test_a_commit_without_an_ottofile_is_a_visible_error_run(world: World) -> None:
-    sha = world.repo.commit({"README": "x\n"})
-    world.repo.push("main")
-    body = push_payload(world.repo.url, FULL_NAME, "refs/heads/main", sha)
-    assert deliver(world.client, body, SECRET).status_code == 202
-    runs = wait_for(lambda: pipelines(world.client), what="a pipeline")
-    run = wait_for(lambda: finished(world.client, runs[0]["uuid"]), what="the run to end")
+    sha, run = push_and_finish(world, {"README": "x\n"})
     assert run["status"] == "Error"
     wait_for(lambda: world.github.of(sha) == ["pending", "error"], what="pending, then error")
     assert "Ottofile: no such file" in world.github.statuses[-1]["description"]
