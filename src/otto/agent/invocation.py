@@ -110,7 +110,8 @@ class Invocation(_Strict):
 def load_invocation(path: Path | str) -> Invocation:
     """Read and validate an invocation file; InvocationError says what is wrong."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
     except OSError as exc:
         raise InvocationError(f"cannot read invocation {path}: {exc.strerror or exc}") from None
     try:

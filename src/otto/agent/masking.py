@@ -47,6 +47,8 @@ _SECRET_PARAMETERS = ("secret", "token", "password", "signature")
 
 def url_secrets(url: str) -> list[str]:
     """Credentials inside a URL (its password, `secret_key=`/`token=` query values)."""
+    if "@" not in url and "?" not in url:
+        return []  # e.g. a path: nothing to parse
     try:
         parts = urlsplit(url)
         found = [parts.password] if parts.password else []

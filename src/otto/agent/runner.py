@@ -65,6 +65,14 @@ def run_agent(invocation: Invocation, reporter: Reporter) -> ContextResult:
     return Agent(invocation, reporter).run()
 
 
+def _private_dir() -> Path:
+    """A new 0700 directory of this run's own: `tempfile.mkdtemp` without its machinery,
+    which a freshly forked agent would pay for in pages copied on write."""
+    path = Path(tempfile.gettempdir(), f"otto-agent-{os.urandom(8).hex()}")
+    path.mkdir(0o700)
+    return path
+
+
 class _Ended(Exception):
     """The context ends before its steps run (bad steps, no workspace, ...)."""
 
@@ -110,7 +118,7 @@ class Agent:
         status, reason = Status.ERROR, "internal error"
         try:
             try:
-                self._private = Path(tempfile.mkdtemp(prefix="otto-agent-"))
+                self._private = _private_dir()
                 self._open_store()
                 self._say(f"context {self.invocation.context.name or self.context}")
                 self._prepare()
@@ -149,7 +157,10 @@ class Agent:
                 status, reason = Status.ERROR, errors[0]
         finally:
             if self._private is not None:
-                shutil.rmtree(self._private, ignore_errors=True)
+                try:
+                    self._private.rmdir()  # the usual case: the control socket was its all
+                except OSError:
+                    shutil.rmtree(self._private, ignore_errors=True)
             self.interrupter.close()
         return status, reason
 

@@ -125,13 +125,14 @@ def _rehearse() -> None:
     the forks: each agent then copies ~160 fewer pages on write, about 10 % of its cost."""
     from otto.agent.invocation import Invocation
     from otto.agent.main import agent_main
-    from otto.parser import parse
+    from otto.model import Context, Step, new_uuid
 
-    pipeline = parse("pipeline { stage { steps { sh 'true' } } }")
+    context = Context()
+    context.steps.append(Step(context=context.uuid, symbol="sh", parameters=["true"]))
     with tempfile.TemporaryDirectory(prefix="otto-zygote-") as tmp:
         invocation = Invocation(
-            pipeline=pipeline.uuid,
-            context=pipeline.batches[0].contexts[0],
+            pipeline=new_uuid(),
+            context=context,
             object_store=os.path.join(tmp, "objects"),
             workspace_root=os.path.join(tmp, "workspaces"),
         )

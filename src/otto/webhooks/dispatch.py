@@ -4,7 +4,8 @@ The dispatcher reads the PSM's event hub from the outbox's cursor, asks each
 source (commit statuses, subscribers) what a transition of a run from a push
 owes, and writes those rows with the new cursor in one transaction. It never
 sits in the state machine's path: a slow database write or a dead subscriber
-delays only the notifications. Batches with nothing to send move the cursor
+delays only the notifications. It reads at most every GATHER seconds (a busy server
+commits hundreds of times a second). Batches with nothing to send move the cursor
 at most once a second; after a crash they are looked at again, harmlessly
 (rows are keyed by what they tell).
 """
@@ -27,6 +28,7 @@ Source = Callable[[Transition, RunInfo, Project, str], list[Entry]]
 PAGE = 1_000
 RUN_CACHE = 10_000
 IDLE_PERSIST = 1.0  # seconds between cursor writes when nothing was owed
+GATHER = 0.05  # seconds: how often, at most, transitions are read
 
 
 class Dispatcher(threading.Thread):
@@ -73,6 +75,7 @@ class Dispatcher(threading.Thread):
                 if entries:
                     self.enqueued()
             cursor = upto
+            self.stopping.wait(GATHER)
         if persisted < cursor:
             self._persist([], cursor, persisted)
 

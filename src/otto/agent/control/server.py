@@ -6,6 +6,7 @@ import hmac
 import json
 import os
 import selectors
+import socket
 import socketserver
 import threading
 from collections.abc import Callable
@@ -79,9 +80,16 @@ class ControlServer:
         self.handle = handle
         os.makedirs(path.parent, mode=0o700, exist_ok=True)
         os.chmod(path.parent, 0o700)
-        self._server = _UnixServer(str(path), _Handler)
-        self._server.control = self
-        os.chmod(path, 0o600)
+        # A bare listening socket: the HTTP server around it is built by `serve()`.
+        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self._socket.bind(str(path))
+            os.chmod(path, 0o600)
+            self._socket.listen()
+        except OSError:
+            self._socket.close()
+            raise
+        self._server: _UnixServer | None = None
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -90,7 +98,7 @@ class ControlServer:
     @property
     def fileno(self) -> int:
         """The listening socket: readable when a connection waits."""
-        return self._server.fileno()
+        return self._socket.fileno()
 
     @property
     def serving(self) -> bool:
@@ -101,12 +109,17 @@ class ControlServer:
         with self._lock:
             if self._thread is not None or self._closed:
                 return
+            self._server = _UnixServer(str(self.path), _Handler, bind_and_activate=False)
+            self._server.socket.close()
+            self._server.socket = self._socket
+            self._server.control = self
             self._thread = threading.Thread(target=self._serve, name="otto control", daemon=True)
             self._thread.start()
 
     def _serve(self) -> None:
+        assert self._server is not None
         with selectors.DefaultSelector() as selector:
-            selector.register(self._server.socket, selectors.EVENT_READ, "request")
+            selector.register(self._socket, selectors.EVENT_READ, "request")
             selector.register(self._wake_read, selectors.EVENT_READ, "stop")
             while True:
                 for key, _ in selector.select():
@@ -121,7 +134,7 @@ class ControlServer:
         if self._thread is not None:
             os.write(self._wake_write, b"x")
             self._thread.join()
-        self._server.server_close()
+        self._socket.close()
         os.close(self._wake_read)
         os.close(self._wake_write)
         self.path.unlink(missing_ok=True)
