@@ -87,7 +87,7 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
 def zygote_of(server: int) -> int:
     for task in Path(f"/proc/{server}/task").iterdir():  # the thread that forked it counts
         for child in (task / "children").read_text().split():
-            if b"otto.orchestrator.zygote" in Path(f"/proc/{child}/cmdline").read_bytes():
+            if b"otto.agent.zygote" in Path(f"/proc/{child}/cmdline").read_bytes():
                 return int(child)
     raise RuntimeError("no agent zygote under the server")
 

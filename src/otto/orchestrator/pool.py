@@ -115,7 +115,7 @@ class AgentPool:
             return self._sock
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._zygote = subprocess.Popen(
-            [sys.executable, "-m", "otto.orchestrator.zygote", str(theirs.fileno()), self._backend],
+            [sys.executable, "-m", "otto.agent.zygote", str(theirs.fileno()), self._backend],
             pass_fds=[theirs.fileno()],
             stdin=subprocess.DEVNULL,
             # Its own session: a Ctrl-C typed at `otto run` is for `otto run` to handle
