@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import shutil
@@ -65,12 +66,24 @@ def run_agent(invocation: Invocation, reporter: Reporter) -> ContextResult:
     return Agent(invocation, reporter).run()
 
 
-def _private_dir() -> Path:
+def _new_private_dir(parent: str) -> Path:
     """A new 0700 directory of this run's own: `tempfile.mkdtemp` without its machinery,
     which a freshly forked agent would pay for in pages copied on write."""
-    path = Path(tempfile.gettempdir(), f"otto-agent-{os.urandom(8).hex()}")
+    path = Path(parent, f"otto-agent-{os.urandom(8).hex()}")
     path.mkdir(0o700)
     return path
+
+
+@functools.cache
+def runtime_dir() -> str:
+    """Where control sockets go: a memory filesystem when there is one, as for any
+    runtime socket (XDG_RUNTIME_DIR, else /dev/shm), the temp dir otherwise. A socket
+    made and removed per context there costs no disk inode; on some filesystems (ext4
+    without a journal) each removed inode slows the next minutes' file creations."""
+    for candidate in (os.environ.get("XDG_RUNTIME_DIR"), "/dev/shm"):
+        if candidate and os.path.isdir(candidate) and os.access(candidate, os.W_OK | os.X_OK):
+            return candidate
+    return tempfile.gettempdir()
 
 
 class _Ended(Exception):
@@ -103,7 +116,8 @@ class Agent:
         self._store: ObjectStore | None = None
         self._writer: LogWriter | None = None
         self._log: LogStream | None = None
-        self._private: Path | None = None
+        self._private: Path | None = None  # made when first asked for
+        self._control_dir: Path | None = None
         self._control: ControlServer | None = None
         self._base_env: dict[str, str] = {}
 
@@ -118,11 +132,11 @@ class Agent:
         status, reason = Status.ERROR, "internal error"
         try:
             try:
-                self._private = _private_dir()
+                self._control_dir = _new_private_dir(runtime_dir())
                 self._open_store()
                 self._say(f"context {self.invocation.context.name or self.context}")
                 self._prepare()
-                socket = self.private_dir / "control.sock"
+                socket = self._control_dir / "control.sock"
                 self._control = ControlServer(socket, self.token, self.control.handle)
                 self._base_env = self._environment()
                 status, reason = self.run_steps(self.invocation.context.steps, self.workspace)
@@ -156,11 +170,10 @@ class Agent:
             if self._writer is not None and (errors := self._writer.close()):
                 status, reason = Status.ERROR, errors[0]
         finally:
+            if self._control_dir is not None:
+                shutil.rmtree(self._control_dir, ignore_errors=True)
             if self._private is not None:
-                try:
-                    self._private.rmdir()  # the usual case: the control socket was its all
-                except OSError:
-                    shutil.rmtree(self._private, ignore_errors=True)
+                shutil.rmtree(self._private, ignore_errors=True)
             self.interrupter.close()
         return status, reason
 
@@ -186,8 +199,10 @@ class Agent:
 
     @property
     def private_dir(self) -> Path:
-        """This run's 0700 directory: the control socket, library invocation files."""
-        assert self._private is not None
+        """This run's 0700 directory for files (library invocations, archives in the
+        making), in the temp dir; made on first use."""
+        if self._private is None:
+            self._private = _new_private_dir(tempfile.gettempdir())
         return self._private
 
     def _prepare(self) -> None:
@@ -256,7 +271,8 @@ class Agent:
             OTTO_CONTEXT=self.context,
             OTTO_WORKSPACE=str(self.workspace),
         )
-        env[ENV_SOCKET] = str(self.private_dir / "control.sock")
+        assert self._control_dir is not None
+        env[ENV_SOCKET] = str(self._control_dir / "control.sock")
         env[ENV_TOKEN] = self.token
         return env
 
