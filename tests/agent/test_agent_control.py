@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
 
 from agentkit import CONTROL, PYTHON, AgentHarness, context, sh
+from otto.agent.runner import runtime_dir
 
 
 def test_capture_and_drop_variables(harness: AgentHarness) -> None:
@@ -78,3 +84,37 @@ def test_the_client_outside_a_step_says_so() -> None:
     assert proc.returncode == 1
     assert "not inside an Otto step" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_the_socket_lives_in_the_runtime_dir_and_leaves_nothing_behind(
+    harness: AgentHarness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime = Path(tempfile.mkdtemp(prefix="otto-rt-"))  # short: a socket path has 107 bytes
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    runtime_dir.cache_clear()
+    try:
+        out = harness.run(context(sh('echo "socket=$OTTO_CONTROL_SOCKET"')))
+    finally:
+        runtime_dir.cache_clear()
+        leftovers = list(runtime.iterdir())
+        runtime.rmdir()
+    assert out.status == "Success", out.result.reason
+    socket = Path(out.log().split("socket=")[-1].splitlines()[0])
+    assert socket.parent.parent == runtime and socket.name == "control.sock"
+    assert leftovers == []  # its directory removed with the run
+    assert list(temp.iterdir()) == []  # no private dir for files: no step asked for one
+
+
+def test_without_a_runtime_dir_the_socket_goes_to_the_temp_dir(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("XDG_RUNTIME_DIR", "/nonexistent/otto-test")
+    monkeypatch.setattr(os.path, "isdir", lambda path: path == tempfile.gettempdir())
+    runtime_dir.cache_clear()
+    try:
+        assert runtime_dir() == tempfile.gettempdir()
+    finally:
+        runtime_dir.cache_clear()

@@ -1,7 +1,8 @@
 """The control socket: how a running step talks back to its agent.
 
 HTTP + JSON over a per-context unix socket (mode 0600, in a 0700
-directory); every request carries the per-run token as
+directory in `$XDG_RUNTIME_DIR`, else `/dev/shm`, else the temp dir: a memory
+filesystem where there is one); every request carries the per-run token as
 `Authorization: Bearer <token>`. Steps find both in their environment
 (`OTTO_CONTROL_SOCKET`, `OTTO_CONTROL_TOKEN`).
 
