@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -100,7 +101,7 @@ def test_the_socket_lives_in_the_runtime_dir_and_leaves_nothing_behind(
     finally:
         runtime_dir.cache_clear()
         leftovers = list(runtime.iterdir())
-        runtime.rmdir()
+        shutil.rmtree(runtime)
     assert out.status == "Success", out.result.reason
     socket = Path(out.log().split("socket=")[-1].splitlines()[0])
     assert socket.parent.parent == runtime and socket.name == "control.sock"
@@ -118,3 +119,26 @@ def test_without_a_runtime_dir_the_socket_goes_to_the_temp_dir(
         assert runtime_dir() == tempfile.gettempdir()
     finally:
         runtime_dir.cache_clear()
+
+
+def test_a_runtime_dir_removed_after_it_was_chosen_falls_back_to_the_temp_dir(
+    harness: AgentHarness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime = Path(tempfile.mkdtemp(prefix="otto-rt-"))
+    temp = Path(tempfile.mkdtemp(prefix="otto-tmp-"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    runtime_dir.cache_clear()
+    try:
+        assert runtime_dir() == str(runtime)
+        runtime.rmdir()  # as logind does when its user logs out
+        out = harness.run(context(sh(f'echo "socket=$OTTO_CONTROL_SOCKET"; {CONTROL} capture A b')))
+    finally:
+        runtime_dir.cache_clear()
+        leftovers = list(temp.iterdir())
+        shutil.rmtree(temp)
+    assert out.status == "Success", out.result.reason
+    socket = Path(out.log().split("socket=")[-1].splitlines()[0])
+    assert socket.parent.parent == temp
+    assert out.result.variables == {"A": "b"}
+    assert leftovers == []

@@ -66,12 +66,16 @@ def run_agent(invocation: Invocation, reporter: Reporter) -> ContextResult:
     return Agent(invocation, reporter).run()
 
 
-def _new_private_dir(parent: str) -> Path:
+def _new_dir(parent: str) -> Path:
     """A new 0700 directory of this run's own: `tempfile.mkdtemp` without its machinery,
     which a freshly forked agent would pay for in pages copied on write."""
-    path = Path(parent, f"otto-agent-{os.urandom(8).hex()}")
-    path.mkdir(0o700)
-    return path
+    while True:
+        path = Path(parent, f"otto-agent-{os.urandom(4).hex()}")
+        try:
+            path.mkdir(0o700)
+        except FileExistsError:
+            continue
+        return path
 
 
 @functools.cache
@@ -132,12 +136,10 @@ class Agent:
         status, reason = Status.ERROR, "internal error"
         try:
             try:
-                self._control_dir = _new_private_dir(runtime_dir())
                 self._open_store()
                 self._say(f"context {self.invocation.context.name or self.context}")
                 self._prepare()
-                socket = self._control_dir / "control.sock"
-                self._control = ControlServer(socket, self.token, self.control.handle)
+                self._control = self._open_control()
                 self._base_env = self._environment()
                 status, reason = self.run_steps(self.invocation.context.steps, self.workspace)
                 status, reason = self._final(status, reason)
@@ -202,7 +204,7 @@ class Agent:
         """This run's 0700 directory for files (library invocations, archives in the
         making), in the temp dir; made on first use."""
         if self._private is None:
-            self._private = _new_private_dir(tempfile.gettempdir())
+            self._private = _new_dir(tempfile.gettempdir())
         return self._private
 
     def _prepare(self) -> None:
@@ -241,6 +243,13 @@ class Agent:
                     raise _Ended(stop.status, stop.reason) from None
                 raise _Ended(Status.ERROR, f"checkout failed: {exc.message}") from None
 
+    def _open_control(self) -> ControlServer:
+        try:
+            self._control_dir = _new_dir(runtime_dir())
+        except OSError:  # e.g. XDG_RUNTIME_DIR removed when its user logged out
+            self._control_dir = _new_dir(tempfile.gettempdir())
+        return ControlServer(self._control_dir / "control.sock", self.token, self.control.handle)
+
     def _load_libraries(self, manifests: dict[str, Manifest]) -> None:
         for ref in self.invocation.libraries:
             try:
@@ -271,9 +280,9 @@ class Agent:
             OTTO_CONTEXT=self.context,
             OTTO_WORKSPACE=str(self.workspace),
         )
-        assert self._control_dir is not None
-        env[ENV_SOCKET] = str(self._control_dir / "control.sock")
-        env[ENV_TOKEN] = self.token
+        if self._control is not None:  # not yet while the workspace's checkout runs
+            env[ENV_SOCKET] = str(self._control.path)
+            env[ENV_TOKEN] = self.token
         return env
 
     # -- running -------------------------------------------------------------

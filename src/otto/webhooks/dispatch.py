@@ -4,10 +4,10 @@ The dispatcher reads the PSM's event hub from the outbox's cursor, asks each
 source (commit statuses, subscribers) what a transition of a run from a push
 owes, and writes those rows with the new cursor in one transaction. It never
 sits in the state machine's path: a slow database write or a dead subscriber
-delays only the notifications. It reads at most every GATHER seconds (a busy server
-commits hundreds of times a second). Batches with nothing to send move the cursor
-at most once a second; after a crash they are looked at again, harmlessly
-(rows are keyed by what they tell).
+delays only the notifications. After each batch it pauses for GATHER seconds, so
+that a busy server's hundreds of commits a second make a few batches, not hundreds.
+Batches with nothing to send move the cursor at most once a second; after a crash
+they are looked at again, harmlessly (rows are keyed by what they tell).
 """
 
 from __future__ import annotations

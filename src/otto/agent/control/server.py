@@ -81,19 +81,20 @@ class ControlServer:
         os.makedirs(path.parent, mode=0o700, exist_ok=True)
         os.chmod(path.parent, 0o700)
         # A bare listening socket: the HTTP server around it is built by `serve()`.
-        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listening = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            self._socket.bind(str(path))
+            listening.bind(str(path))
             os.chmod(path, 0o600)
-            self._socket.listen()
+            listening.listen()
+            self._wake_read, self._wake_write = os.pipe()
         except OSError:
-            self._socket.close()
+            listening.close()
             raise
+        self._socket = listening
         self._server: _UnixServer | None = None
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closed = False
-        self._wake_read, self._wake_write = os.pipe()
 
     @property
     def fileno(self) -> int:
@@ -109,10 +110,7 @@ class ControlServer:
         with self._lock:
             if self._thread is not None or self._closed:
                 return
-            self._server = _UnixServer(str(self.path), _Handler, bind_and_activate=False)
-            self._server.socket.close()
-            self._server.socket = self._socket
-            self._server.control = self
+            self._server = _UnixServer(self._socket, self)
             self._thread = threading.Thread(target=self._serve, name="otto control", daemon=True)
             self._thread.start()
 
@@ -141,9 +139,15 @@ class ControlServer:
 
 
 class _UnixServer(socketserver.ThreadingUnixStreamServer):
+    """Serves requests on a socket already listening."""
+
     daemon_threads = True
     timeout = 0  # handle_request() is only called when a connection is waiting
-    control: ControlServer
+
+    def __init__(self, listening: socket.socket, control: ControlServer) -> None:
+        socketserver.BaseServer.__init__(self, listening.getsockname(), _Handler)
+        self.socket = listening
+        self.control = control
 
 
 class _Handler(BaseHTTPRequestHandler):
