@@ -273,15 +273,16 @@ def ps_command(
     ),
     repo: str = typer.Option(None, "--repo", help="Only runs of this repository."),
     ref: str = typer.Option(None, "--ref", help="Only runs of this ref."),
+    project: str = typer.Option(None, "--project", help="Only runs of this project."),
     limit: int = typer.Option(20, "--limit", "-n", min=1, max=500, help="How many runs."),
     as_json: bool = typer.Option(False, "--json", help="JSON for scripts."),
     server: str = _server_option(),
     token: str = _token_option(),
 ) -> None:
-    """Recent runs, newest first."""
+    """Recent runs, newest first: each one's project (or repository), ref and trigger."""
     from otto.client import commands
 
-    _client_call(server, token, lambda c: commands.ps(c, state, repo, ref, limit, as_json))
+    _client_call(server, token, lambda c: commands.ps(c, state, repo, ref, limit, as_json, project))
 
 
 @app.command("show")

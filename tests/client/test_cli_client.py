@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import httpx
 import pytest
 from clientkit import otto, wait_complete, wait_step_running
 
@@ -40,7 +41,7 @@ def test_ps_lists_runs_with_a_symbol_and_filters(server: Server, failed_run: str
     done = otto("ps", "--repo", "cli/show", server=server)
     assert done.returncode == 0, done.stderr
     header, row = done.stdout.splitlines()
-    assert header.split() == ["UUID", "STATUS", "REPO", "REF", "AGE", "DURATION"]
+    assert header.split() == ["UUID", "STATUS", "PROJECT", "REF", "TRIGGER", "AGE", "DURATION"]
     assert row.startswith(failed_run[:8]) and "✗ Failed" in row and "cli/show" in row
     assert "main" in row
     as_json = json.loads(otto("ps", "--repo", "cli/show", "--json", server=server).stdout)
@@ -53,6 +54,26 @@ def test_ps_lists_runs_with_a_symbol_and_filters(server: Server, failed_run: str
     assert none.stdout.strip() == "no pipelines"
     bad = otto("ps", "--state", "bogus", server=server)
     assert bad.returncode == 64 and "unknown state" in bad.stderr
+
+
+def test_ps_shows_and_filters_by_project_and_trigger(server: Server) -> None:
+    body = {
+        "ottofile": "pipeline { steps { sh 'true' } }",
+        "repo": "https://forge.example/web.git",
+        "ref": "main",
+        "project": "web",
+        "trigger": "push by alice",
+    }
+    with OttoClient(server.url) as c:
+        uuid = httpx.post(f"{server.url}/v1/pipelines", json=body).json()["uuid"]
+        wait_complete(c, uuid)
+    done = otto("ps", "--project", "web", server=server)
+    assert done.returncode == 0, done.stderr
+    _, row = done.stdout.splitlines()
+    assert row.startswith(uuid[:8])
+    assert "web " in row and "forge.example" not in row  # the project names it
+    assert "push by alice" in row
+    assert otto("ps", "--project", "nope", server=server).stdout.strip() == "no pipelines"
 
 
 def test_show_gives_every_state_by_uuid_prefix(server: Server, failed_run: str) -> None:

@@ -57,6 +57,7 @@ def ps(
     ref: str | None,
     limit: int,
     as_json: bool,
+    project: str | None = None,
 ) -> int:
     wanted_state, wanted_status = _state_filter(state)
     found: list[dict[str, Any]] = []
@@ -67,6 +68,7 @@ def ps(
             state=wanted_state,
             repo=repo,
             ref=ref,
+            project=project,
             limit=limit if wanted_status is None else 500,
             cursor=cursor,
         )

@@ -71,8 +71,16 @@ class OttoClient:
         ref: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        project: str | None = None,
     ) -> Page:
-        params = {"state": state, "repo": repo, "ref": ref, "limit": limit, "cursor": cursor}
+        params = {
+            "state": state,
+            "repo": repo,
+            "ref": ref,
+            "project": project,
+            "limit": limit,
+            "cursor": cursor,
+        }
         found = self._json("GET", "/v1/pipelines", params=_present(params))
         return Page(found["pipelines"], found.get("next_cursor"))
 

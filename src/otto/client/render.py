@@ -29,13 +29,14 @@ def ps(term: Terminal, pipelines: list[dict[str, Any]]) -> None:
             [
                 p["uuid"][:8],
                 term.styled(state),
-                p.get("repo") or "-",
+                p.get("project") or p.get("repo") or "-",
                 p.get("ref") or "-",
+                p.get("trigger") or "-",
                 age(created),
                 duration(elapsed(created, end)),
             ]
         )
-    table(term, ["UUID", "STATUS", "REPO", "REF", "AGE", "DURATION"], rows)
+    table(term, ["UUID", "STATUS", "PROJECT", "REF", "TRIGGER", "AGE", "DURATION"], rows)
 
 
 def show(term: Terminal, run: RunView) -> None:
