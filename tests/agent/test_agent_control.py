@@ -6,11 +6,13 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from agentkit import CONTROL, PYTHON, AgentHarness, context, sh
+from agentkit import CONTROL, PYTHON, AgentHarness, Outcome, context, sh
 from otto.agent.runner import runtime_dir
 
 
@@ -87,58 +89,56 @@ def test_the_client_outside_a_step_says_so() -> None:
     assert "Traceback" not in proc.stderr
 
 
-def test_the_socket_lives_in_the_runtime_dir_and_leaves_nothing_behind(
-    harness: AgentHarness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    runtime = Path(tempfile.mkdtemp(prefix="otto-rt-"))  # short: a socket path has 107 bytes
-    temp = tmp_path / "temp"
-    temp.mkdir()
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
-    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+@dataclass
+class Dirs:
+    runtime: Path
+    temp: Path
+
+
+@pytest.fixture
+def dirs(monkeypatch: pytest.MonkeyPatch) -> Iterator[Dirs]:
+    """A runtime dir (XDG_RUNTIME_DIR) and a temp dir of the test's own: short paths, for a
+    socket path has 107 bytes at most."""
+    made = Dirs(Path(tempfile.mkdtemp(prefix="otto-rt-")), Path(tempfile.mkdtemp(prefix="otto-t-")))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(made.runtime))
+    monkeypatch.setattr(tempfile, "tempdir", str(made.temp))
     runtime_dir.cache_clear()
-    try:
-        out = harness.run(context(sh('echo "socket=$OTTO_CONTROL_SOCKET"')))
-    finally:
-        runtime_dir.cache_clear()
-        leftovers = list(runtime.iterdir())
-        shutil.rmtree(runtime)
+    yield made
+    runtime_dir.cache_clear()
+    shutil.rmtree(made.runtime, ignore_errors=True)
+    shutil.rmtree(made.temp, ignore_errors=True)
+
+
+def socket_of(out: Outcome) -> Path:
+    return Path(out.log().split("socket=")[-1].splitlines()[0])
+
+
+def test_the_socket_lives_in_the_runtime_dir_and_leaves_nothing_behind(
+    harness: AgentHarness, dirs: Dirs
+) -> None:
+    out = harness.run(context(sh('echo "socket=$OTTO_CONTROL_SOCKET"')))
     assert out.status == "Success", out.result.reason
-    socket = Path(out.log().split("socket=")[-1].splitlines()[0])
-    assert socket.parent.parent == runtime and socket.name == "control.sock"
-    assert leftovers == []  # its directory removed with the run
-    assert list(temp.iterdir()) == []  # no private dir for files: no step asked for one
+    socket = socket_of(out)
+    assert socket.parent.parent == dirs.runtime and socket.name == "control.sock"
+    assert list(dirs.runtime.iterdir()) == []  # its directory removed with the run
+    assert list(dirs.temp.iterdir()) == []  # no private dir for files: no step asked for one
 
 
 def test_without_a_runtime_dir_the_socket_goes_to_the_temp_dir(
-    monkeypatch: pytest.MonkeyPatch,
+    dirs: Dirs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("XDG_RUNTIME_DIR", "/nonexistent/otto-test")
-    monkeypatch.setattr(os.path, "isdir", lambda path: path == tempfile.gettempdir())
-    runtime_dir.cache_clear()
-    try:
-        assert runtime_dir() == tempfile.gettempdir()
-    finally:
-        runtime_dir.cache_clear()
+    monkeypatch.setattr(os.path, "isdir", lambda path: path == str(dirs.temp))
+    assert runtime_dir() == str(dirs.temp)
 
 
 def test_a_runtime_dir_removed_after_it_was_chosen_falls_back_to_the_temp_dir(
-    harness: AgentHarness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    harness: AgentHarness, dirs: Dirs
 ) -> None:
-    runtime = Path(tempfile.mkdtemp(prefix="otto-rt-"))
-    temp = Path(tempfile.mkdtemp(prefix="otto-tmp-"))
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
-    monkeypatch.setattr(tempfile, "tempdir", str(temp))
-    runtime_dir.cache_clear()
-    try:
-        assert runtime_dir() == str(runtime)
-        runtime.rmdir()  # as logind does when its user logs out
-        out = harness.run(context(sh(f'echo "socket=$OTTO_CONTROL_SOCKET"; {CONTROL} capture A b')))
-    finally:
-        runtime_dir.cache_clear()
-        leftovers = list(temp.iterdir())
-        shutil.rmtree(temp)
+    assert runtime_dir() == str(dirs.runtime)
+    dirs.runtime.rmdir()  # as logind does when its user logs out
+    out = harness.run(context(sh(f'echo "socket=$OTTO_CONTROL_SOCKET"; {CONTROL} capture A b')))
     assert out.status == "Success", out.result.reason
-    socket = Path(out.log().split("socket=")[-1].splitlines()[0])
-    assert socket.parent.parent == temp
+    assert socket_of(out).parent.parent == dirs.temp
     assert out.result.variables == {"A": "b"}
-    assert leftovers == []
+    assert list(dirs.temp.iterdir()) == []
