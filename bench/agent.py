@@ -28,6 +28,7 @@ from pathlib import Path
 
 from otto.agent import Invocation, JsonLinesReporter, run_agent
 from otto.agent.reporter import step_log_key
+from otto.isolation import SandboxSpec
 from otto.model import Context, Step, new_uuid
 from otto.objectstore import open_store
 from otto.status import Status
@@ -44,6 +45,7 @@ def invocation(root: Path, scripts: list[str]) -> Invocation:
         context=context,
         object_store=str(root / "objects"),
         workspace_root=root / "ws",
+        sandbox=SandboxSpec(kind="none"),  # the agent's own cost, as before isolation
     )
 
 

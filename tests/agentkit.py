@@ -133,6 +133,8 @@ class AgentHarness:
             "cache_dir": self.root / "cache",
             "report": {"path": str(self.root / f"report-{ctx.uuid}.jsonl")},
             "kill_grace": 2.0,
+            # The agent's own behaviour, unsandboxed by name; tests/isolation sandboxes it.
+            "sandbox": {"kind": "none"},
         }
         data.update(overrides)
         return Invocation.model_validate(data)

@@ -25,6 +25,15 @@ def _require_postgres() -> bool:
     return os.environ.get("OTTO_REQUIRE_POSTGRES", "").strip() not in ("", "0", "false", "no")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def steps_share_the_test_tmp_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Many tests hand files to and from their steps through their tmp dirs (gates, marks,
+    pid files): for them the whole test tmp tree is a trusted read-write bind in every
+    sandbox (`sandbox_binds`, as an operator would mount a shared directory). The
+    isolation tests, which prove what a step cannot see, turn it off."""
+    os.environ["OTTO_SANDBOX_BINDS"] = str(tmp_path_factory.getbasetemp())
+
+
 @pytest.fixture(scope="session")
 def postgres_cluster() -> Iterator[Cluster]:
     """A PostgreSQL cluster for the whole session, stopped and deleted at the end."""

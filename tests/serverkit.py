@@ -8,13 +8,18 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+# For tests that follow a step's processes by the PIDs it writes down: in a sandbox those
+# are numbers of its own PID namespace. What the sandbox does to a process tree is proven
+# in tests/isolation.
+UNSANDBOXED = {"OTTO_SANDBOX": "none"}
 
 
 def free_port() -> int:
@@ -102,9 +107,10 @@ def orchestrator(
     labels: str = "",
     token: str | None = None,
     grace: float = 2.0,
+    extra: Sequence[str] = (),
 ) -> Iterator[subprocess.Popen[bytes]]:
     """A real `otto orchestrator` process, connected when this yields; stopped after."""
-    process = start_orchestrator(url, name, home, labels, token, grace)
+    process = start_orchestrator(url, name, home, labels, token, grace, extra)
     try:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         with httpx.Client(base_url=url, headers=headers, timeout=5) as client:
@@ -121,10 +127,12 @@ def start_orchestrator(
     labels: str = "",
     token: str | None = None,
     grace: float = 2.0,
+    extra: Sequence[str] = (),
 ) -> subprocess.Popen[bytes]:
+    """`extra`: more options, e.g. `--runtime podman`."""
     home.mkdir(parents=True, exist_ok=True)
     args = [sys.executable, "-m", "otto.cli", "orchestrator", "--server", url, "--name", name]
-    args += ["--workspace", str(home / name), "--capacity", "2", "--grace", str(grace)]
+    args += ["--workspace", str(home / name), "--capacity", "2", "--grace", str(grace), *extra]
     if labels:
         args += ["--labels", labels]
     env = {k: v for k, v in os.environ.items() if k != "OTTO_TOKEN"}

@@ -7,7 +7,6 @@ so the documentation cannot drift from what is served.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -16,6 +15,9 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from otto.diskspace import DISK_FULL, describe, trouble
+from otto.limits import MAX_JSON_DEPTH, TooDeep, load_json
 
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[Request], Awaitable[Response]] | Callable[[Request], Response]
@@ -39,16 +41,24 @@ def parse_body(model: type[M], raw: bytes) -> M:
     """Validate a JSON body; a bad one is a 400/422 naming the field."""
     if len(raw) > MAX_BODY:
         raise ApiError(413, "too_large", f"request body over {MAX_BODY} bytes")
-    try:
-        data = json.loads(raw or b"{}")
-    except ValueError as exc:
-        raise ApiError(400, "invalid_json", f"request body is not JSON: {exc}") from None
+    data = json_body(raw or b"{}")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "body"
         raise ApiError(422, "invalid_request", f"{where}: {first['msg']}", field=where) from None
+
+
+def json_body(raw: bytes) -> Any:
+    """A request body as JSON; 400 when it is not JSON or nests deeper than
+    `MAX_JSON_DEPTH` (a JSON error, never a RecursionError's 500)."""
+    try:
+        return load_json(raw)
+    except TooDeep as exc:
+        raise ApiError(400, "too_deep", f"request body: {exc}", limit=MAX_JSON_DEPTH) from None
+    except ValueError as exc:
+        raise ApiError(400, "invalid_json", f"request body is not JSON: {exc}") from None
 
 
 def query_int(request: Request, name: str, default: int, minimum: int = 0) -> int:
@@ -73,6 +83,7 @@ class Endpoint:
     body: type[BaseModel] | None = None
     responses: dict[int, str] = field(default_factory=lambda: {200: "OK"})
     content: str = "application/json"  # of the request body, when there is one
+    headers: dict[str, str] = field(default_factory=dict)  # optional request headers it reads
 
 
 def routes(endpoints: list[Endpoint]) -> list[Route]:
@@ -98,17 +109,56 @@ def _dispatch(methods: dict[str, Handler]) -> Callable[[Request], Awaitable[Resp
             return await run_in_threadpool(handler, request)  # type: ignore[arg-type]
         except ApiError as err:
             return err.response()
+        except Exception as exc:
+            answer = storage_error(exc)
+            if answer is None:
+                raise
+            return answer.response()
 
     return endpoint
+
+
+def storage_error(exc: BaseException) -> ApiError | None:
+    """A database or store that refused for lack of space (507 `disk_full`) or could not be
+    reached (503 `store_unavailable`), as a JSON answer naming it, not a bare 500."""
+    kind = trouble(exc)
+    if kind is None:
+        return None
+    status = 507 if kind == DISK_FULL else 503
+    return ApiError(status, kind, describe(kind, exc) + "; try again later")
+
+
+READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def common_answers(e: Endpoint) -> dict[int, str]:
+    """The 4xx answers every endpoint of its kind may give, whatever its handler says:
+    the server's guard (`otto.auth`: Host, Origin, Content-Type, token) and the body
+    limits (`otto.limits`) come before any handler."""
+    answers = {
+        401: "missing or wrong API token (when the server has one, or requires one for reads)",
+        421: "the Host header names no host this server answers to",
+    }
+    if e.method not in READS:
+        answers[403] = "a request from another origin"
+        answers[413] = "a request body over this endpoint's limit (otto.limits)"
+        answers[408] = "a request body that stalled (otto.limits)"
+        if not e.path.startswith("/v1/webhooks/"):  # forges send what they send, signed
+            answers[415] = "a body that is not application/json"
+    if e.body is not None:
+        answers[400] = "a body that is not JSON, or nests too deep"
+        answers[422] = "a field is missing or invalid"
+    return answers
 
 
 def openapi(endpoints: list[Endpoint], title: str, version: str) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     schemas: dict[str, Any] = {}
     for e in endpoints:
+        answers = {**common_answers(e), **e.responses}
         op: dict[str, Any] = {
             "summary": e.summary,
-            "responses": {str(code): {"description": text} for code, text in e.responses.items()},
+            "responses": {str(code): {"description": answers[code]} for code in sorted(answers)},
         }
         params = [p.strip("{}").split(":")[0] for p in e.path.split("/") if p.startswith("{")]
         if params:
@@ -116,6 +166,12 @@ def openapi(endpoints: list[Endpoint], title: str, version: str) -> dict[str, An
                 {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
                 for p in params
             ]
+        if e.headers:
+            op.setdefault("parameters", []).extend(
+                {"name": name, "in": "header", "required": False, "description": text,
+                 "schema": {"type": "string", "maxLength": 255}}
+                for name, text in e.headers.items()
+            )  # fmt: skip
         if e.body is not None:
             schema = e.body.model_json_schema(ref_template="#/components/schemas/{model}")
             schemas.update(schema.pop("$defs", {}))

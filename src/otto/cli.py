@@ -163,6 +163,12 @@ def orchestrator_command(
         None, help="Where workspaces go (default $OTTO_HOME/orchestrators/NAME)."
     ),
     grace: float = typer.Option(30.0, help="Seconds running contexts get on SIGTERM."),
+    runtime: str = typer.Option(
+        None,
+        help="What it offers: podman|docker (images, and the sandbox for the rest), sandbox "
+        "(bubblewrap only), none (unsandboxed, no images). Default: the settings "
+        "(OTTO_SANDBOX, OTTO_CONTAINERS).",
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log in detail."),
 ) -> None:
     """Run contexts for a server from this machine: bid, run agents, report over HTTP."""
@@ -170,7 +176,7 @@ def orchestrator_command(
 
     raise typer.Exit(
         orchestrator_main(
-            server, token, name, labels, capacity, cost_factor, workspace, grace, verbose
+            server, token, name, labels, capacity, cost_factor, workspace, grace, verbose, runtime
         )
     )
 

@@ -12,12 +12,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from otto.auth import is_loopback
+from otto.isolation.policy import IsolationPolicy, names
 
 DEFAULT_PORT = 7670
 
@@ -43,6 +44,30 @@ class Settings(BaseModel):
     local_labels: str = ""  # labels the local orchestrator offers, e.g. 'docker, large'
     orchestrator_grace: float = Field(10.0, ge=0)  # a remote one's time to reconnect
     public_url: str = ""  # how others reach this server (commit-status links); default host:port
+    # Isolation (otto.isolation): how the local orchestrator runs each context's steps.
+    sandbox: Literal["bubblewrap", "none"] = "bubblewrap"  # none: unsandboxed, by name only
+    sandbox_network: bool = True  # steps may reach the network (builds download things)
+    sandbox_binds: str = ""  # trusted paths mounted read-write in every sandbox (comma-separated)
+    containers: Literal["auto", "podman", "docker", "off"] = "auto"  # engine for `image = …`
+    container_runtime: str = ""  # podman's OCI runtime (e.g. runc); empty: podman's default
+    container_args: str = ""  # more `run` arguments, e.g. '--ulimit nofile=1024:1024'
+    agent_env_passthrough: str = ""  # variables of the server's passed to every step (comma-sep.)
+    max_connections: int = Field(0, ge=0)  # open at once; 0: 4096, or fewer as descriptors allow
+    header_timeout: float = Field(10.0, gt=0)  # seconds a connection has to send a request head
+    body_timeout: float = Field(30.0, gt=0)  # seconds a request body may pause
+    read_token_required: bool = False  # reads (pages, API, logs, events) need a token too
+    read_token: str = ""  # a second token that authorises reads only (otto.auth)
+    allowed_hosts: str = ""  # more Host names the server answers to (comma-separated; '*': any)
+    allowed_origins: str = ""  # more origins whose browser requests may act (comma-separated)
+    max_log_bytes: int = Field(1 << 30, ge=1)  # a step log's limit: cut, step Failed log_limit
+
+    @field_validator("sandbox_binds")
+    @classmethod
+    def _absolute_paths(cls, value: str) -> str:
+        relative = [p for p in names(value) if not os.path.isabs(p)]
+        if relative:
+            raise ValueError(f"want absolute paths (comma-separated), not {', '.join(relative)}")
+        return value
 
     @property
     def db_url(self) -> str:
@@ -55,6 +80,22 @@ class Settings(BaseModel):
     @property
     def workspaces(self) -> Path:
         return self.home / "workspaces"
+
+    def isolation(self) -> IsolationPolicy:
+        """How the local orchestrator isolates steps, checked against this machine."""
+        return IsolationPolicy.detect(
+            sandbox=self.sandbox,
+            network=self.sandbox_network,
+            binds=self.sandbox_binds,
+            hidden=[
+                str(self.home),
+                *(str(Path(p).absolute()) for p in (self.db, self.objects) if p and "://" not in p),
+            ],
+            containers=self.containers,
+            container_runtime=self.container_runtime,
+            container_args=self.container_args,
+            passthrough=self.agent_env_passthrough,
+        ).withholding(["OTTO_DB", "OTTO_OBJECTS"])  # URLs that may hold credentials
 
     @property
     def local_capacity(self) -> int:
@@ -91,6 +132,15 @@ def load_settings(
             f"refusing to listen on {settings.host} without an API token: set OTTO_TOKEN "
             "(or `token:` in the config file), or listen on 127.0.0.1"
         )
+    if settings.read_token_required and not settings.token:
+        raise ConfigError(
+            "read_token_required needs an API token: set OTTO_TOKEN (or `token:` in the "
+            "config file); `read_token` may add a read-only one"
+        )
+    if settings.read_token and not settings.read_token_required:
+        raise ConfigError("read_token only counts with read_token_required: true")
+    if settings.read_token and settings.read_token == settings.token:
+        raise ConfigError("read_token must differ from token")
     return settings.model_copy(update={"home": settings.home.absolute()})
 
 

@@ -10,6 +10,8 @@ import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -18,17 +20,32 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from otto import __version__
+from otto.agent.masking import url_secrets
 from otto.api import openapi, routes
 from otto.auction import Auctioneer
 from otto.auction.api import AuctionApi
 from otto.auction.remote import Orchestrators
-from otto.auth import BearerToken
+from otto.auth import Access, Guard
 from otto.config import Settings
+from otto.diskspace import SpaceWatch
+from otto.limits import (
+    KEEP_ALIVE,
+    MAX_HEAD_BYTES,
+    BodyLimit,
+    GuardedH11Protocol,
+    body_limit,
+    connection_limit,
+    listen_backlog,
+    raise_nofile,
+)
 from otto.objectstore import http as objects_http
 from otto.objectstore import open_store as open_object_store
+from otto.objectstore.apidoc import object_paths
+from otto.objectstore.base import DEFAULT_MAX_OBJECT_SIZE
 from otto.orchestrator import Orchestrator
 from otto.psm import PipelineStateMachine, open_store
 from otto.psm.api import PsmApi
+from otto.redact import redact_logs, uvicorn_log_config
 from otto.web import Dashboard
 from otto.webhooks import Webhooks
 
@@ -55,13 +72,26 @@ class DeadlineWatcher(threading.Thread):
         self.join()
 
 
+def watched_paths(settings: Settings) -> list[Path]:
+    """Where the server writes: `$OTTO_HOME`, and the database and objects when elsewhere."""
+    paths = [settings.home]
+    for where in (settings.db_url, settings.objects_url):
+        if "://" not in where:
+            paths.append(Path(where).absolute().parent)
+    return paths
+
+
 def build_app(settings: Settings) -> Starlette:
     settings.home.mkdir(parents=True, exist_ok=True)
-    psm = PipelineStateMachine(open_store(settings.db_url), lease_seconds=settings.lease_seconds)
+    space = SpaceWatch(watched_paths(settings))  # a full disk: said once, shown by /health
+    store = open_store(settings.db_url)
+    store.on_outcome = partial(space.note, where="database")
+    psm = PipelineStateMachine(store, lease_seconds=settings.lease_seconds)
     watcher = DeadlineWatcher(psm)
     auctioneer = Auctioneer(psm, window=settings.auction_window)
     public_url = settings.public_url or f"http://{settings.host}:{settings.port}"
     webhooks = Webhooks(psm, settings.home, public_url)
+    isolation = settings.isolation().withholding(webhooks.secret_variables())
     local = Orchestrator(
         psm,
         auctioneer,
@@ -72,6 +102,15 @@ def build_app(settings: Settings) -> Starlette:
         labels=settings.local_labels or None,
         lease_seconds=settings.lease_seconds,
         checkout=webhooks.checkout,
+        isolation=isolation,
+        max_log_bytes=settings.max_log_bytes,
+        on_trouble=space.failed,
+        masked=lambda: [
+            *(t for t in (settings.token, settings.read_token) if t),
+            *url_secrets(settings.objects_url),
+            *url_secrets(settings.db_url),
+            *isolation.secret_values(),
+        ],
     )
     if settings.local_orchestrator:
         auctioneer.register(local)
@@ -79,8 +118,14 @@ def build_app(settings: Settings) -> Starlette:
     endpoints = PsmApi(psm).endpoints() + AuctionApi(auctioneer, remote, psm).endpoints()
     endpoints += webhooks.endpoints()
     document = openapi(endpoints, "Otto", __version__)
+    document["paths"].update(object_paths(document))  # served by otto.objectstore.http
 
     async def health(request: Request) -> JSONResponse:
+        # 200 either way: the server is up and answers reads; `degraded` says why writes
+        # fail (a 503 would have a load balancer or supervisor restart it, freeing nothing).
+        reason = space.reason()
+        if reason is not None:
+            return JSONResponse({"status": "degraded", "reason": reason})
         return JSONResponse({"status": "ok"})
 
     async def openapi_json(request: Request) -> JSONResponse:
@@ -106,25 +151,36 @@ def build_app(settings: Settings) -> Starlette:
 
     objects = open_object_store(settings.objects_url)
     dashboard = Dashboard(psm, auctioneer, objects, lambda: webhooks.projects)
+    access = Access.from_settings(settings)  # hosts, origins, tokens, sessions (otto.auth)
     app_routes: list[BaseRoute] = [
         Route("/health", health),
         Route("/openapi.json", openapi_json),
         *routes(endpoints),
-        *objects_http.routes(objects),
+        *objects_http.routes(objects, space=space),
         *dashboard.routes(),
+        *access.routes(dashboard.login_page),
     ]
-    guard = [Middleware(BearerToken, token=settings.token)] if settings.token else []
+    guard = [Middleware(Guard, access=access, login_page=dashboard.login_page)]
+    object_limit = getattr(objects, "max_object_size", DEFAULT_MAX_OBJECT_SIZE)
+    limit = partial(body_limit, objects=object_limit)
+    guard.append(Middleware(BodyLimit, limit=limit, idle=settings.body_timeout))
     app = Starlette(routes=app_routes, lifespan=lifespan, middleware=guard)
     app.state.psm = psm
     app.state.auctioneer = auctioneer
     app.state.settings = settings
+    app.state.space = space
     return app
 
 
 def serve(settings: Settings) -> None:
     import uvicorn
 
+    redact_logs()  # no credentials in URLs in the server's log (otto.redact)
     app = build_app(settings)
+    for handler in logging.getLogger().handlers:  # a full disk: one line, not a storm
+        handler.addFilter(app.state.space.filter)
+    descriptors = raise_nofile()  # otto.limits: connections stay below the descriptor limit
+    connections = connection_limit(descriptors, settings.max_connections)
     uvicorn.run(
         app,
         host=settings.host,
@@ -132,4 +188,10 @@ def serve(settings: Settings) -> None:
         log_level="warning",
         lifespan="on",
         timeout_graceful_shutdown=2,  # event streams would otherwise hold a shutdown forever
+        http=GuardedH11Protocol.configured(settings.header_timeout, connections),
+        limit_concurrency=connections + 1,  # the protocol keeps connections at `connections`
+        timeout_keep_alive=KEEP_ALIVE,
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+        backlog=listen_backlog(descriptors),
+        log_config=uvicorn_log_config(),
     )

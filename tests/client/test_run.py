@@ -19,7 +19,7 @@ import pytest
 from clientkit import otto
 
 from otto.client import OttoClient
-from serverkit import Server
+from serverkit import UNSANDBOXED, Server
 
 
 def ottofile(tmp_path: Path, text: str, name: str = "Ottofile") -> Path:
@@ -87,6 +87,7 @@ def test_ctrl_c_aborts_the_run_and_exits_2(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, **UNSANDBOXED},
     )
     deadline = time.monotonic() + 30
     while not (pid_file.exists() and pid_file.read_text().strip()):
@@ -140,12 +141,14 @@ def test_run_on_a_running_server(tmp_path: Path, server: Server, client: OttoCli
     assert client.pipeline(uuid)["status"] == "Unstable"
 
 
-def on_terminal(args: list[str], ctrl_c_when: Callable[[], bool] | None = None) -> tuple[int, str]:
+def on_terminal(
+    args: list[str], ctrl_c_when: Callable[[], bool] | None = None, **env: str
+) -> tuple[int, str]:
     """Run `otto ARGS` on a pseudo-terminal of its own (100×30), as in an xterm; type
     Ctrl-C once `ctrl_c_when()` holds. Its exit code and everything it drew."""
     pid, primary = pty.fork()
     if pid == 0:  # the child: a new session whose terminal is the pty
-        os.environ["TERM"] = "xterm-256color"
+        os.environ.update(env, TERM="xterm-256color")
         os.execv(sys.executable, [sys.executable, "-m", "otto.cli", *args])
     fcntl.ioctl(primary, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
     output, typed = b"", False
@@ -185,7 +188,9 @@ def test_ctrl_c_typed_on_a_terminal(tmp_path: Path) -> None:
     pid_file = tmp_path / "step.pid"
     path = ottofile(tmp_path, f"pipeline {{ steps {{ sh 'echo $$ > {pid_file}; sleep 30' }} }}")
     code, text = on_terminal(
-        ["run", str(path)], lambda: pid_file.exists() and bool(pid_file.read_text().strip())
+        ["run", str(path)],
+        lambda: pid_file.exists() and bool(pid_file.read_text().strip()),
+        **UNSANDBOXED,
     )
     assert code == 2, text
     assert _gone(int(pid_file.read_text()))

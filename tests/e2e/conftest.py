@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from serverkit import Server, running_server
+from serverkit import UNSANDBOXED, Server, running_server
 
 
 @pytest.fixture(scope="module")
@@ -16,4 +16,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """
     home: Path = tmp_path_factory.mktemp("otto") / "home"
     with running_server(home, OTTO_CONCURRENCY="4") as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def unsandboxed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """Like `server`, with `sandbox: none`: for tests that follow steps' PIDs."""
+    home: Path = tmp_path_factory.mktemp("otto") / "home"
+    with running_server(home, OTTO_CONCURRENCY="4", **UNSANDBOXED) as srv:
         yield srv

@@ -38,7 +38,8 @@ def assert_gone(pid: int) -> None:
     assert parent_of(pid) == 1, f"zombie {pid} not reaped by its parent {parent_of(pid)}"
 
 
-def test_fanout_failure_aborts_a_running_sibling(server: Server, tmp_path: Path) -> None:
+def test_fanout_failure_aborts_a_running_sibling(unsandboxed: Server, tmp_path: Path) -> None:
+    server = unsandboxed
     pidfile = tmp_path / "sleeper.pid"
     with server.client() as c:
         uuid = submit(
@@ -131,7 +132,8 @@ def test_fanout_failure_never_starts_a_pending_sibling(tmp_path: Path) -> None:
     assert pending["steps"][0]["state"] in ("Pending", "NotRun")
 
 
-def test_abort_mid_step_kills_the_whole_process_tree(server: Server, tmp_path: Path) -> None:
+def test_abort_mid_step_kills_the_whole_process_tree(unsandboxed: Server, tmp_path: Path) -> None:
+    server = unsandboxed
     parent, child = tmp_path / "sh.pid", tmp_path / "child.pid"
     with server.client() as c:
         uuid = submit(

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from otto.auction import Auctioneer
+from otto.isolation.policy import IsolationPolicy
 from otto.orchestrator import Orchestrator
 from otto.parser import parse
 from otto.psm import Lease, PipelineStateMachine, open_store
@@ -23,8 +24,8 @@ class HeldPsm(PipelineStateMachine):
         self.claimed = threading.Event()
         self.go = threading.Event()
 
-    def claim(self, context: str, orchestrator: str) -> Lease:
-        lease = super().claim(context, orchestrator)
+    def claim(self, context: str, orchestrator: str, isolation: str | None = None) -> Lease:
+        lease = super().claim(context, orchestrator, isolation)
         self.claimed.set()
         self.go.wait(30)
         return lease
@@ -34,7 +35,12 @@ def test_an_abort_between_claim_and_start_stops_the_agent_at_once(tmp_path: Path
     psm = HeldPsm(f"sqlite:///{tmp_path / 'otto.db'}")
     auctioneer = Auctioneer(psm)
     local = Orchestrator(
-        psm, auctioneer, str(tmp_path / "objects"), tmp_path / "workspaces", lease_seconds=30.0
+        psm,
+        auctioneer,
+        str(tmp_path / "objects"),
+        tmp_path / "workspaces",
+        lease_seconds=30.0,
+        isolation=IsolationPolicy(sandbox="none"),
     )
     auctioneer.register(local)
     local.start()

@@ -26,6 +26,7 @@ from serverkit import (
     wait_for,
 )
 
+PID_FOLLOWING = ["--runtime", "none"]  # these tests follow steps by their PIDs
 REMOTE_ONLY = {
     "OTTO_LOCAL_ORCHESTRATOR": "0",
     "OTTO_LEASE_SECONDS": "2",
@@ -201,8 +202,8 @@ def test_a_killed_orchestrator_loses_its_context_and_a_retry_runs_it_elsewhere(
     with (
         running_server(tmp_path / "home", **REMOTE_ONLY) as server,
         server.client() as c,
-        orchestrator(server.url, "doomed", tmp_path, "gpu") as doomed,
-        orchestrator(server.url, "cpu-box", tmp_path, "cpu"),
+        orchestrator(server.url, "doomed", tmp_path, "gpu", extra=PID_FOLLOWING) as doomed,
+        orchestrator(server.url, "cpu-box", tmp_path, "cpu", extra=PID_FOLLOWING),
     ):
         uuid = create(c, ottofile)
         wait_run(
@@ -222,7 +223,7 @@ def test_a_killed_orchestrator_loses_its_context_and_a_retry_runs_it_elsewhere(
         # Its agent did not outlive it: the step's process is gone too.
         wait_for(lambda: gone(step_pid), 10, "the orphaned step to stop")
 
-        with orchestrator(server.url, "rescue", tmp_path, "gpu"):
+        with orchestrator(server.url, "rescue", tmp_path, "gpu", extra=PID_FOLLOWING):
             assert c.post(f"/v1/pipelines/{uuid}/retry").status_code == 202
             run = wait_run(c, uuid, lambda r: r["state"] == "Complete" and r["status"] != "Error")
         long = contexts_by_name(run)["Long"]
@@ -264,7 +265,9 @@ def test_a_stopped_orchestrator_hands_its_context_back_to_run_elsewhere(
         f"pipeline {{ stage {{ name = 'Moving' labels = 'npu' steps {{ sh '{script}' }} }} }}"
     )
     with cluster.client() as c:
-        with orchestrator(cluster.url, "leaving", tmp_path, "npu", grace=0.5) as leaving:
+        with orchestrator(
+            cluster.url, "leaving", tmp_path, "npu", grace=0.5, extra=PID_FOLLOWING
+        ) as leaving:
             uuid = create(c, ottofile)
             wait_for(marker.exists, 10, "the first attempt to start")
             leaving.send_signal(signal.SIGTERM)  # grace over: it hands the context back
@@ -272,7 +275,7 @@ def test_a_stopped_orchestrator_hands_its_context_back_to_run_elsewhere(
         run = c.get(f"/v1/pipelines/{uuid}").json()
         moving = contexts_by_name(run)["Moving"]
         assert (moving["state"], moving["orchestrator"]) == ("Pending", None)
-        with orchestrator(cluster.url, "arriving", tmp_path, "npu"):
+        with orchestrator(cluster.url, "arriving", tmp_path, "npu", extra=PID_FOLLOWING):
             run = wait_run(c, uuid)
         moving = contexts_by_name(run)["Moving"]
         assert (run["status"], moving["orchestrator"]) == ("Success", "arriving")

@@ -124,7 +124,8 @@ def test_bad_input_gets_a_4xx_naming_the_problem(server: Server) -> None:
         assert model.status_code == 422
         assert model.json()["error"]["field"] == "model.batches[0].mode"
 
-        assert c.post("/v1/pipelines", content=b"{nope").status_code == 400
+        json_type = {"Content-Type": "application/json"}
+        assert c.post("/v1/pipelines", content=b"{nope", headers=json_type).status_code == 400
         unknown = c.post("/v1/pipelines", json={"ottofile": THREE_STAGES, "colour": "red"})
         assert unknown.status_code == 422 and unknown.json()["error"]["field"] == "colour"
         both = c.post("/v1/pipelines", json={})

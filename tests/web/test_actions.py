@@ -1,4 +1,5 @@
-"""Abort from the run page: with a confirmation, and with the API token when there is one."""
+"""Abort from the run page: with a confirmation, and with a session made from the API token
+when there is one."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from serverkit import free_port
+from serverkit import UNSANDBOXED, free_port
 
 from .conftest import Servers
-from .kit import Gates, Otto, contexts, expect, read_pid, wait_gone
+from .kit import Gates, contexts, expect, read_pid, wait_gone
 
 if TYPE_CHECKING:
     from playwright.sync_api import Dialog, Page, Request
@@ -20,7 +21,8 @@ def tree(parent: Path, child: Path) -> str:
     return f"sleep 60 & echo $! > {child}; echo $$ > {parent}; wait"
 
 
-def test_abort_from_the_page_stops_the_run(otto: Otto, tmp_path: Path, page: Page) -> None:
+def test_abort_from_the_page_stops_the_run(servers: Servers, tmp_path: Path, page: Page) -> None:
+    otto = servers.api(servers.start(tmp_path / "home", free_port(), **UNSANDBOXED))
     parent, child = tmp_path / "sh.pid", tmp_path / "sleep.pid"
     uuid = otto.submit(
         f"""
@@ -108,8 +110,20 @@ def test_abort_asks_for_the_token_of_a_protected_server(
     abort.click()
     expect(page.locator("#summary h1 .state")).to_have_attribute("data-state", "Aborted")
     assert dialogs == ["confirm", "prompt", "confirm", "prompt"]
-    sent = [r.headers.get("authorization") for r in posts]
-    # Without a token, the wrong one (twice: as given, then as remembered), the right one.
-    assert sent == [None, "Bearer wrong", "Bearer wrong", f"Bearer {token}"]
-    assert page.evaluate("localStorage.getItem('otto-token')") == token
+    # Each refused abort asks for the token once and exchanges it for a session (the wrong
+    # one is refused); the abort sent again with the session carries its CSRF token.
+    abort_url, login_url = f"{otto.url}/v1/pipelines/{uuid}/abort", f"{otto.url}/login"
+    assert [r.url for r in posts] == [abort_url, login_url, abort_url, login_url, abort_url]
+    assert [r.post_data_json for r in posts if r.url == login_url] == [
+        {"token": "wrong"},
+        {"token": token},
+    ]
+    assert all(r.headers.get("content-type") == "application/json" for r in posts)
+    assert "x-otto-csrf" in posts[-1].headers and "authorization" not in posts[-1].headers
+    # The browser keeps no token: a session cookie that script cannot read, and no more.
+    assert page.evaluate("JSON.stringify(localStorage)") == "{}"
+    assert "otto_session" not in page.evaluate("document.cookie")
+    (cookie,) = page.context.cookies()
+    assert cookie["name"].startswith("otto_session") and token not in cookie["value"]
+    assert (cookie["httpOnly"], cookie["sameSite"]) == (True, "Strict")
     assert otto.wait_complete(uuid)["status"] == "Aborted"

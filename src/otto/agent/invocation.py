@@ -11,9 +11,17 @@ A JSON object:
 - `report`: `{"type": "jsonl", "path": null}`: JSON lines on stdout, or appended to `path`
 - `lease`: opaque (e.g. `{"id": ..., "epoch": 3}`), passed back in every report
 - `secrets`: name → value, in the steps' environment, masked in logs
+- `passthrough`: name → value, variables the operator passes to every step
+  (`agent_env_passthrough`); `masked`: values never to appear in a log (the server's
+  and orchestrator's own secrets), though no step is given them
+- `sandbox`: how step processes run on this machine (`otto.isolation.SandboxSpec`);
+  `container`: the container the context's steps run in, when its stage names an image
 - `checkout`: optional `{"url", "sha", "branch"}`, cloned into the workspace first
 - `libraries`: optional `[{"name", "version"}]`, step libraries the steps may call
 - `kill_grace`: seconds from SIGTERM to SIGKILL when a step is stopped (default 10)
+- `max_log_bytes`: a step log's size limit (default 1 GiB): past it the log keeps its
+  first `max_log_bytes` bytes and a line saying it was cut, and the step is stopped and
+  ends `Failed` with reason `log_limit`
 """
 
 from __future__ import annotations
@@ -25,9 +33,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
 
+from otto.isolation import ContainerSpec, SandboxSpec
 from otto.model import Context
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+DEFAULT_MAX_LOG_BYTES = 1 << 30  # a step's log; a runaway one must not fill the disk
 
 
 class InvocationError(ValueError):
@@ -73,9 +83,14 @@ class Invocation(_Strict):
     report: JsonLinesReport = Field(default_factory=JsonLinesReport)
     lease: dict[str, JsonValue] = Field(default_factory=dict)
     secrets: dict[str, str] = Field(default_factory=dict)
+    passthrough: dict[str, str] = Field(default_factory=dict)
+    masked: list[str] = Field(default_factory=list)
+    sandbox: SandboxSpec  # required: running unsandboxed is said by name, never a default
+    container: ContainerSpec | None = None
     checkout: Checkout | None = None
     libraries: list[LibraryRef] = Field(default_factory=list)
     kill_grace: float = Field(default=10.0, ge=0)
+    max_log_bytes: int = Field(default=DEFAULT_MAX_LOG_BYTES, ge=1)
 
     @field_validator("pipeline")
     @classmethod
@@ -89,18 +104,24 @@ class Invocation(_Strict):
         uuidlib.UUID(value.uuid)
         return value
 
-    @field_validator("secrets")
+    @field_validator("secrets", "passthrough")
     @classmethod
     def _secret_names(cls, value: dict[str, str]) -> dict[str, str]:
         for name in value:
             if not name or "=" in name or "\0" in name:
-                raise ValueError(f"secret name {name!r} cannot be an environment variable")
+                raise ValueError(f"{name!r} cannot be the name of an environment variable")
         return value
 
     @property
     def workspace(self) -> Path:
         """This context's own workspace: parallel contexts never share one."""
         return self.workspace_root / self.pipeline / self.context.uuid
+
+    @property
+    def home(self) -> Path:
+        """The steps' `$HOME`: the context's own, beside its workspace (a checkout's
+        `git status` and an `archive '**'` never see it)."""
+        return self.workspace_root / self.pipeline / f"{self.context.uuid}.home"
 
     @property
     def cache(self) -> Path:

@@ -9,6 +9,14 @@ the rest, so when a step is reported finished its log is complete; sealing it
 (`compact`: its checksum, S3 pieces merged) waits for the next tick, which
 runs while the next step's process starts, or for `LogWriter.close()`.
 
+A log has a size limit (`max_bytes`, the invocation's `max_log_bytes`): past it, the
+log keeps its first `max_bytes` bytes and a line saying it was cut, and its writer's
+`on_stop` hears `Stop(Failed, "log_limit")` (the agent stops the step's process, as a
+timeout does). A log the store refuses for lack of space, or cannot reach, fails with
+a reason naming it (`disk_full: …`, `store_unavailable: …`) and its step is stopped
+too: its output has nowhere to go. A refused append leaves nothing behind in the store,
+so the retries resume at the same offset.
+
 Store calls happen in the thread that writes or ticks (the agent's main
 thread, or the control server's for a note in the context log): a background
 thread busy with small appends would contend with the agent's process handling
@@ -20,15 +28,20 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from otto.agent.masking import Masker
+from otto.agent.process import Stop
+from otto.diskspace import trouble
 from otto.objectstore import ObjectNotFound, ObjectStore, OffsetMismatch
+from otto.status import Status
 
 FLUSH_BYTES = 4 << 20
 # A producer waits for the store when this much of its output is waiting.
 MAX_PENDING = 64 << 20
 FLUSH_INTERVAL = 0.2
 RETRY_DELAYS = (0.1, 0.5, 1.0)
+LOG_LIMIT = "log_limit"
 
 
 class LogWriter:
@@ -41,11 +54,15 @@ class LogWriter:
         *,
         flush_bytes: int = FLUSH_BYTES,
         flush_interval: float = FLUSH_INTERVAL,
+        max_bytes: int | None = None,
+        on_stop: Callable[[LogStream, Stop], None] | None = None,
     ) -> None:
         self.store = store
         self.masker = masker or Masker()
         self.flush_bytes = flush_bytes
         self.flush_interval = flush_interval
+        self.max_bytes = max_bytes  # per log; None: no limit
+        self.on_stop = on_stop  # a log that cannot take more: what its producer must do
         self.errors: list[str] = []
         self._lock = threading.Lock()
         self._open: list[LogStream] = []
@@ -137,6 +154,8 @@ class LogStream:
         self._pending_size = 0
         self._since: float | None = None  # when the oldest pending byte arrived
         self._offset = 0
+        self._accepted = 0  # bytes taken into the log so far (stored or pending)
+        self.cut = False  # the log reached its writer's `max_bytes`
         self._started = False
         self._cleared = False
         self._closed = False
@@ -150,7 +169,8 @@ class LogStream:
         with self._lock:
             if self._closed:
                 raise ValueError(f"log {self.key} is closed")
-            data = self._masker.feed(data)
+            was_cut = self.cut
+            data = self._take(self._masker.feed(data))
             if not data or self.error is not None:
                 return
             if self._since is None:
@@ -159,10 +179,36 @@ class LogStream:
             self._pending.append(data)
             self._pending_size += len(data)
             size = self._pending_size
+        if self.cut and not was_cut:
+            self._stop(Stop(Status.FAILED, LOG_LIMIT))
         if size >= MAX_PENDING:
             self.flush()  # the store is slower than the producer: wait for it
         elif size >= self._writer.flush_bytes:
             self._writer._flood(self)
+
+    def _take(self, data: bytes) -> bytes:
+        """What of `data` the size limit lets in (the lock held); the part that reaches
+        the limit comes with the line saying the log was cut, and nothing after it."""
+        limit = self._writer.max_bytes
+        if self.cut or not data:
+            return b""
+        if limit is None or self._accepted + len(data) <= limit:
+            self._accepted += len(data)
+            return data
+        kept = data[: limit - self._accepted]
+        self._accepted = limit
+        self.cut = True
+        return kept + self._cut_line()
+
+    def _cut_line(self) -> bytes:
+        return (
+            f"\n[otto] log cut: it reached max_log_bytes ({self._writer.max_bytes} bytes); "
+            "the rest of the output was dropped and the step stopped\n"
+        ).encode()
+
+    def _stop(self, stop: Stop) -> None:
+        if self._writer.on_stop is not None:
+            self._writer.on_stop(self, stop)
 
     def text(self, message: str) -> None:
         """A line of text (a newline is added when missing)."""
@@ -188,7 +234,7 @@ class LogStream:
         with self._lock:
             if self._closed:
                 return self.error
-            self._pending.append(self._masker.finish())
+            self._pending.append(self._take(self._masker.finish()))
             self._closed = True
         self.flush()
         with self._io:
@@ -251,9 +297,12 @@ class LogStream:
                 self._fail(exc, "sealing")
 
     def _fail(self, exc: Exception, what: str = "storing") -> None:
+        kind = trouble(exc)  # disk_full, store_unavailable: the reason starts with its name
         with self._lock:
-            self.error = f"{what} log {self.key} failed: {exc}"
+            self.error = f"{kind + ': ' if kind else ''}{what} log {self.key} failed: {exc}"
             self._pending.clear()
             self._pending_size = 0
             self._since = None
         self._writer.errors.append(self.error)
+        if kind is not None and what == "storing":
+            self._stop(Stop(Status.ERROR, self.error))  # its output has nowhere to go

@@ -26,6 +26,8 @@ F_SETPIPE_SZ = 1031
 # How long output may keep coming after the whole process group is gone
 # (from a process that left the group while holding the pipe).
 DRAIN_TIMEOUT = 1.0
+# How long a group whose main process ended may take to be gone without a /proc scan.
+SETTLE = 0.02
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,8 @@ def run_process(
     grace: float = 10.0,
     tick: Callable[[], float | None] | None = None,
     on_readable: Mapping[int, Callable[[], None]] | None = None,
+    contained: bool = False,
+    pass_fds: Sequence[int] = (),
 ) -> ProcessResult:
     """Run `argv`, feed its interleaved stdout+stderr to `output`, return how it ended.
 
@@ -94,7 +98,9 @@ def run_process(
     waiting and returns when it wants to be called next (e.g. to flush logs).
     `on_readable`: descriptors to watch meanwhile, each with what to call (once)
     when it becomes readable. Nothing the process started is left running when
-    this returns.
+    this returns. `contained`: the process exits by itself only once everything it
+    started has ended (a sandbox's PID namespace): then its group is not searched.
+    `pass_fds`: descriptors the process inherits.
     """
     read_fd, write_fd = os.pipe()
     with contextlib.suppress(OSError):
@@ -108,13 +114,15 @@ def run_process(
             stdout=write_fd,
             stderr=write_fd,
             start_new_session=True,
+            pass_fds=pass_fds,
         )
     except BaseException:
         os.close(read_fd)
         raise
     finally:
         os.close(write_fd)
-    with _Watch(proc, read_fd, output, interrupter, grace, tick, on_readable or {}) as watch:
+    watch = _Watch(proc, read_fd, output, interrupter, grace, tick, on_readable or {}, contained)
+    with watch:
         return watch.run(deadline)
 
 
@@ -128,8 +136,10 @@ class _Watch:
         grace: float,
         tick: Callable[[], float | None] | None,
         on_readable: Mapping[int, Callable[[], None]],
+        contained: bool = False,
     ) -> None:
         self.proc = proc
+        self.contained = contained
         self.tick = tick
         self.pgid = proc.pid
         self.read_fd = read_fd
@@ -195,7 +205,8 @@ class _Watch:
                 self._signal(signal.SIGKILL)
                 self.kill_at = None
         code = self.proc.wait()
-        self._end_group()
+        if not (self.contained and code >= 0):  # a contained process killed: search
+            self._end_group()
         if reading:
             self._drain()
         return ProcessResult(code, self.stop)
@@ -225,12 +236,13 @@ class _Watch:
 
     def _end_group(self) -> None:
         """The main process is gone: stop what it left behind in its group."""
-        if not self._group_alive():
+        if not self._group_alive(settle=SETTLE):
             return
         self._signal(signal.SIGTERM)
         end = time.monotonic() + self.grace
         while self._group_alive() and time.monotonic() < end:
-            self._read_for(0.05)
+            if not self._read_for(0.05):
+                time.sleep(0.05)  # output ended: only the group is left to wait for
         self._signal(signal.SIGKILL)
 
     def _drain(self) -> None:
@@ -240,9 +252,9 @@ class _Watch:
                 return
 
     def _read_for(self, timeout: float) -> bool:
-        """Read what arrives within `timeout`; False at end of output."""
+        """Read what arrives within `timeout`; False at end of output (at once, if it
+        has ended already)."""
         if self.read_fd not in self.selector.get_map():
-            time.sleep(timeout)
             return False
         for key, _ in self.selector.select(timeout):
             if key.data == "wake":
@@ -256,14 +268,22 @@ class _Watch:
                 key.data()
         return True
 
-    def _group_alive(self) -> bool:
-        try:
-            os.killpg(self.pgid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return _has_live_member(self.pgid)
+    def _group_alive(self, settle: float = 0.0) -> bool:
+        """Whether a live process is left in the group. A process that has just ended may
+        linger a moment as a zombie (a sandbox's first process, until PID 1 reaps it):
+        for `settle` seconds the cheap check is repeated before /proc is read."""
+        pause, deadline = 0.0005, time.monotonic() + settle
+        while True:
+            try:
+                os.killpg(self.pgid, 0)
+            except ProcessLookupError:
+                return False
+            except PermissionError:
+                return True
+            if time.monotonic() >= deadline:
+                return _has_live_member(self.pgid)
+            time.sleep(pause)
+            pause = min(2 * pause, 0.004)
 
     def _signal(self, sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -4,12 +4,16 @@
 2. fetch the step libraries the invocation lists, then check every step (nested
    blocks included) against its manifest: any problem fails the context before
    anything runs, each problem written to the context's log and the reason reported;
-3. make the workspace `<workspace_root>/<pipeline>/<context>` afresh, check out the
-   invocation's commit into it if asked (a failed checkout is an Error);
-4. start the control socket, run the steps; the first step that does not succeed
+3. make the workspace `<workspace_root>/<pipeline>/<context>` (and the steps' home
+   beside it) afresh, check out the invocation's commit into it if asked (a failed
+   checkout is an Error);
+4. start the control socket; provision the context's container if its stage names an
+   image (`provision_failed` is an Error); run the steps, each process isolated as the
+   invocation says (`otto.isolation`): in the container, else in the host sandbox, with
+   a clean environment (`step_env`); the first step that does not succeed
    ends the context. Its status is the worst of that step's and the floor a step
    set over the control socket; an abort or a terminate request ends it at once;
-5. store and seal every log, report `context_finished`.
+5. store and seal every log, report `context_finished`, then remove the container.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pydantic import BaseModel, Field, JsonValue
@@ -29,19 +33,33 @@ from otto.agent.control import ENV_SOCKET, ENV_TOKEN
 from otto.agent.control.server import ControlServer
 from otto.agent.control.state import ControlState
 from otto.agent.invocation import Invocation
-from otto.agent.logstream import LogStream, LogWriter
+from otto.agent.logstream import LOG_LIMIT, LogStream, LogWriter
 from otto.agent.masking import Masker, url_secrets
-from otto.agent.process import Interrupter, Stop
+from otto.agent.process import Interrupter, Stop, run_process
 from otto.agent.reporter import Reporter, context_log_key, step_log_key
 from otto.agent.steprun import StepRun
 from otto.agent.validate import Plan, plan_steps
+from otto.isolation import (
+    Container,
+    Isolation,
+    Mounts,
+    ProvisionError,
+    Unsandboxed,
+    host_isolation,
+)
 from otto.model import Step
 from otto.objectstore import ObjectStore, ObjectStoreError, open_store
 from otto.status import Status
 from otto.steps import git
 from otto.steps.api import StepFailure, StepOutcome
 from otto.steps.builtins import BUILTINS
-from otto.steps.library import LibraryError, StepLibrary, fetch_library, run_library_step
+from otto.steps.library import (
+    LibraryError,
+    StepLibrary,
+    data_dir_of,
+    fetch_library,
+    run_library_step,
+)
 from otto.steps.manifest import Manifest, standard_manifests
 
 
@@ -59,6 +77,9 @@ class ContextResult(BaseModel):
     steps: list[StepResult] = Field(default_factory=list)
     variables: dict[str, str] = Field(default_factory=dict)
     workspace: str = ""
+
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def run_agent(invocation: Invocation, reporter: Reporter) -> ContextResult:
@@ -110,7 +131,12 @@ class Agent:
         self.workspace = invocation.workspace.absolute()
         self.cache_dir = invocation.cache.absolute()
         self.token = secrets.token_hex(24)
-        hidden = [*invocation.secrets.values(), *url_secrets(invocation.object_store)]
+        self.home = invocation.home.absolute()
+        hidden = [
+            *invocation.secrets.values(),
+            *invocation.masked,
+            *url_secrets(invocation.object_store),
+        ]
         self.masker = Masker(hidden, exact=[self.token])
         self.interrupter = Interrupter()
         self.control = ControlState(self.interrupter, self._say)
@@ -124,6 +150,16 @@ class Agent:
         self._control_dir: Path | None = None
         self._control: ControlServer | None = None
         self._base_env: dict[str, str] = {}
+        self.host_isolation: Isolation = host_isolation(invocation.sandbox)
+        self.container = Container(invocation.container) if invocation.container else None
+        self.isolation: Isolation = self.container or self.host_isolation
+        # What Otto's own tools (the checkout, git mirrors) run with: nothing of a stage's,
+        # and no home whose .gitconfig a step could have written.
+        self.tool_env = {
+            "PATH": os.environ.get("PATH") or DEFAULT_PATH,
+            "LANG": "C.UTF-8",
+            "HOME": "/nonexistent",
+        }
 
     # -- public --------------------------------------------------------------
 
@@ -141,6 +177,7 @@ class Agent:
                 self._prepare()
                 self._control = self._open_control()
                 self._base_env = self._environment()
+                self._provision()
                 status, reason = self.run_steps(self.invocation.context.steps, self.workspace)
                 status, reason = self._final(status, reason)
             except _Ended as end:
@@ -151,7 +188,11 @@ class Agent:
             status, reason = self._finish(status, reason)
         except Exception as exc:
             status, reason = Status.ERROR, f"agent error: {type(exc).__name__}: {exc}"
-        self.reporter.context_finished(status, reason)
+        try:
+            self.reporter.context_finished(status, reason)
+        finally:
+            if self.container is not None:  # told first: the next context need not wait
+                self.container.release()
         return ContextResult(
             status=status,
             reason=reason,
@@ -186,8 +227,19 @@ class Agent:
             self._store = open_store(self.invocation.object_store)
         except (ObjectStoreError, ValueError) as exc:
             raise _Ended(Status.ERROR, f"cannot open the object store: {exc}") from None
-        self._writer = LogWriter(self._store, self.masker)
+        self._writer = LogWriter(
+            self._store,
+            self.masker,
+            max_bytes=self.invocation.max_log_bytes,
+            on_stop=self._log_stop,
+        )
         self._log = self._writer.open(context_log_key(self.pipeline, self.context))
+
+    def _log_stop(self, log: LogStream, stop: Stop) -> None:
+        """A step's log cut at `max_log_bytes`, or refused by a full store: stop the step's
+        process as a timeout does (SIGTERM, then SIGKILL); the context log stops nothing."""
+        if log is not self._log:
+            self.interrupter.request(stop)
 
     @property
     def store(self) -> ObjectStore:
@@ -222,9 +274,10 @@ class Agent:
             urls.append(self.invocation.checkout.url)
         self.masker.add([secret for url in urls for secret in url_secrets(url)])
         try:
-            if self.workspace.exists():
-                shutil.rmtree(self.workspace)
-            self.workspace.mkdir(parents=True)
+            for fresh in (self.workspace, self.home):
+                if fresh.exists():
+                    shutil.rmtree(fresh)
+                fresh.mkdir(parents=True)
             self.cache_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise _Ended(Status.ERROR, f"cannot prepare the workspace: {exc}") from None
@@ -232,7 +285,8 @@ class Agent:
         checkout = self.invocation.checkout
         if checkout is not None:
             assert self._log is not None
-            run = StepRun(self, None, self.workspace, self._log, None)
+            # The agent's own clone of the project's commit: not a step, not sandboxed.
+            run = StepRun(self, None, self.workspace, self._log, None, Unsandboxed(), self.tool_env)
             try:
                 git.clone(
                     run, checkout.url, self.workspace, branch=checkout.branch, ref=checkout.sha
@@ -268,9 +322,70 @@ class Agent:
             manifests[symbol] = library.manifest
             self.libraries[symbol] = library
 
+    def _provision(self) -> None:
+        """Say how the steps are isolated; start the context's container, if it has one."""
+        if self.container is None:
+            if self.host_isolation.kind == "none":
+                self._say("sandbox: none — steps run unsandboxed, with the agent's access")
+            else:
+                self._say(f"sandbox: {self.host_isolation.kind}")
+            return
+        spec = self.container.spec
+        self._say(f"container: {spec.image} ({spec.engine}, {spec.name})")
+        # A container's mounts are fixed when it starts: what this context's libraries
+        # need, and no other library's files or data.
+        data = tuple(data_dir_of(self.cache_dir, lib) for lib in self.libraries.values())
+        for directory in data:
+            directory.mkdir(parents=True, exist_ok=True)
+        libraries = tuple(lib.root for lib in self.libraries.values())
+        mounts = self.mounts() + Mounts(writable=data, readable=(*libraries, self.private_dir))
+        try:
+            self.container.provision(mounts, self.workspace, self._run_on_host)
+        except ProvisionError as exc:
+            raise _Ended(Status.ERROR, f"provision_failed: {exc}") from None
+        stop = self.interrupter.stop
+        if stop is not None:
+            raise _Ended(stop.status, stop.reason)
+
+    def _run_on_host(self, argv: Sequence[str]) -> tuple[int, str]:
+        """A provisioning command of the agent's own (`otto.isolation.HostRunner`)."""
+        assert self._log is not None
+        log = self._log
+        tail = bytearray()
+
+        def output(data: bytes) -> None:
+            log.write(data)
+            tail.extend(data)
+            del tail[:-4096]
+
+        result = run_process(
+            argv,
+            cwd=self.workspace,
+            env=os.environ,
+            output=output,
+            interrupter=self.interrupter,
+            grace=self.invocation.kill_grace,
+            tick=self.logs.tick,
+        )
+        return result.exit_code, self.masker.mask_text(tail.decode(errors="replace"))
+
+    def mounts(self) -> Mounts:
+        """What every step process sees besides the system: its workspace, its home,
+        its control socket, the files the agent made for it."""
+        control = (self._control_dir,) if self._control_dir is not None else ()
+        private = (self._private,) if self._private is not None else ()
+        return Mounts(writable=(self.workspace, self.home, *control), readable=private)
+
     def _environment(self) -> dict[str, str]:
+        """A step's environment: only what its run declared, nothing of the agent's own
+        (the server's token, webhook secrets and object-store keys live there)."""
         inv = self.invocation
-        env = dict(os.environ)
+        env = {
+            "PATH": os.environ.get("PATH") or DEFAULT_PATH,
+            "HOME": str(self.home),
+            "LANG": "C.UTF-8",
+        }
+        env.update(inv.passthrough)
         env.update(inv.context.environment)
         env.update(inv.secrets)
         env.update(
@@ -330,6 +445,8 @@ class Agent:
         stop = run.stop
         if stop is None and deadline is not None and time.monotonic() >= deadline:
             stop = Stop(Status.FAILED, "timeout")
+        if stop is None and log.cut:  # cut while no process of its ran (a built-in's output)
+            stop = Stop(Status.FAILED, LOG_LIMIT)
         if stop is not None and status is not Status.ERROR:
             status, reason = stop.status, stop.reason
             log.text(f"[otto] step stopped: {stop.reason}")

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from otto.agent.control import ENV_SOCKET
 from otto.agent.logstream import LogStream
 from otto.agent.process import Stop, run_process
+from otto.isolation import Isolation, Mounts
 from otto.model import Step
 from otto.objectstore import ObjectStore
 from otto.steps.api import StepFailure, StepOutcome
@@ -22,7 +23,14 @@ class StepRun:
     """One step's view of its agent: where it runs, its log, its processes, its deadline."""
 
     def __init__(
-        self, agent: Agent, step: Step | None, cwd: Path, log: LogStream, deadline: float | None
+        self,
+        agent: Agent,
+        step: Step | None,
+        cwd: Path,
+        log: LogStream,
+        deadline: float | None,
+        isolation: Isolation | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.agent = agent
         self.step = step
@@ -30,7 +38,8 @@ class StepRun:
         self.log = log
         self.deadline = deadline
         self.stop: Stop | None = None  # set when one of its processes was stopped
-        self.env: Mapping[str, str] = agent.step_env(step)
+        self.env: Mapping[str, str] = agent.step_env(step) if env is None else env
+        self.isolation = isolation  # None: the context's own (its container or sandbox)
 
     @property
     def pipeline(self) -> str:
@@ -61,6 +70,10 @@ class StepRun:
         return self.agent.invocation.object_store
 
     @property
+    def tool_env(self) -> Mapping[str, str]:
+        return self.agent.tool_env
+
+    @property
     def control_socket(self) -> str:
         return self.env[ENV_SOCKET]
 
@@ -80,22 +93,44 @@ class StepRun:
         self.log.text(line)
 
     def run(
-        self, argv: Sequence[str], *, cwd: Path | None = None, env: Mapping[str, str] | None = None
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        host: bool = False,
+        mounts: Mounts | None = None,
+        replace_env: bool = False,
     ) -> int:
+        isolation = self.isolation or (self.agent.host_isolation if host else self.agent.isolation)
+        cwd = cwd or self.cwd
+        try:
+            command = isolation.command(
+                argv,
+                cwd=cwd,
+                env=dict(env or {}) if replace_env else {**self.env, **(env or {})},
+                mounts=self.agent.mounts() + mounts if mounts else self.agent.mounts(),
+            )
+        except ValueError as exc:
+            raise StepFailure(f"cannot run {argv[0]}: {exc}") from None
         try:
             result = run_process(
-                argv,
-                cwd=cwd or self.cwd,
-                env={**self.env, **env} if env else self.env,
+                command.argv,
+                cwd=cwd,
+                env=command.env,
                 output=self.log.write,
                 interrupter=self.agent.interrupter,
                 deadline=self.deadline,
                 grace=self.agent.invocation.kill_grace,
                 tick=self.agent.logs.tick,
                 on_readable=self.agent.control_wakeup(),
+                contained=isolation.contains_processes,
+                pass_fds=command.fds,
             )
         except OSError as exc:
             raise StepFailure(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
+        finally:
+            command.close()
         if result.stop is not None and self.stop is None:
             self.stop = result.stop
         return result.exit_code

@@ -126,6 +126,7 @@ def _rehearse(times: int = 10) -> None:
     pages on write, about 15 % of its cost."""
     from otto.agent.invocation import Invocation
     from otto.agent.main import agent_main
+    from otto.isolation import SandboxSpec
     from otto.model import Context, Step, new_uuid
 
     stdout = os.dup(1)
@@ -144,6 +145,7 @@ def _rehearse(times: int = 10) -> None:
                     context=context,
                     object_store=os.path.join(tmp, "objects"),
                     workspace_root=os.path.join(tmp, "workspaces"),
+                    sandbox=SandboxSpec(kind="none"),  # `sh true`, here, to warm up
                 )
                 with open(path, "w", encoding="utf-8") as file:
                     file.write(invocation.model_dump_json())

@@ -43,6 +43,7 @@ class OrchestratorCapabilities(_Body):
     cores: int = Field(1, ge=1)
     memory_mb: int = Field(0, ge=0)
     labels: list[Annotated[str, Field(pattern=LABEL)]] = Field(default_factory=list)
+    containers: bool = False  # runs contexts whose stage names an image
 
 
 class RegisterOrchestrator(_Body):
@@ -77,7 +78,13 @@ class AuctionApi:
     def endpoints(self) -> list[Endpoint]:
         base = "/v1/orchestrators/{name}"
         return [
-            Endpoint("GET", "/v1/auctions", self.auctions, "Open and recent auctions with bids"),
+            Endpoint(
+                "GET",
+                "/v1/auctions",
+                self.auctions,
+                "Open and recent auctions with bids",
+                responses={200: "OK", 400: "a bad query value"},
+            ),
             Endpoint(
                 "POST",
                 "/v1/auctions/{id}/bids",

@@ -7,6 +7,8 @@ when it fails; documents come back as the JSON the server sent.
 from __future__ import annotations
 
 import re
+import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +24,7 @@ Json = dict[str, Any]
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 # How many of the newest runs a short uuid prefix is looked up among.
 PREFIX_SEARCH_LIMIT = 5000
+CREATE_RETRY_SECONDS = 30.0  # how long a create whose answer was lost is sent again
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,9 @@ class OttoClient:
         sha: str | None = None,
         force: bool = False,
         trigger: str | None = None,
+        idempotency_key: str | None = None,
     ) -> Created:
+        """Create a pipeline; `idempotency_key` (default: a fresh one) makes retries safe."""
         body = _present(
             {
                 "ottofile": ottofile,
@@ -112,8 +117,43 @@ class OttoClient:
         )
         if force:
             body["force"] = True
-        found = self._json("POST", "/v1/pipelines", json=body)
+        found = self._create(body, idempotency_key or uuid.uuid4().hex)
         return Created(str(found["uuid"]), bool(found.get("duplicate", False)))
+
+    def _create(self, body: Json, key: str) -> Json:
+        """POST /v1/pipelines with an `Idempotency-Key`, again with the same key when the
+        answer was lost (the connection dropped after the request went out, the server
+        restarted, or was too busy): the server answers a retry as it answered the first
+        request, so one run is made however often it is sent. A server never reached at
+        all fails at once, as any other call does."""
+        headers = {"Idempotency-Key": key}
+        deadline = time.monotonic() + CREATE_RETRY_SECONDS
+        delay, reached = 0.2, False
+        while True:
+            try:
+                response = self.http.post("/v1/pipelines", json=body, headers=headers)
+            except httpx.ConnectError as exc:
+                if not reached or time.monotonic() > deadline:
+                    raise ServerUnavailable(
+                        f"cannot reach the Otto server at {self.base_url}: {_reason(exc)}"
+                    ) from None
+            except httpx.TransportError as exc:  # sent, perhaps acted on: the answer is lost
+                reached = True
+                if time.monotonic() > deadline:
+                    raise ServerUnavailable(
+                        f"the Otto server at {self.base_url} gave no answer: {_reason(exc)}"
+                    ) from None
+            else:
+                if response.status_code != 503 or time.monotonic() > deadline:
+                    if response.status_code >= 400:
+                        raise error_from(response)
+                    found = response.json()
+                    if not isinstance(found, dict):
+                        raise ServerUnavailable("POST /v1/pipelines: unexpected JSON")
+                    return found
+                reached = True
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
     def abort(self, uuid: str) -> Json:
         return self._json("POST", f"/v1/pipelines/{_segment(uuid)}/abort")

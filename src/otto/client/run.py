@@ -46,7 +46,9 @@ def run_here(ottofile: str, term: Terminal, home: str | None = None) -> int:
         if home is None:  # throw-away state: never someone's configured database
             here.update(db="", objects="")
         settings = settings.model_copy(update=here)
-        with EmbeddedServer(settings) as server, OttoClient(server.url) as client:
+        # Its own token (OTTO_TOKEN, a config file) guards it like any server: send it.
+        token = settings.token or None
+        with EmbeddedServer(settings) as server, OttoClient(server.url, token) as client:
             return run_pipeline(client, ottofile, term)
 
 

@@ -44,6 +44,7 @@ from otto.objectstore.errors import (
     ObjectStoreError,
     ObjectTooLarge,
     OffsetMismatch,
+    StoreFull,
     StoreUnavailable,
 )
 from otto.objectstore.factory import default_root, open_store
@@ -71,6 +72,7 @@ __all__ = [
     "ObjectTooLarge",
     "OffsetMismatch",
     "S3Store",
+    "StoreFull",
     "StoreUnavailable",
     "default_root",
     "open_store",

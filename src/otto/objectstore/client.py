@@ -31,6 +31,7 @@ from otto.objectstore.errors import (
     ObjectStoreError,
     ObjectTooLarge,
     OffsetMismatch,
+    StoreFull,
     StoreUnavailable,
 )
 from otto.objectstore.http import APPEND_HEADER
@@ -41,6 +42,8 @@ _SIMPLE: dict[str, type[ObjectStoreError]] = {
     "invalid_argument": InvalidArgument,
     "not_found": ObjectNotFound,
     "key_conflict": KeyConflict,
+    "disk_full": StoreFull,  # the server's disk: the same append may be sent again later
+    "unavailable": StoreUnavailable,
 }
 
 

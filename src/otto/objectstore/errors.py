@@ -88,3 +88,11 @@ class StoreUnavailable(ObjectStoreError):
 
     code = "unavailable"
     status = 503
+
+
+class StoreFull(ObjectStoreError):
+    """The store's filesystem refused for lack of space (ENOSPC, EDQUOT). Nothing of the
+    refused write is kept, so the same append may be sent again once space is freed."""
+
+    code = "disk_full"
+    status = 507

@@ -11,7 +11,8 @@
   created by `append` with the default content type has no side file until then.
 - append: under an exclusive `flock`, compares the offset with the file's size and
   writes in place with `pwrite` (no fsync: a writer that crashed re-syncs from the
-  `OffsetMismatch` it gets).
+  `OffsetMismatch` it gets). A write the disk refuses (ENOSPC, EDQUOT) is cut back to
+  the old size and raised as `StoreFull`: no partial bytes, so a retry resumes.
 - no symlink is ever followed below the root (see `fsdirs`); names starting with
   `.otto` are not keys, so temp and side files never show up in `list`.
 """
@@ -19,6 +20,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -47,6 +49,7 @@ from otto.objectstore.errors import (
     ObjectNotFound,
     ObjectTooLarge,
     OffsetMismatch,
+    StoreFull,
 )
 from otto.objectstore.fsdirs import (
     open_dirs,
@@ -61,6 +64,18 @@ from otto.objectstore.streams import chunks_of
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _WRITE = os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _APPEND = os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+@contextlib.contextmanager
+def _space_errors(key: str) -> Iterator[None]:
+    """A write refused for lack of space is `StoreFull` (the HTTP API's 507 `disk_full`)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in _FULL:
+            raise StoreFull(f"storing {key!r} refused: {exc.strerror}") from exc
+        raise
 
 
 def _meta_name(name: str) -> str:
@@ -159,7 +174,7 @@ class FilesystemStore(ObjectStore):
     def put(self, key: str, data: Data, content_type: str | None = None) -> ObjectInfo:
         validate_key(key)
         content_type = check_content_type(content_type)
-        with parent_dir(self.root, key, create=True) as (dir_fd, name):
+        with _space_errors(key), parent_dir(self.root, key, create=True) as (dir_fd, name):
             st = refuse_symlink(dir_fd, name, key)
             if st is not None and stat.S_ISDIR(st.st_mode):
                 try:
@@ -263,7 +278,8 @@ class FilesystemStore(ObjectStore):
                 dir_fd, name = stack.enter_context(parent_dir(self.root, key, offset == 0))
             except ObjectNotFound:
                 raise OffsetMismatch(key, offset, 0) from None
-            return self._append_at(dir_fd, name, key, offset, data, content_type)
+            with _space_errors(key):
+                return self._append_at(dir_fd, name, key, offset, data, content_type)
 
     def _append_at(
         self, dir_fd: int, name: str, key: str, offset: int, data: bytes, content_type: str
@@ -287,15 +303,28 @@ class FilesystemStore(ObjectStore):
             fcntl.flock(fd, fcntl.LOCK_EX)
             size = os.fstat(fd).st_size
             if offset == size:
-                view = memoryview(data)
-                while view:
-                    view = view[os.pwrite(fd, view, offset + len(data) - len(view)) :]
+                self._write_whole(fd, key, size, data)
                 return size + len(data)
             if offset + len(data) <= size and os.pread(fd, len(data), offset) == data:
                 return size
             raise OffsetMismatch(key, offset, size)
         finally:
             os.close(fd)
+
+    @staticmethod
+    def _write_whole(fd: int, key: str, size: int, data: bytes) -> None:
+        """Write `data` at `size`, or nothing: a write the disk refused halfway is cut
+        back, so the object keeps its old size and the same append can be sent again."""
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.pwrite(fd, view, size + len(data) - len(view)) :]
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)
+            if exc.errno in _FULL:
+                raise StoreFull(f"append to {key!r} refused: {exc.strerror}") from exc
+            raise
 
     def compact(self, key: str) -> ObjectInfo:
         validate_key(key)

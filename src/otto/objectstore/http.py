@@ -17,7 +17,8 @@
 
 Errors: `{"error": {"code", "message", ...}}` (the code also in `X-Otto-Error`, for
 HEAD): 400 `invalid_key`/`invalid_argument`, 401, 404, 409 `key_conflict` or
-`offset_mismatch`, 413 `too_large`, 416. Keys arrive decoded once by the server;
+`offset_mismatch`, 413 `too_large`, 416, 507 `disk_full` (nothing of the write is kept:
+send it again once space is freed). Keys arrive decoded once by the server;
 `otto.objectstore.keys` refuses whatever still looks encoded.
 """
 
@@ -30,6 +31,7 @@ import tempfile
 from collections.abc import Iterator
 from email.utils import format_datetime
 from typing import IO
+from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.convertors import PathConvertor, register_url_convertor
@@ -37,11 +39,19 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from otto.objectstore.base import DEFAULT_MAX_OBJECT_SIZE, ObjectInfo, ObjectStore, ObjectStream
+from otto.diskspace import SpaceWatch
+from otto.objectstore.base import (
+    DEFAULT_CONTENT_TYPE,
+    DEFAULT_MAX_OBJECT_SIZE,
+    ObjectInfo,
+    ObjectStore,
+    ObjectStream,
+)
 from otto.objectstore.errors import (
     InvalidArgument,
     ObjectStoreError,
     ObjectTooLarge,
+    StoreFull,
 )
 from otto.objectstore.keys import validate_key, validate_prefix
 
@@ -82,9 +92,52 @@ def error_response(error: ObjectStoreError) -> Response:
     return JSONResponse(body, status_code=error.status, headers=headers)
 
 
+# What objects are served with (issue 19): whatever a step archived or a client stored
+# comes from the dashboard's origin, so it must never run there as a page.
+OBJECT_CSP = "sandbox; default-src 'none'"
+LOG_TYPE = "text/plain; charset=utf-8"
+# Types a browser would render as a document (and run script in), served as bytes instead.
+ACTIVE_TYPES = re.compile(
+    r"^(text/html|application/xhtml|image/svg|text/xsl|text/xml|application/xml"
+    r"|multipart/|application/(x-)?(java|ecma)script|text/(java|ecma)script"
+    r"|application/pdf)|xml$",
+)
+
+
+def is_log(key: str) -> bool:
+    """A step's or a context's log (`…/CONTEXT/STEP.log`), shown inline as plain text."""
+    return key.endswith(".log") and "/artifacts/" not in key
+
+
+def served_type(key: str, stored: str) -> str:
+    """The `Content-Type` an object is served with: logs are UTF-8 text; a type a browser
+    would render as an active document is plain bytes."""
+    if is_log(key):
+        return LOG_TYPE
+    media = stored.split(";", 1)[0].strip().lower()
+    if not re.fullmatch(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+", media) or ACTIVE_TYPES.search(
+        media
+    ):
+        return DEFAULT_CONTENT_TYPE
+    return stored
+
+
+def safety_headers(key: str) -> dict[str, str]:
+    """No sniffing, no script, and (but for logs) a download, not a page."""
+    headers = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": OBJECT_CSP}
+    if not is_log(key):
+        name = key.rsplit("/", 1)[-1]
+        ascii_name = re.sub(r"[^A-Za-z0-9._+-]", "_", name) or "object"
+        headers["Content-Disposition"] = (
+            f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
+        )
+    return headers
+
+
 def info_headers(info: ObjectInfo) -> dict[str, str]:
     headers = {
-        "Content-Type": info.content_type,
+        **safety_headers(info.key),
+        "Content-Type": served_type(info.key, info.content_type),
         "Last-Modified": format_datetime(info.modified, usegmt=True),
         "X-Otto-Modified": info.modified.isoformat(),
         "Accept-Ranges": "bytes",
@@ -120,9 +173,12 @@ def _body(stream: ObjectStream) -> Iterator[bytes]:
 
 
 class _ObjectsAPI:
-    def __init__(self, store: ObjectStore, token: str | None) -> None:
+    def __init__(
+        self, store: ObjectStore, token: str | None, space: SpaceWatch | None = None
+    ) -> None:
         self.store = store
         self.token = token
+        self.space = space
         self.limit = getattr(store, "max_object_size", DEFAULT_MAX_OBJECT_SIZE)
 
     def _authorize(self, request: Request) -> None:
@@ -148,7 +204,10 @@ class _ObjectsAPI:
             if request.method in ("GET", "HEAD"):
                 return await self._get(request, key)
             if request.method == "PUT":
-                return await self._put(request, key)
+                answer = await self._put(request, key)
+                if self.space is not None:
+                    self.space.note(None)  # stored: whatever was full has room again
+                return answer
             if request.method == "DELETE":
                 await run_in_threadpool(self.store.delete, key)
                 return Response(status_code=204)
@@ -157,6 +216,8 @@ class _ObjectsAPI:
             info = await run_in_threadpool(self.store.compact, key)
             return JSONResponse(info.to_json())
         except ObjectStoreError as error:
+            if self.space is not None and isinstance(error, StoreFull):
+                self.space.note(error, "object store")
             return error_response(error)
         except ClientDisconnect:
             return Response(status_code=400)  # nobody is listening; nothing was stored
@@ -231,9 +292,12 @@ class _ObjectsAPI:
         return b"".join(parts)
 
 
-def routes(store: ObjectStore, token: str | None = None) -> list[BaseRoute]:
-    """The object-store routes, to add to the server's Starlette app."""
-    api = _ObjectsAPI(store, token)
+def routes(
+    store: ObjectStore, token: str | None = None, space: SpaceWatch | None = None
+) -> list[BaseRoute]:
+    """The object-store routes, to add to the server's Starlette app; `space` hears of a
+    full disk (`GET /health`)."""
+    api = _ObjectsAPI(store, token, space)
     return [
         Route("/v1/objects", api.listing, methods=["GET"]),
         Route(

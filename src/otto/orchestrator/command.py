@@ -17,6 +17,7 @@ from pathlib import Path
 from types import FrameType
 
 from otto.auction.requirements import labels_of
+from otto.config import ConfigError, Settings, load_settings
 from otto.orchestrator.remote import EX_USAGE, RemoteOrchestrator, RemoteSettings
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -61,6 +62,21 @@ def problems(server: str, name: str, labels: str, capacity: int, cost_factor: fl
     return found
 
 
+# --runtime → the settings it stands for (otto.config: sandbox, containers).
+RUNTIMES = {
+    "podman": {"containers": "podman"},
+    "docker": {"containers": "docker"},
+    "sandbox": {"sandbox": "bubblewrap", "containers": "off"},
+    "none": {"sandbox": "none", "containers": "off"},
+}
+
+
+def _settings(runtime: str | None) -> Settings:
+    """The settings of $OTTO_HOME/otto.yml and OTTO_* (isolation, `max_log_bytes`), as
+    --runtime narrows them."""
+    return load_settings().model_copy(update=RUNTIMES.get(runtime or "", {}))
+
+
 def orchestrator_main(
     server: str,
     token: str | None,
@@ -71,17 +87,26 @@ def orchestrator_main(
     workspace: str | None,
     grace: float,
     verbose: bool = False,
+    runtime: str | None = None,
 ) -> int:
     name = name or default_name()
     capacity = 2 * (os.cpu_count() or 1) if capacity is None else capacity
     found = problems(server, name, labels or "", capacity, cost_factor)
     if grace < 0:
         found.append("--grace: seconds ≥ 0")
+    if runtime is not None and runtime not in RUNTIMES:
+        found.append(f"--runtime: one of {', '.join(RUNTIMES)}, not {runtime!r}")
     for problem in found:
         sys.stderr.write(f"otto orchestrator: {problem}\n")
     if found:
         return EX_USAGE
     os.environ.pop("OTTO_TOKEN", None)  # the steps this runs must not inherit it
+    try:
+        settings = _settings(runtime)
+        isolation = settings.isolation()
+    except ConfigError as exc:
+        sys.stderr.write(f"otto orchestrator: {exc}\n")
+        return EX_USAGE
     home = Path(os.environ.get("OTTO_HOME") or ".otto")
     root = Path(workspace) if workspace else home / "orchestrators" / name
     handler = logging.StreamHandler(sys.stderr)
@@ -100,6 +125,8 @@ def orchestrator_main(
                 capacity=capacity,
                 cost_factor=cost_factor,
                 grace=grace,
+                isolation=isolation,
+                max_log_bytes=settings.max_log_bytes,
             )
         )
     except OSError as exc:

@@ -117,9 +117,10 @@ class HttpExecutor:
             while len(self._models) > MODELS:
                 self._models.popitem(last=False)
 
-    def claim(self, context: str, orchestrator: str) -> Lease:
+    def claim(self, context: str, orchestrator: str, isolation: str | None = None) -> Lease:
         path = f"/v1/contexts/{_q(context)}/claim"
-        return _lease(self.api.call("POST", path, {"orchestrator": orchestrator}, 10.0))
+        body = {"orchestrator": orchestrator, "isolation": isolation}
+        return _lease(self.api.call("POST", path, body, 10.0))
 
     def renew(self, lease: Lease) -> Lease:
         return _lease(self.api.call("POST", self._path(lease, "lease"), _ref(lease)))

@@ -6,7 +6,9 @@ HTTP): all it needs of the PSM is the executor interface, `Executor` below.
 Each awarded context is claimed (a lease with an epoch), handed to an agent
 process forked from the agent zygote, and its reports are relayed to the PSM under
 that lease. A renewal thread keeps the leases alive and stops the agents of
-contexts the PSM wants aborted.
+contexts the PSM wants aborted. How an agent isolates its context's steps (the host
+sandbox, a container of its image) is the orchestrator's `IsolationPolicy`
+(`otto.isolation.policy`).
 """
 
 from __future__ import annotations
@@ -20,8 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from otto.agent.invocation import Checkout, Invocation
+from otto.agent.invocation import DEFAULT_MAX_LOG_BYTES, Checkout, Invocation
 from otto.auction import Auction, Capabilities, Lot
+from otto.diskspace import DISK_FULL, STORE_UNAVAILABLE, trouble
+from otto.isolation import ContainerSpec
+from otto.isolation.container import remove as remove_container
+from otto.isolation.container import remove_stale
+from otto.isolation.policy import IsolationPolicy
 from otto.model import Context
 from otto.orchestrator.pool import AgentPool, AgentProcess
 from otto.psm import Conflict, Lease, NotFound, Transition
@@ -34,7 +41,7 @@ log = logging.getLogger("otto.orchestrator")
 class Executor(Protocol):
     """What an orchestrator needs of the PSM (the PSM itself, or its HTTP client)."""
 
-    def claim(self, context: str, orchestrator: str) -> Lease: ...
+    def claim(self, context: str, orchestrator: str, isolation: str | None = None) -> Lease: ...
     def renew(self, lease: Lease) -> Lease: ...
     def release(self, context: str, orchestrator: str) -> None: ...
     def step_started(self, lease: Lease, step: str) -> None: ...
@@ -63,6 +70,7 @@ class Running:
     lot: Lot
     lease: Lease
     agent: AgentProcess
+    container: ContainerSpec | None = None
     stopping: bool = False
 
 
@@ -73,24 +81,37 @@ class Orchestrator:
         bids: Bids,
         objects_url: str,
         workspace_root: Path,
+        *,
+        isolation: IsolationPolicy,
         name: str = "local",
         capacity: int = 4,
         cost_factor: float = 1.0,
         labels: str | None = None,
         lease_seconds: float = 30.0,
         checkout: Callable[[str], Checkout | None] | None = None,
+        masked: Callable[[], list[str]] | None = None,
+        max_log_bytes: int = DEFAULT_MAX_LOG_BYTES,
+        on_trouble: Callable[[str, str], None] | None = None,
     ) -> None:
         self.executor = executor
+        # Told when an agent's context ended for storage trouble (kind, detail): the
+        # server's `otto.diskspace.SpaceWatch`, which has no other way to hear of it.
+        self.on_trouble = on_trouble
+        self.max_log_bytes = max_log_bytes  # per step log (otto.config `max_log_bytes`)
         self.bids = bids
         self.objects_url = objects_url
         self.workspace_root = workspace_root
         self.name = name
         self.capacity = capacity
         self.cost_factor = cost_factor
-        self.capabilities = Capabilities.of_this_machine(labels)
+        self.isolation = isolation
+        self.masked = masked or (lambda: self.isolation.secret_values())
+        self.capabilities = Capabilities.of_this_machine(
+            labels, containers=self.isolation.engine is not None
+        )
         self.lease_seconds = lease_seconds
         self.checkout = checkout  # a pipeline → the commit its workspaces start from
-        self.pool = AgentPool(objects_url)
+        self.pool = AgentPool(objects_url, environ=self.isolation.agent_environ())
         self._running: dict[str, Running] = {}
         self._waiting: dict[str, Lot] = {}  # awarded, not started yet, in award order
         # Of those, the ones found not claimable yet (Linear order, an open auction), by
@@ -163,6 +184,18 @@ class Orchestrator:
 
     # -- lifecycle ----------------------------------------------------------------
     def start(self) -> None:
+        policy = self.isolation
+        log.info("orchestrator %s: %s", self.name, policy.describe())
+        if policy.sandbox_problem:
+            log.error("orchestrator %s: %s", self.name, policy.sandbox_refusal())
+        elif policy.sandbox == "none":
+            log.warning("orchestrator %s: sandbox: none — steps run unsandboxed", self.name)
+        for warning in policy.exposed():
+            log.warning("orchestrator %s: %s", self.name, warning)
+        if policy.engine is not None:
+            stale = remove_stale([policy.engine, *policy.engine_args], str(self.workspace_root))
+            if stale:
+                log.warning("removed %d container(s) left behind by an earlier run", stale)
         for thread in self._threads:
             thread.start()
 
@@ -190,6 +223,8 @@ class Orchestrator:
                 run.agent.wait(5)
             except TimeoutError:
                 run.agent.kill()
+            if run.container is not None:  # its agent may not have got to it
+                remove_container(run.container)
         self.pool.close()
 
     def running(self) -> int:
@@ -200,7 +235,8 @@ class Orchestrator:
     def _start_loop(self) -> None:
         while (lot := self._next()) is not None:
             try:
-                lease = self.executor.claim(lot.context, self.name)
+                isolation = self.isolation.kind_for(lot.needs.container)
+                lease = self.executor.claim(lot.context, self.name, isolation)
             except (Conflict, NotFound) as exc:
                 with self._lock:
                     self._claiming = None
@@ -234,6 +270,13 @@ class Orchestrator:
     def _launch(self, lot: Lot, lease: Lease) -> None:
         try:
             context = self.executor.context_model(lot.pipeline, lot.context)
+            refusal = self.isolation.refusal(context)
+            if refusal is not None:
+                self._refuse(lot, lease, refusal)
+                return
+            container = self.isolation.container_spec(
+                lot.pipeline, context, lease.epoch, str(self.workspace_root)
+            )
             invocation = Invocation(
                 pipeline=lot.pipeline,
                 context=context,
@@ -241,23 +284,31 @@ class Orchestrator:
                 workspace_root=self.workspace_root,
                 lease={"epoch": lease.epoch, "orchestrator": self.name},
                 checkout=self.checkout(lot.pipeline) if self.checkout else None,
+                passthrough=self.isolation.passthrough_values(),
+                masked=self.masked(),
+                sandbox=self.isolation.sandbox_spec(),
+                container=container,
+                max_log_bytes=self.max_log_bytes,
             )
             agent = self.pool.take()
             agent.start(invocation.model_dump_json())
         except Exception as exc:
             log.exception("cannot start context %s", lot.context)
-            with self._lock:
-                self._launching.pop(lot.context, None)
-            reason = f"provisioning_failed: {exc}"
-            self._report(lambda: self.executor.context_finished(lease, Status.ERROR, reason))
+            self._refuse(lot, lease, f"provision_failed: cannot start an agent: {exc}")
             return
-        run = Running(lot, lease, agent)
+        run = Running(lot, lease, agent, container)
         with self._lock:
             self._running[lot.context] = run
             run.stopping = self._launching.pop(lot.context, False)  # aborted while starting
         if run.stopping:
             agent.terminate()
         threading.Thread(target=self._relay, args=(run,), daemon=True).start()
+
+    def _refuse(self, lot: Lot, lease: Lease, reason: str) -> None:
+        """End a claimed context in Error without an agent: it cannot run here."""
+        with self._lock:
+            self._launching.pop(lot.context, None)
+        self._report(lambda: self.executor.context_finished(lease, Status.ERROR, reason))
 
     def _relay(self, run: Running) -> None:
         """Pass the agent's reports to the PSM, under the context's lease."""
@@ -278,16 +329,21 @@ class Orchestrator:
                         r.get("exit_code"),
                         Status(r["status"]),
                         r.get("reason"),
-                    )
+                    ),
+                    patient=True,
                 )
             elif event == "context_finished":
                 finished = True
+                self._tell_trouble(str(report.get("reason") or ""))
                 self._report(
                     lambda r=report: self.executor.context_finished(
                         run.lease, Status(r["status"]), r.get("reason")
-                    )
+                    ),
+                    patient=True,
                 )
         code = run.agent.wait()
+        if run.container is not None and not 0 <= code <= 4:  # the agent did not end it
+            remove_container(run.container)
         if not finished:  # the agent died without a word: stopped by us (an abort), or lost
             status, reason = (
                 (Status.ABORTED, "aborted") if run.stopping else (Status.ERROR, "agent_exited")
@@ -300,13 +356,28 @@ class Orchestrator:
             self._wakeup.notify()  # a slot is free
         self.bids.poke()  # capacity freed
 
-    def _report(self, call: Any) -> None:
-        try:
-            call()
-        except (Conflict, NotFound) as exc:
-            log.info("report refused: %s", exc)  # a stale lease or an aborted run
-        except Exception as exc:  # e.g. the server unreachable for too long: the lease decides
-            log.warning("report lost: %s", exc)
+    def _tell_trouble(self, reason: str) -> None:
+        kind, _, detail = reason.partition(": ")
+        if self.on_trouble is not None and kind in (DISK_FULL, STORE_UNAVAILABLE):
+            self.on_trouble(kind, f"an agent's {detail}")
+
+    def _report(self, call: Any, patient: bool = False) -> None:
+        """Make a report; `patient`: try again while the PSM's disk is full (or its
+        database unreachable), for as long as the lease would last, so that an outcome
+        reported once space is back keeps its reason (`disk_full: …`), not `agent_lost`."""
+        deadline = time.monotonic() + (self.lease_seconds if patient else 0.0)
+        while True:
+            try:
+                call()
+                return
+            except (Conflict, NotFound) as exc:
+                log.info("report refused: %s", exc)  # a stale lease or an aborted run
+                return
+            except Exception as exc:  # e.g. the server unreachable for too long: the lease decides
+                if trouble(exc) is None or time.monotonic() >= deadline:
+                    log.warning("report lost: %s", exc)
+                    return
+            time.sleep(0.5)
 
     # -- aborts ---------------------------------------------------------------------
     def watch(self, transitions: Iterable[Transition]) -> None:

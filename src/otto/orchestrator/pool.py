@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from urllib.parse import urlsplit
 
 
@@ -78,9 +78,11 @@ class AgentProcess:
 
 class AgentPool:
     """Forks agents from one zygote process (restarted if it dies). `object_store`: the
-    agents' object-store URL, whose backend the zygote loads once for every fork."""
+    agents' object-store URL, whose backend the zygote loads once for every fork;
+    `environ`: the zygote's (and so every agent's) environment, default this process's."""
 
-    def __init__(self, object_store: str = "") -> None:
+    def __init__(self, object_store: str = "", environ: Mapping[str, str] | None = None) -> None:
+        self._environ = dict(environ) if environ is not None else None
         self._backend = urlsplit(object_store).scheme if "://" in object_store else ""
         self._ids = itertools.count(1)
         self._agents: dict[int, AgentProcess] = {}
@@ -118,6 +120,7 @@ class AgentPool:
             [sys.executable, "-m", "otto.agent.zygote", str(theirs.fileno()), self._backend],
             pass_fds=[theirs.fileno()],
             stdin=subprocess.DEVNULL,
+            env=self._environ,
             # Its own session: a Ctrl-C typed at `otto run` is for `otto run` to handle
             # (it aborts the run), not for the zygote and its agents to die of.
             start_new_session=True,

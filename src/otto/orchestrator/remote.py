@@ -23,8 +23,10 @@ from urllib.parse import quote
 
 import httpx
 
+from otto.agent.invocation import DEFAULT_MAX_LOG_BYTES
 from otto.auction import Auction, Lot
 from otto.client.sse import SseParser
+from otto.isolation.policy import IsolationPolicy
 from otto.model import Context
 from otto.orchestrator.http import (
     HttpBids,
@@ -48,11 +50,13 @@ class RemoteSettings:
     server: str
     name: str
     workspace: Path
+    isolation: IsolationPolicy  # how its agents isolate steps (otto.isolation.policy)
     token: str | None = None
     labels: str | None = None
     capacity: int = 4
     cost_factor: float = 1.0
     grace: float = 30.0
+    max_log_bytes: int = DEFAULT_MAX_LOG_BYTES  # a step log's limit (otto.config)
 
 
 def objects_url(server: str, token: str | None) -> str:
@@ -77,6 +81,12 @@ class RemoteOrchestrator:
             cost_factor=settings.cost_factor,
             labels=settings.labels,
             checkout=self.executor.checkout,
+            isolation=settings.isolation,
+            max_log_bytes=settings.max_log_bytes,
+            masked=lambda: [
+                *([settings.token] if settings.token else []),
+                *settings.isolation.secret_values(),
+            ],
         )
         self.instance = uuid.uuid4().hex
         self.stopping = threading.Event()

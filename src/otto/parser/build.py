@@ -63,6 +63,31 @@ class _Environment(dict[str, str]):
         self.token = token
 
 
+class _Runtime(dict[str, str]):
+    """A `runtime { … }` block: stage properties, by their model names."""
+
+
+# `runtime { NAME = … }` and `runtime { docker { NAME = … } }` → the property they set.
+RUNTIME_PROPERTIES = {"os": "runtime", "arch": "arch", "labels": "labels", "image": "image"}
+CONTAINER_PROPERTIES = {"image": "image", "cpus": "cpus", "memory": "memory"}
+
+
+def _settings(children: list[Any], known: dict[str, str], block: str) -> _Runtime:
+    found = _Runtime()
+    items = iter(children[1:])
+    for item in items:
+        if item.__class__ is _Runtime:  # a `docker { … }` inside `runtime { … }`
+            found.update(item)
+            continue
+        name: Token = item
+        if name.value not in known:
+            raise SemanticError(
+                name, f"unknown setting '{name.value}' in '{block}' (one of {', '.join(known)})"
+            )
+        found[known[name.value]] = _unquote(next(items))
+    return found
+
+
 class _Stage:
     __slots__ = ("environment", "properties", "steps")
 
@@ -145,6 +170,12 @@ class Builder(Transformer[Token, Pipeline]):
             env[name.value] = _unquote(children[i + 1])
         return env
 
+    def runtime(self, children: list[Any]) -> _Runtime:
+        return _settings(children, RUNTIME_PROPERTIES, "runtime")
+
+    def docker(self, children: list[Any]) -> _Runtime:
+        return _settings(children, CONTAINER_PROPERTIES, "docker")
+
     def stage(self, children: list[Any]) -> _Stage:
         properties: dict[str, str] = {}
         environment: _Environment | None = None
@@ -154,6 +185,8 @@ class Builder(Transformer[Token, Pipeline]):
                 if environment is not None:
                     raise SemanticError(child.token, "a stage has at most one 'environment' block")
                 environment = child
+            elif child.__class__ is _Runtime:
+                properties.update(child)
             elif name is None:
                 name = child.value
             else:

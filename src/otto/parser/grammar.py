@@ -21,9 +21,11 @@ start: PIPELINE "{" _item* "}"
 _item: stage | steps | parallel | fanout
 
 stage: STAGE "{" _stage_item* steps "}"
-_stage_item: _property | environment
-_property: (PROP_NAME | STEPS | ENVIRONMENT) "=" STR
+_stage_item: _property | environment | runtime
+_property: (PROP_NAME | STEPS | ENVIRONMENT | RUNTIME) "=" STR
 environment: ENVIRONMENT "{" (ENV_NAME "=" STR)* "}"
+runtime: RUNTIME "{" (PROP_NAME "=" STR | docker)* "}"
+docker: DOCKER "{" (PROP_NAME "=" STR)* "}"
 
 parallel: PARALLEL "{" stage* "}"
 fanout: FANOUT "{" stage* "}"
@@ -39,6 +41,8 @@ STEPS.2: /steps(?![A-Za-z0-9_])/
 PARALLEL.2: /parallel(?![A-Za-z0-9_])/
 FANOUT.2: /fanout(?![A-Za-z0-9_])/
 ENVIRONMENT.2: /environment(?![A-Za-z0-9_])/
+RUNTIME.2: /runtime(?![A-Za-z0-9_])/
+DOCKER.2: /docker(?![A-Za-z0-9_])/
 KEY.3: /[A-Za-z][A-Za-z0-9_]*(?=[ \t\f\v\n]*:)/
 STEP_NAME: /[A-Za-z][A-Za-z0-9_]*/
 PROP_NAME: /[A-Za-z][A-Za-z0-9_]*/
@@ -56,6 +60,8 @@ HUMAN = {
     "PARALLEL": "'parallel'",
     "FANOUT": "'fanout'",
     "ENVIRONMENT": "'environment'",
+    "RUNTIME": "'runtime'",
+    "DOCKER": "'docker'",
     "PROP_NAME": "a property name",
     "ENV_NAME": "a variable name",
     "STR": "a string",

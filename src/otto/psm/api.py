@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,13 +12,25 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from otto import model as pipeline_model
 from otto.api import ApiError, Endpoint, parse_body, query_int
+from otto.limits import MAX_NAME, has_control
 from otto.parser import ParseError, parse
 from otto.psm import states
-from otto.psm.machine import PipelineStateMachine
+from otto.psm.machine import IdempotencyKeyReused, PipelineStateMachine
 from otto.psm.records import About, Conflict, IllegalTransition, Lease, NotFound, StaleLease
 from otto.status import Status
 
 HEARTBEAT_SECONDS = 15.0
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+# Bounded fields of a new pipeline: names are shown on every page and terminal.
+NAME_FIELDS = ("ref", "project", "trigger")
+MAX_REPO, MAX_SHA = 2048, 128
+
+
+EXECUTOR_ANSWERS = {
+    200: "OK",
+    404: "unknown context, step or lease",
+    409: "a stale lease, or a move the state does not allow",
+}
 
 
 class _Body(BaseModel):
@@ -42,6 +55,10 @@ class ParseRequest(_Body):
 
 class Award(_Body):
     orchestrator: str = Field(min_length=1)
+
+
+class Claim(Award):
+    isolation: str | None = Field(None, max_length=100)  # bubblewrap, none, podman, …
 
 
 class LeaseRef(_Body):
@@ -88,7 +105,7 @@ class PsmApi:
                 self.parse,
                 "Parse an Ottofile into a pipeline model",
                 ParseRequest,
-                {200: "the model", 400: "a parse error with line and column"},
+                {200: "the model", 400: "a parse error with line and column, or bad JSON"},
             ),
             Endpoint(
                 "POST",
@@ -96,9 +113,31 @@ class PsmApi:
                 self.create,
                 "Create and start a pipeline",
                 CreatePipeline,
-                {201: "created", 200: "a duplicate of a known (repo, sha)"},
+                {
+                    201: "created",
+                    200: "a duplicate of a known (repo, sha); or, with an Idempotency-Key "
+                    "seen before, the first request's answer (Idempotent-Replayed: true)",
+                    400: "bad JSON, a bad Ottofile, a field too long (ref, project, trigger: "
+                    "255; repo: 2048; sha: 128), control characters in ref, or a bad "
+                    "Idempotency-Key",
+                    409: "a model whose uuid is already stored",
+                    422: "an invalid field or model, a pipeline with no batches, or an "
+                    "Idempotency-Key used for another request",
+                    503: "the database cannot be reached (store_unavailable)",
+                    507: "the database's disk is full (disk_full); nothing was stored",
+                },
+                headers={
+                    IDEMPOTENCY_HEADER: "makes retries safe: a request with a key seen before "
+                    "(24 h) gets the first answer again, status and body"
+                },
             ),
-            Endpoint("GET", "/v1/pipelines", self.list, "Pipelines, newest first"),
+            Endpoint(
+                "GET",
+                "/v1/pipelines",
+                self.list,
+                "Pipelines, newest first",
+                responses={200: "OK", 400: "a bad limit or cursor"},
+            ),
             Endpoint(
                 "GET",
                 "/v1/pipelines/{uuid}",
@@ -111,27 +150,34 @@ class PsmApi:
                 "/v1/pipelines/{uuid}/transitions",
                 self.transitions,
                 "A pipeline's transitions, in order",
+                responses={200: "OK", 404: "unknown uuid"},
             ),
             Endpoint(
                 "POST",
                 "/v1/pipelines/{uuid}/abort",
                 self.abort,
                 "Abort a run",
-                responses={202: "abort under way", 409: "already complete"},
+                responses={202: "abort under way", 404: "unknown uuid", 409: "already complete"},
             ),
             Endpoint(
                 "POST",
                 "/v1/pipelines/{uuid}/retry",
                 self.retry,
                 "Re-run a finished run's failed, errored, aborted and skipped contexts",
-                responses={202: "retrying", 409: "still running, or nothing to retry"},
+                responses={
+                    202: "retrying",
+                    404: "unknown uuid",
+                    409: "still running, or nothing to retry",
+                },
             ),
             Endpoint(
                 "GET",
                 "/v1/events",
                 self.events,
-                "Transitions after a sequence number: JSON, or SSE with Accept: "
-                "text/event-stream (resumes from Last-Event-ID)",
+                "Transitions after a sequence number: JSON (from ?after=, default 0), or SSE "
+                "with Accept: text/event-stream (from Last-Event-ID, else ?after=, else the "
+                "present: ?after=0 asks for the whole history)",
+                responses={200: "OK", 400: "a bad after, limit or Last-Event-ID"},
             ),
             Endpoint("GET", "/v1/transitions", self.table, "The allowed-transition table"),
             Endpoint(
@@ -146,13 +192,15 @@ class PsmApi:
                 self.award,
                 "Award a context to an orchestrator",
                 Award,
+                EXECUTOR_ANSWERS,
             ),
             Endpoint(
                 "POST",
                 "/v1/contexts/{uuid}/claim",
                 self.claim,
                 "Start an attempt of an awarded context; returns its lease",
-                Award,
+                Claim,
+                EXECUTOR_ANSWERS,
             ),
             Endpoint(
                 "POST",
@@ -160,6 +208,7 @@ class PsmApi:
                 self.renew,
                 "Renew a lease; says whether the context is to be aborted",
                 LeaseRef,
+                EXECUTOR_ANSWERS,
             ),
             Endpoint(
                 "POST",
@@ -167,6 +216,7 @@ class PsmApi:
                 self.step_started,
                 "Report a step started",
                 LeaseRef,
+                EXECUTOR_ANSWERS,
             ),
             Endpoint(
                 "POST",
@@ -174,6 +224,7 @@ class PsmApi:
                 self.step_finished,
                 "Report a step's outcome",
                 StepFinished,
+                EXECUTOR_ANSWERS,
             ),
             Endpoint(
                 "POST",
@@ -181,6 +232,7 @@ class PsmApi:
                 self.context_finished,
                 "Report a context's outcome",
                 ContextFinished,
+                EXECUTOR_ANSWERS,
             ),
         ]
 
@@ -194,6 +246,8 @@ class PsmApi:
 
     def create(self, request: Request) -> Response:
         body = parse_body(CreatePipeline, request.state.body)
+        key = _idempotency_key(request)
+        _check_fields(body)
         if (body.ottofile is None) == (body.model is None):
             raise ApiError(
                 422, "invalid_request", "give exactly one of ottofile, model", field="ottofile"
@@ -208,6 +262,12 @@ class PsmApi:
         except pipeline_model.ModelError as exc:
             field = f"model.{exc.path}" if exc.path else "model"
             raise ApiError(422, "invalid_model", f"{field}: {exc.message}", field=field) from None
+        if not pipeline.batches:
+            field = "ottofile" if body.ottofile is not None else "model"
+            raise ApiError(
+                422, "empty_pipeline", f"{field}: a pipeline needs at least one stage", field=field
+            )
+        fingerprint = hashlib.sha256(request.state.body).hexdigest()
         try:
             created = self.psm.create(
                 pipeline,
@@ -216,12 +276,18 @@ class PsmApi:
                 sha=body.sha,
                 force=body.force,
                 about=About(body.project, body.trigger, body.message),
+                idempotency=(key, fingerprint) if key else None,
             )
+        except IdempotencyKeyReused as exc:
+            raise ApiError(
+                422, "idempotency_key_reused", str(exc), field=IDEMPOTENCY_HEADER
+            ) from None
         except Conflict as exc:
             raise _translate(exc) from None
+        headers = {"Idempotent-Replayed": "true"} if created.replayed else None
         if created.duplicate:
-            return JSONResponse({"uuid": created.uuid, "duplicate": True})
-        return JSONResponse({"uuid": created.uuid}, status_code=201)
+            return JSONResponse({"uuid": created.uuid, "duplicate": True}, headers=headers)
+        return JSONResponse({"uuid": created.uuid}, status_code=201, headers=headers)
 
     def list(self, request: Request) -> Response:
         q = request.query_params
@@ -277,6 +343,10 @@ class PsmApi:
         pipeline = request.query_params.get("pipeline")
         if "text/event-stream" in request.headers.get("accept", ""):
             last = request.headers.get("last-event-id")
+            if last is None and "after" not in request.query_params:
+                # A live view starts now: replaying all history to every subscriber that did
+                # not ask for it costs the server without bound (?after=0 asks for it).
+                after = self.psm.events.last_seq
             if last is not None:
                 try:
                     after = int(last)
@@ -317,8 +387,10 @@ class PsmApi:
         return self._do(lambda: self.psm.award(request.path_params["uuid"], body.orchestrator))
 
     def claim(self, request: Request) -> Response:
-        body = parse_body(Award, request.state.body)
-        return self._do(lambda: self.psm.claim(request.path_params["uuid"], body.orchestrator))
+        body = parse_body(Claim, request.state.body)
+        return self._do(
+            lambda: self.psm.claim(request.path_params["uuid"], body.orchestrator, body.isolation)
+        )
 
     def renew(self, request: Request) -> Response:
         lease = self._lease(request, LeaseRef)
@@ -367,6 +439,33 @@ class PsmApi:
         if isinstance(result, Lease):
             return JSONResponse(result.to_dict())
         return JSONResponse(result if isinstance(result, dict) else {"ok": True})
+
+
+def _check_fields(body: CreatePipeline) -> None:
+    """400 naming the field: names too long or a ref with control characters (they end up
+    on every page and in terminals); a message is cut instead (see `otto.limits`)."""
+    for name in NAME_FIELDS:
+        value = getattr(body, name)
+        if value is not None and len(value) > MAX_NAME:
+            message = f"{name}: at most {MAX_NAME} characters"
+            raise ApiError(400, "too_long", message, field=name, limit=MAX_NAME)
+    for name, limit in (("repo", MAX_REPO), ("sha", MAX_SHA)):
+        value = getattr(body, name)
+        if value is not None and len(value) > limit:
+            message = f"{name}: at most {limit} characters"
+            raise ApiError(400, "too_long", message, field=name, limit=limit)
+    if body.ref is not None and has_control(body.ref):
+        raise ApiError(400, "invalid_ref", "ref: no control characters", field="ref")
+
+
+def _idempotency_key(request: Request) -> str | None:
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is None:
+        return None
+    if not 1 <= len(key) <= MAX_NAME or has_control(key):
+        message = f"{IDEMPOTENCY_HEADER}: 1 to {MAX_NAME} characters, no control characters"
+        raise ApiError(400, "invalid_header", message, field=IDEMPOTENCY_HEADER)
+    return key
 
 
 def _actor(request: Request) -> str:

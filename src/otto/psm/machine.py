@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from otto import model as pipeline_model
+from otto.limits import bounded_message, bounded_name
 from otto.model import Context, Pipeline
 from otto.psm import flow, views
 from otto.psm.events import EventHub
@@ -35,16 +36,25 @@ from otto.psm.states import (
     Entity,
 )
 from otto.psm.store.base import Row, Store, Tx
+from otto.redact import redact_url
 from otto.status import Status
 
 DEFAULT_LEASE_SECONDS = 30.0
 MODEL_CACHE = 256
 
 
+IDEMPOTENCY_TTL = 24 * 3600.0  # seconds an Idempotency-Key is remembered
+
+
 @dataclass(frozen=True)
 class Created:
     uuid: str
     duplicate: bool = False
+    replayed: bool = False  # the answer to an earlier request with the same Idempotency-Key
+
+
+class IdempotencyKeyReused(Conflict):
+    """An Idempotency-Key already used for a different request."""
 
 
 class PipelineStateMachine:
@@ -70,23 +80,61 @@ class PipelineStateMachine:
         actor: str = "api",
         rejected: tuple[str, str] | None = None,
         about: About | None = None,
+        idempotency: tuple[str, str] | None = None,
     ) -> Created:
         """Store a pipeline and start it; a known (repo, sha) returns the existing run.
 
-        `about` says where it came from, for people (project, trigger, commit message).
+        `about` says where it came from, for people (project, trigger, commit message);
+        its message is cut to `MAX_MESSAGE_BYTES`, its trigger to `MAX_NAME`.
+
+        `idempotency=(key, fingerprint)`: the first request with `key` creates and records
+        its outcome in the same transaction; a later one (a client's retry, even after a
+        crash between the commit and the answer) gets that outcome back (`replayed`), or
+        `IdempotencyKeyReused` when its `fingerprint` (of the request) differs.
 
         `rejected=(reason, message)` records a run that cannot start (e.g. its Ottofile
         does not parse: `config_error`): it is visible, and Complete with status Error.
         """
 
+        about = about or About()
+        about = About(about.project, bounded_name(about.trigger), bounded_message(about.message))
+
         def work(tx: Tx) -> Created:
+            if idempotency is None:
+                return create(tx)
+            key, fingerprint = idempotency
+            row = tx.one(
+                "SELECT pipeline, duplicate, fingerprint FROM idempotency_keys WHERE idem_key = ?",
+                key,
+            )
+            if row is not None:
+                if row["fingerprint"] != fingerprint:
+                    message = f"Idempotency-Key {key!r} was used for another request"
+                    raise IdempotencyKeyReused(message)
+                return Created(row["pipeline"], bool(row["duplicate"]), replayed=True)
+            created = create(tx)
+            now = time.time()
+            tx.run("DELETE FROM idempotency_keys WHERE created_at < ?", now - IDEMPOTENCY_TTL)
+            tx.run(
+                "INSERT INTO idempotency_keys (idem_key, fingerprint, pipeline, duplicate,"
+                " created_at) VALUES (?, ?, ?, ?, ?)",
+                key,
+                fingerprint,
+                created.uuid,
+                int(created.duplicate),
+                now,
+            )
+            return created
+
+        def create(tx: Tx) -> Created:
             if repo and sha and not force:
                 known = tx.one("SELECT pipeline FROM commits WHERE repo = ? AND sha = ?", repo, sha)
                 if known:
                     return Created(known["pipeline"], duplicate=True)
-            _insert(tx, pipeline, repo, ref, sha, about or About())
+            _insert(tx, pipeline, repo, ref, sha, about)
             cause = Cause(actor, "created")
-            record_creation(tx, pipeline.uuid, cause, {"repo": repo, "ref": ref, "sha": sha})
+            shown = {"repo": redact_url(repo), "ref": ref, "sha": sha}
+            record_creation(tx, pipeline.uuid, cause, shown)
             if rejected is not None:
                 reason, message = rejected
                 move(
@@ -106,7 +154,7 @@ class PipelineStateMachine:
             return Created(pipeline.uuid)
 
         created = self.store.write(work)
-        if not created.duplicate:
+        if not created.duplicate and not created.replayed:
             # The auctioneer and the orchestrator want it at once: spare them reading it back.
             self._remember(pipeline)
         return created
@@ -224,8 +272,9 @@ class PipelineStateMachine:
         return self.store.write(work)
 
     # -- executors --------------------------------------------------------------
-    def claim(self, context: str, orchestrator: str) -> Lease:
-        """Start an attempt of an awarded context; the lease fences every later report."""
+    def claim(self, context: str, orchestrator: str, isolation: str | None = None) -> Lease:
+        """Start an attempt of an awarded context; the lease fences every later report.
+        `isolation`: how its steps run (`bubblewrap`, `none`, `podman`), on record."""
 
         def work(tx: Tx) -> Lease:
             ctx = views.context_row(tx, context)
@@ -263,7 +312,11 @@ class PipelineStateMachine:
                 PENDING,
                 RUNNING,
                 cause,
-                data={"orchestrator": orchestrator, "attempt": ctx["attempt"] + 1},
+                data={
+                    "orchestrator": orchestrator,
+                    "attempt": ctx["attempt"] + 1,
+                    **({"isolation": isolation} if isolation else {}),
+                },
                 columns={
                     "attempt": ctx["attempt"] + 1,
                     "lease_epoch": epoch,

@@ -9,6 +9,7 @@ from typing import Any
 from otto.psm.records import NotFound, Transition, iso
 from otto.psm.states import BATCH_LIVE, OUTCOMES, PENDING
 from otto.psm.store.base import Row, Tx
+from otto.redact import redact_url
 
 MAX_PAGE = 500
 
@@ -100,7 +101,7 @@ def _summary(run: Row) -> dict[str, Any]:
         "uuid": run["uuid"],
         "state": run["state"],
         "status": run["status"],
-        "repo": run["repo"],
+        "repo": redact_url(run["repo"]),
         "ref": run["ref"],
         "sha": run["sha"],
         "project": run["project"],

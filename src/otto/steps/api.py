@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from otto.isolation import Mounts
 from otto.model import Step
 from otto.objectstore import ObjectStore
 from otto.status import Status
@@ -81,6 +82,11 @@ class StepRuntime(Protocol):
     def control_token(self) -> str: ...
 
     @property
+    def tool_env(self) -> Mapping[str, str]:
+        """The environment of Otto's own tools (a git mirror's refresh): the agent's,
+        never the step's."""
+
+    @property
     def env(self) -> Mapping[str, str]:
         """The step's environment (OTTO_*, the context's, secrets, captured VAR_*)."""
 
@@ -100,8 +106,15 @@ class StepRuntime(Protocol):
         *,
         cwd: Path | None = None,
         env: Mapping[str, str] | None = None,
+        host: bool = False,
+        mounts: Mounts | None = None,
+        replace_env: bool = False,
     ) -> int:
-        """Run a process in the step's cwd and environment (`env` adds to it); its exit code."""
+        """Run a process in the step's cwd and environment (`env` adds to it), isolated as
+        the context is (`otto.isolation`); its exit code. `host`: on this machine, in its
+        sandbox, even when the context has a container (Otto's own tools: `git`).
+        `mounts`: what it may see beyond the workspace, home and control socket.
+        `replace_env`: `env` is the whole environment (Otto's own tools), not an addition."""
 
     def run_block(self, steps: list[Step], cwd: Path) -> StepOutcome:
         """Run nested steps (validated with the rest) in `cwd`, as `dir` does."""

@@ -1,10 +1,12 @@
 """`git`: clone a repository into the workspace, never prompting.
 
 Every clone borrows objects from a bare mirror of the same URL kept under
-`<cache>/git/` (`--reference-if-able`), refreshed with one fetch per clone,
-so a second clone of a repository transfers almost nothing. Mirrors are
-locked while updated (several agents may share a cache) and never
-garbage-collected by git, since workspaces borrow their objects.
+`<cache>/git/` (`--reference-if-able`, then `--dissociate`: the clone keeps
+copies, so later steps need not see the mirror), refreshed with one fetch per
+clone, so a second clone of a repository transfers almost nothing over the
+network. Mirrors are locked while updated (several agents may share a cache).
+git runs in the host sandbox; the git that writes a mirror runs with Otto's
+own environment, never the step's, and sees that one mirror only.
 
 `ref` (a commit SHA or tag) checks out that exact commit, detached; a SHA
 that no branch or tag holds is fetched by itself.
@@ -17,13 +19,13 @@ import fcntl
 import hashlib
 import re
 import shutil
-import subprocess
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from pydantic import JsonValue
 
+from otto.isolation import Mounts
 from otto.steps.api import StepFailure, StepOutcome, StepRuntime
 from otto.steps.manifest import StepCallError
 from otto.steps.paths import check_relative, resolve_inside
@@ -75,7 +77,7 @@ def clone(
 ) -> None:
     """Clone `url` into `dest` (missing or empty), at `ref` when given; StepFailure if not."""
     env = git_env(rt.env)
-    mirror = _update_mirror(rt, url, env)
+    mirror = _update_mirror(rt, url)
     args = ["git", "clone"]
     if branch:
         args += ["--branch", branch]
@@ -84,11 +86,14 @@ def clone(
     if ref:
         args.append("--no-checkout")
     if mirror is not None:
-        args += ["--reference-if-able", str(mirror)]
-    _git(rt, [*args, "--", url, str(dest)], env, "clone")
+        # Borrowed objects are copied: the workspace must not need the mirror, which no
+        # later step (nor a container) sees.
+        args += ["--reference-if-able", str(mirror), "--dissociate"]
+    reads = Mounts(readable=(mirror,) if mirror else ())
+    _git(rt, [*args, "--", url, str(dest)], env, "clone", reads)
     if not ref:
         return
-    if not _has_commit(dest, ref, env):
+    if _run(rt, ["git", "-C", str(dest), "cat-file", "-e", f"{ref}^{{commit}}"], env) != 0:
         fetch = ["git", "-C", str(dest), "fetch"]
         if depth:
             fetch += ["--depth", str(depth)]
@@ -115,28 +120,35 @@ def mirror_path(cache_dir: Path, url: str) -> Path:
     return cache_dir / "git" / f"{slug}-{digest}.git"
 
 
-def _update_mirror(rt: StepRuntime, url: str, env: dict[str, str]) -> Path | None:
-    """Create or refresh the mirror of `url`; None (clone without it) if that fails."""
+def _update_mirror(rt: StepRuntime, url: str) -> Path | None:
+    """Create or refresh the mirror of `url`; None (clone without it) if that fails.
+
+    Mirrors are shared by every run on this machine, so a step's environment never
+    reaches the git that writes one (no GIT_CONFIG_*, GIT_SSH_COMMAND, …: Otto's own
+    `tool_env`), and that git sees only this URL's mirror, not the others'."""
     mirror = mirror_path(rt.cache_dir, url)
     mirror.parent.mkdir(parents=True, exist_ok=True)
+    env = git_env(rt.tool_env)
     with _locked(rt, mirror.with_suffix(".lock")):
         if (mirror / "HEAD").exists():
             args = ["git", "-C", str(mirror), "fetch", "--prune", "--quiet", "origin"]
             rt.say("+ " + " ".join(args))
-            code = rt.run(args, env=env)
+            code = _run(rt, args, env, Mounts(writable=(mirror,)), tool=True)
             if code == 0:
                 return mirror
             rt.say(f"(mirror update failed with exit code {code}; cloning without it)")
             return None
         partial = mirror.with_suffix(".partial")
         shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir()
+        writes = Mounts(writable=(partial,))
         args = ["git", "clone", "--mirror", "--quiet", "--", url, str(partial)]
         rt.say("+ " + " ".join(args))
-        if rt.run(args, env=env) != 0:
+        if _run(rt, args, env, writes, tool=True) != 0:
             shutil.rmtree(partial, ignore_errors=True)
             rt.say("(no mirror of this repository; cloning without it)")
             return None
-        subprocess.run(["git", "-C", str(partial), "config", "gc.auto", "0"], env=env, check=False)
+        _run(rt, ["git", "-C", str(partial), "config", "gc.auto", "0"], env, writes, tool=True)
         partial.rename(mirror)
         return mirror
 
@@ -158,23 +170,25 @@ def _locked(rt: StepRuntime, path: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _git(rt: StepRuntime, args: list[str], env: dict[str, str], what: str) -> None:
+def _run(
+    rt: StepRuntime,
+    args: list[str],
+    env: dict[str, str],
+    mounts: Mounts | None = None,
+    tool: bool = False,
+) -> int:
+    """git runs on this machine, in its sandbox even for a context with a container (the
+    image need not have git); `tool`: with `env` alone, not over the step's."""
+    return rt.run(args, env=env, host=True, mounts=mounts, replace_env=tool)
+
+
+def _git(
+    rt: StepRuntime, args: list[str], env: dict[str, str], what: str, mounts: Mounts | None = None
+) -> None:
     rt.say("+ " + " ".join(args))
-    code = rt.run(args, env=env)
+    code = _run(rt, args, env, mounts)
     if code != 0:
         raise StepFailure(f"git {what} failed (exit code {code})")
-
-
-def _has_commit(repo: Path, ref: str, env: dict[str, str]) -> bool:
-    result = subprocess.run(
-        ["git", "-C", str(repo), "cat-file", "-e", f"{ref}^{{commit}}"],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        check=False,
-    )
-    return result.returncode == 0
 
 
 def _opt(value: JsonValue) -> str | None:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from pydantic import JsonValue
 
+from otto.isolation import Mounts
 from otto.objectstore import ObjectNotFound, ObjectStore
 from otto.steps.api import StepOutcome, StepRuntime
 from otto.steps.manifest import BUILTIN, Manifest, ManifestError, load_manifest
@@ -112,12 +113,17 @@ def _checked(name: str, version: str, root: Path) -> StepLibrary:
     return StepLibrary(name, version, root, manifest)
 
 
+def data_dir_of(cache_dir: Path, library: StepLibrary) -> Path:
+    """Where a library keeps data between runs (its `cache_dir`): its own, no other's."""
+    return cache_dir / "step-data" / library.name
+
+
 def run_library_step(
     rt: StepRuntime, library: StepLibrary, params: dict[str, JsonValue]
 ) -> StepOutcome:
     step = rt.step
     step_id = step.uuid if step else "step"
-    data_dir = rt.cache_dir / "step-data" / library.name
+    data_dir = data_dir_of(rt.cache_dir, library)
     data_dir.mkdir(parents=True, exist_ok=True)
     document = {
         "configuration": {
@@ -138,6 +144,7 @@ def run_library_step(
         json.dump(document, f)
     rt.say(f"+ {library.manifest.symbol} (step library {library.name} {library.version})")
     try:
-        return StepOutcome(rt.run([str(library.entrypoint), str(path)]))
+        sees = Mounts(writable=(data_dir,), readable=(library.root, path.parent))
+        return StepOutcome(rt.run([str(library.entrypoint), str(path)], mounts=sees))
     finally:
         path.unlink(missing_ok=True)

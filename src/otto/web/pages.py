@@ -17,7 +17,7 @@ from otto.agent.reporter import context_log_key, step_log_key
 from otto.auction import Auctioneer
 from otto.objectstore.base import ObjectStore
 from otto.objectstore.errors import ObjectStoreError
-from otto.psm import NotFound, PipelineStateMachine
+from otto.psm import NotFound, PipelineStateMachine, Transition
 from otto.psm.states import OUTCOMES, PENDING, RUNNING
 from otto.status import Status
 from otto.web.present import FILTERS, state, steps, timeline
@@ -25,7 +25,24 @@ from otto.web.present import FILTERS, state, steps, timeline
 PAGE = 50
 LOG_TAIL = 256 * 1024  # what a page shows of a log without JavaScript
 STATUS_CHOICES = [PENDING, RUNNING, *OUTCOMES]
-ANSI = re.compile(rb"\x1b\[[0-9;?]*[ -/]*[@-~]")
+# Every terminal escape sequence (ECMA-48), not only colours: a log is a step's output,
+# and OSC (titles, hyperlinks, clipboard writes), DCS, APC, … are for a terminal, not a
+# page. Strings (OSC, DCS, SOS, PM, APC) run to BEL or ST, or to the end of the text when
+# cut off; CSI is `ESC [` or C1 CSI; any other `ESC` takes its intermediates and a final
+# byte; a stray ESC or C1 control, and C0 controls but tab, newline and carriage return
+# (backspace, bell, …), go too. Applied to decoded text, so C1 means U+0080–U+009F.
+ESCAPES = re.compile(
+    r"(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[\s\S]*?(?:\x07|\x1b\\|\x9c|\Z)"  # strings
+    r"|(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?"  # CSI: parameters, intermediates, final
+    r"|\x1b[ -/]*[0-~]?"  # any other escape sequence, or a lone ESC
+    r"|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"  # other controls
+)
+
+
+def strip_escapes(text: str) -> str:
+    """`text` as a page may show it: no terminal escape sequences, no controls."""
+    return ESCAPES.sub("", text)
+
 
 Projects = Callable[[], Mapping[str, Any]]  # name → project (`otto.webhooks.Project`)
 
@@ -69,11 +86,16 @@ class Dashboard:
         template = self.env.get_template(name)
         part = request.query_params.get("part")
         if part and part in template.blocks:
-            context = template.new_context({**values, "request": request})
+            context = template.new_context({**values, "request": request, "auth": _auth(request)})
             html = "".join(template.blocks[part](context))
         else:
-            html = template.render(request=request, **values)
+            html = template.render(request=request, auth=_auth(request), **values)
         return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+
+    def login_page(self, following: str, error: str) -> str:
+        """The login form (`otto.auth` answers a page with it while a token is needed);
+        `following` is where to go once logged in."""
+        return self.env.get_template("login.html").render(next=following, error=error)
 
     # -- pages -------------------------------------------------------------------------
     def runs(self, request: Request) -> Response:
@@ -123,6 +145,7 @@ class Dashboard:
             "pipeline.html",
             run=run,
             transitions=transitions,
+            isolation=_isolation(transitions),
             names=names,
             artifacts=self._artifacts(uuid),
             log=self._log(run, step) if step else None,
@@ -188,7 +211,7 @@ class Dashboard:
             data = self.objects.get_range(key, max(0, size - LOG_TAIL))
         except ObjectStoreError:
             return log
-        text = ANSI.sub(b"", data).decode("utf-8", "replace")
+        text = strip_escapes(data.decode("utf-8", "replace"))
         return {**log, "size": size, "text": text, "cut": size > LOG_TAIL}
 
 
@@ -204,5 +227,20 @@ def _names(run: dict[str, Any]) -> dict[str, str]:
     return names
 
 
+def _auth(request: Request) -> dict[str, str]:
+    """What `otto.auth.Guard` found: mode `none` (no token), `in` (a session) or `out`,
+    and the session's CSRF token, which the page hands to its scripts."""
+    return dict(request.scope.get("otto.auth") or {"mode": "none", "csrf": ""})
+
+
 def _int(text: str | None) -> int:
     return int(text) if text and text.isdigit() else 0
+
+
+def _isolation(transitions: list[Transition]) -> dict[str, str]:
+    """How each context's (latest) attempt ran its steps: `bubblewrap`, `none`, `podman`."""
+    return {
+        t.id: str(t.data["isolation"])
+        for t in transitions
+        if t.entity == "context" and t.data and "isolation" in t.data
+    }

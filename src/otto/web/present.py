@@ -11,6 +11,7 @@ from markupsafe import Markup, escape
 
 from otto.agent.reporter import step_log_key
 from otto.psm import Transition
+from otto.redact import redact_url
 
 # Every state an entity can show, with an icon: colour is never the only signal.
 ICONS = {
@@ -163,4 +164,5 @@ FILTERS = {
     "duration": duration,
     "short_ref": short_ref,
     "short_sha": short_sha,
+    "redact_url": redact_url,
 }

@@ -87,6 +87,10 @@ class Webhooks:
         self.dispatcher.stop()
         self.sender.stop()
 
+    def secret_variables(self) -> set[str]:
+        """The variables holding any project's secrets: their values reach no step's log."""
+        return {name for p in self.projects.values() for name in p.secret_variables()}
+
     def checkout(self, pipeline: str) -> Checkout | None:
         """The commit a run from a push starts from, unless its project said `checkout: false`."""
         run = self.ledger.run(pipeline)

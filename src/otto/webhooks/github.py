@@ -9,7 +9,6 @@ is read and the pipeline created in the background.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,7 +17,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from otto.api import MAX_BODY, ApiError, Endpoint
+from otto.api import MAX_BODY, ApiError, Endpoint, json_body
+from otto.limits import MAX_NAME, has_control
 from otto.webhooks.forge import Forge, repository_names, verify_hex, verify_signature, verify_token
 from otto.webhooks.gitlab import gitlab_names, gitlab_push
 from otto.webhooks.ledger import Ledger, Push
@@ -150,10 +150,7 @@ async def _read_limited(request: Request) -> bytes:
 
 
 def _json(raw: bytes) -> dict[str, Any]:
-    try:
-        payload = json.loads(raw)
-    except ValueError as exc:
-        raise ApiError(400, "invalid_json", f"request body is not JSON: {exc}") from None
+    payload = json_body(raw)
     if not isinstance(payload, dict):
         raise ApiError(400, "invalid_payload", "request body is not a JSON object")
     return payload
@@ -165,6 +162,9 @@ def _push(project: Project, delivery: str, payload: dict[str, Any]) -> tuple[Pus
     ref, sha = payload.get("ref"), payload.get("after")
     if not isinstance(ref, str) or not ref.startswith("refs/"):
         raise ApiError(422, "invalid_payload", "ref: expected refs/…", field="ref")
+    if len(ref) > MAX_NAME or has_control(ref):
+        message = f"ref: at most {MAX_NAME} characters, no control characters"
+        raise ApiError(422, "invalid_payload", message, field="ref")
     if payload.get("deleted") is True:
         return None, f"{ref} was deleted"
     if not isinstance(sha, str) or len(sha) not in (40, 64) or not set(sha) <= SHA:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from otto.api import ApiError
+from otto.limits import MAX_NAME, has_control
 from otto.webhooks.ledger import Push
 from otto.webhooks.projects import Project
 
@@ -28,6 +29,9 @@ def gitlab_push(
     ref, after = payload.get("ref"), payload.get("after")
     if not isinstance(ref, str) or not ref.startswith("refs/"):
         raise ApiError(422, "invalid_payload", "ref: expected refs/…", field="ref")
+    if len(ref) > MAX_NAME or has_control(ref):
+        message = f"ref: at most {MAX_NAME} characters, no control characters"
+        raise ApiError(422, "invalid_payload", message, field="ref")
     if not _is_sha(after):
         raise ApiError(422, "invalid_payload", "after: expected a commit SHA", field="after")
     if set(after) == {"0"}:

@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from otto.psm.states import ALLOWED
+from otto.redact import redact_url
 from otto.status import Status
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
@@ -86,6 +87,13 @@ class Project(_Strict):
     default_branches: list[str] = Field(default_factory=lambda: ["main", "master"])
     webhooks: list[Subscriber] = Field(default_factory=list)
 
+    def secret_variables(self) -> list[str]:
+        """The variables holding this project's secrets (signing, status, outbound)."""
+        named = [self.secret_env, *(hook.secret_env for hook in self.webhooks)]
+        if self.statuses is not None and self.statuses.token_env:
+            named.append(self.statuses.token_env)
+        return named
+
     def secret(self) -> bytes | None:
         value = os.environ.get(self.secret_env)
         return value.encode() if value else None
@@ -98,8 +106,15 @@ class Project(_Strict):
         )
 
     def public(self) -> dict[str, Any]:
-        """As `GET /v1/projects` shows it: no secrets in it to begin with."""
-        return self.model_dump(mode="json")
+        """As `GET /v1/projects` shows it: secrets are named by their variables, and URLs
+        show no credentials (`https://***@host/…`)."""
+        shown = self.model_dump(mode="json")
+        shown["source"]["url"] = redact_url(self.source.url)
+        if shown["statuses"] is not None:
+            shown["statuses"]["api_url"] = redact_url(shown["statuses"]["api_url"])
+        for hook in shown["webhooks"]:
+            hook["url"] = redact_url(hook["url"])
+        return shown
 
 
 def short_ref(ref: str) -> str:

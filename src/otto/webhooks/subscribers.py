@@ -21,6 +21,7 @@ import hmac
 import json
 
 from otto.psm import Transition
+from otto.redact import redact_url
 from otto.webhooks.ledger import RunInfo
 from otto.webhooks.outbox import Entry
 from otto.webhooks.projects import Project
@@ -39,7 +40,7 @@ def webhook_entries(t: Transition, run: RunInfo, project: Project, public_url: s
                 "uuid": t.pipeline,
                 "url": f"{public_url.rstrip('/')}/v1/pipelines/{t.pipeline}",
                 "repository": run.full_name,
-                "clone_url": run.clone_url,
+                "clone_url": redact_url(run.clone_url),
                 "ref": run.ref,
                 "sha": run.sha,
             },

@@ -158,9 +158,12 @@ class PushWorker(threading.Thread):
                 return Pipeline(), (CONFIG_ERROR, str(exc))
         name = f"{project.name}:inline" if project.pipeline.inline is not None else path
         try:
-            return parse(text, name), None
+            pipeline = parse(text, name)
         except ParseError as exc:
             return Pipeline(), (CONFIG_ERROR, str(exc))
+        if not pipeline.batches:  # as the API refuses one: a run of nothing is no Success
+            return Pipeline(), (CONFIG_ERROR, f"{name}: the pipeline has no stages")
+        return pipeline, None
 
     def _read(self, project: Project, push: Push) -> str:
         path = project.pipeline.path

@@ -10,12 +10,15 @@ produced are then published, in sequence order, to `on_commit`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
+
+from otto.diskspace import trouble
 
 T = TypeVar("T")
 Row = Mapping[str, Any]  # a dict, or sqlite3.Row: columns by name
@@ -65,6 +68,9 @@ class Store(ABC):
 
     def __init__(self) -> None:
         self.on_commit: Callable[[list[Any]], None] = lambda published: None
+        # Told of every group commit: None when it committed, else what failed it (a full
+        # disk, an unreachable database: `otto.diskspace.SpaceWatch.note` listens).
+        self.on_outcome: Callable[[BaseException | None], object] = lambda error: None
         self._queue: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._closed = False
@@ -159,6 +165,8 @@ class Store(ABC):
             except BaseException as exc:
                 self._fail_group(tx, group, exc)
                 return
+        # A piece refused for lack of space (a savepoint's write) fails alone: still news.
+        self._told(next((e for _, _, e in outcomes if e is not None and trouble(e)), None))
         published, tx.published = tx.published, []
         if published:
             try:
@@ -198,12 +206,19 @@ class Store(ABC):
         tx.commit()
         return outcomes
 
-    @staticmethod
-    def _fail_group(tx: WriterTx, group: list[_Work], exc: BaseException) -> None:
-        tx.rollback()
+    def _fail_group(self, tx: WriterTx, group: list[_Work], exc: BaseException) -> None:
+        with contextlib.suppress(Exception):  # as unwell as the commit: callers must hear
+            tx.rollback()
         tx.published.clear()
+        self._told(exc)
         for work in group:
             work.finish(None, exc)
+
+    def _told(self, error: BaseException | None) -> None:
+        try:
+            self.on_outcome(error)
+        except Exception:
+            logging.getLogger(__name__).exception("on_outcome failed")
 
 
 class _Redo(Exception):

@@ -101,4 +101,16 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX contexts_open ON contexts (pipeline, batch, position)"
         " WHERE state = 'Pending' AND orchestrator IS NULL",
     ],
+    [
+        # What a POST /v1/pipelines with an Idempotency-Key answered, written in the same
+        # transaction as the run it created: a retry after a crash gets that answer again.
+        """CREATE TABLE idempotency_keys (
+            idem_key TEXT PRIMARY KEY,
+            fingerprint TEXT NOT NULL,
+            pipeline TEXT NOT NULL,
+            duplicate INTEGER NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL
+        )""",
+        "CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at)",
+    ],
 ]

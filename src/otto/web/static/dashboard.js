@@ -99,7 +99,11 @@ function connect() {
   });
 }
 
-// -- actions (Abort, Retry), with the API token when the server wants one -------------
+// -- actions (Abort, Retry) --------------------------------------------------------------
+// They are JSON POSTs (a page elsewhere cannot send those). When the server has an API
+// token, the first refused one asks for it once and exchanges it for a session cookie
+// (`POST /login`; HttpOnly, so no script here or in an artifact can read it back); the
+// session's CSRF token, from the page or the login's answer, goes along as a header.
 function notice(text) {
   const box = document.getElementById("notice");
   box.textContent = text;
@@ -107,24 +111,40 @@ function notice(text) {
   setTimeout(() => { box.hidden = true; }, 4000);
 }
 
+let csrf = (document.querySelector("meta[name='otto-csrf']") || {}).content || "";
+
+async function refusal(response) {
+  const problem = await response.json().catch(() => ({}));
+  return `Refused: ${(problem.error && problem.error.message) || response.status}`;
+}
+
+// "" once logged in; else why not (null: the user gave no token).
+async function login() {
+  const given = prompt("This server needs its API token:");
+  if (!given) return null;
+  const response = await fetch("/login", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ token: given.trim() }),
+  });
+  if (!response.ok) return refusal(response);
+  csrf = (await response.json()).csrf || "";
+  return "";
+}
+
 async function post(url, retried = false) {
-  const headers = {};
-  const token = localStorage.getItem("otto-token");
-  if (token) headers.Authorization = `Bearer ${token}`;
-  const response = await fetch(url, { method: "POST", headers });
+  const headers = { "Content-Type": "application/json" };
+  if (csrf) headers["X-Otto-CSRF"] = csrf;
+  const response = await fetch(url, { method: "POST", headers, body: "{}" });
   if (response.status === 401 && !retried) {
-    const given = prompt("This server needs its API token:");
-    if (given) {
-      localStorage.setItem("otto-token", given);
-      return post(url, true);
-    }
+    const problem = await refusal(response);
+    const failed = await login();
+    if (failed === "") return post(url, true);
+    notice(failed || problem);
+    schedule(0);
+    return;
   }
-  if (response.ok) {
-    notice("Done.");
-  } else {
-    const problem = await response.json().catch(() => ({}));
-    notice(`Refused: ${(problem.error && problem.error.message) || response.status}`);
-  }
+  notice(response.ok ? "Done." : await refusal(response));
   schedule(0);
 }
 
@@ -193,7 +213,7 @@ async function openLog(key, title) {
     if (!text) return;
     const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 8;
     const span = document.createElement("span");
-    span.innerHTML = ansi.ansi_to_html(text);
+    span.append(...coloured(ansi.ansi_to_html(text)));
     pre.append(span);
     shown += text.length;
     while (shown > KEEP && pre.firstChild) {
@@ -239,6 +259,25 @@ async function openLog(key, title) {
     if (finished && got === 0) return;
     await pause(got ? 100 : 500);
   }
+}
+
+// ansi_up's HTML, rebuilt element by element: the page's Content-Security-Policy refuses
+// style attributes in parsed markup (even in an inert template), but not styles set through
+// the CSSOM. So its `style` attributes are renamed before parsing (its text is escaped: a
+// quote in a log is `&quot;`), and only spans and http(s) links come out.
+function coloured(html) {
+  const template = document.createElement("template");
+  template.innerHTML = html.replace(/<span style="/g, '<span data-style="');
+  return [...template.content.childNodes].map((node) => {
+    if (node.nodeType !== Node.ELEMENT_NODE) return document.createTextNode(node.textContent);
+    const link = node.tagName === "A" && /^https?:/i.test(node.getAttribute("href") || "");
+    const made = document.createElement(link ? "a" : "span");
+    if (link) made.href = node.getAttribute("href");
+    if (node.getAttribute("class")) made.className = node.getAttribute("class");
+    if (node.dataset.style) made.style.cssText = node.dataset.style;
+    made.textContent = node.textContent;
+    return made;
+  });
 }
 
 async function logSize(raw) {
