@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from otto.agent.control import ENV_SOCKET
 from otto.agent.logstream import LogStream
-from otto.agent.process import Stop, run_process
+from otto.agent.process import Stop, reap_orphans, run_process
 from otto.isolation import Isolation, Mounts
 from otto.model import Step
 from otto.objectstore import ObjectStore
@@ -131,6 +131,8 @@ class StepRun:
             raise StepFailure(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
         finally:
             command.close()
+            if isolation.contains_processes:
+                reap_orphans()
         if result.stop is not None and self.stop is None:
             self.stop = result.stop
         return result.exit_code

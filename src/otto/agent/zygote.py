@@ -108,11 +108,13 @@ def preload(backend: str = "") -> None:
     import otto.agent.runner
     import otto.objectstore
     import otto.steps.builtins  # noqa: F401
+    from otto.isolation import bubblewrap
     from otto.steps.manifest import standard_manifests
 
     if backend in BACKENDS:
         importlib.import_module(BACKENDS[backend])
     standard_manifests()  # cached: parsing the YAML would cost each agent more than its step
+    bubblewrap.preload()  # what every sandbox hides of /etc, and where bwrap is
     _rehearse()
     # The garbage collector would walk (and so copy-on-write) every preloaded object
     # in every fork: leave them out of its sight.

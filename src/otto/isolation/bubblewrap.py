@@ -70,6 +70,12 @@ class Bubblewrap:
         return None
 
 
+def preload() -> None:
+    """Find once what every sandbox needs of this machine (for forks to share)."""
+    _bwrap()
+    _private_system_files()
+
+
 @functools.cache
 def _bwrap() -> str:
     """bwrap's own path, found on the agent's PATH (the operator's, never a step's)."""
