@@ -136,6 +136,11 @@ class AuctionApi:
                 self.hand_back,
                 "Give back a running context unfinished (its executor shuts down)",
                 HandBack,
+                {
+                    200: "OK",
+                    404: "unknown context",
+                    409: "a stale lease, or a move the state does not allow",
+                },
             ),
         ]
 
