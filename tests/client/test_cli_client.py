@@ -23,8 +23,10 @@ TWO_STAGES = """pipeline {
         stage { name = 'Lint' steps { sh 'echo lint-bad; exit 1' } }
     }
 }"""
+# A second between lines: `otto logs --follow` may take most of one to start on a busy
+# machine, and the lines must still be seen to arrive one by one.
 COUNT = """pipeline {
-    stage { name = 'Count' steps { sh 'for i in 1 2 3; do echo $i; sleep 0.3; done' } }
+    stage { name = 'Count' steps { sh 'for i in 1 2 3; do echo $i; sleep 1; done' } }
 }"""
 SLEEP = "pipeline { stage { name = 'Nap' steps { sh 'sleep 30' } } }"
 

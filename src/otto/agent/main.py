@@ -8,6 +8,7 @@ from pathlib import Path
 from types import FrameType
 
 from otto.agent.invocation import InvocationError, load_invocation
+from otto.agent.process import adopt_orphans
 from otto.agent.reporter import JsonLinesReporter
 from otto.agent.runner import Agent
 from otto.status import Status
@@ -29,6 +30,8 @@ def agent_main(invocation_path: str | Path) -> int:
         print(f"otto agent: cannot open the report file: {exc}", file=sys.stderr)
         return Status.ERROR.exit_code
     agent = Agent(invocation, reporter)
+    if agent.host_isolation.contains_processes:
+        adopt_orphans()  # this process is the agent's alone
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         agent.abort("user_abort" if signum == signal.SIGINT else "aborted")

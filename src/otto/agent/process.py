@@ -312,21 +312,25 @@ def _has_live_member(pgid: int) -> bool:
 
 
 PR_SET_CHILD_SUBREAPER = 36
+_adopting = False
 
 
 def adopt_orphans() -> None:
-    """Make this process the reaper of what its children leave behind (Linux). A sandbox's
-    first process outlives bwrap by a moment; orphaned, it would wait as a zombie for
-    PID 1, which on some hosts reaps only now and then, and hundreds of zombies slow
-    down every later fork."""
+    """Make this process (an agent's own, never a caller's that runs agents in process)
+    the reaper of what its children leave behind (Linux). A sandbox's first process
+    outlives bwrap by a moment; orphaned, it would wait as a zombie for PID 1, which on
+    some hosts reaps only now and then, and hundreds of zombies slow every later fork."""
+    global _adopting
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        _adopting = libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
 
 
 def reap_orphans() -> None:
-    """Reap the orphans adopted so far. Only between processes: a process still run with
-    `run_process` must be waited for by it."""
+    """Reap the orphans adopted so far, if this process adopts them. Only between
+    processes: a process still run with `run_process` must be waited for by it."""
+    if not _adopting:
+        return
     with contextlib.suppress(ChildProcessError):
         while os.waitpid(-1, os.WNOHANG)[0]:
             pass

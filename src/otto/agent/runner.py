@@ -35,7 +35,7 @@ from otto.agent.control.state import ControlState
 from otto.agent.invocation import Invocation
 from otto.agent.logstream import LOG_LIMIT, LogStream, LogWriter
 from otto.agent.masking import Masker, url_secrets
-from otto.agent.process import Interrupter, Stop, adopt_orphans, run_process
+from otto.agent.process import Interrupter, Stop, run_process
 from otto.agent.reporter import Reporter, context_log_key, step_log_key
 from otto.agent.steprun import StepRun
 from otto.agent.validate import Plan, plan_steps
@@ -153,8 +153,6 @@ class Agent:
         self.host_isolation: Isolation = host_isolation(invocation.sandbox)
         self.container = Container(invocation.container) if invocation.container else None
         self.isolation: Isolation = self.container or self.host_isolation
-        if self.host_isolation.contains_processes:
-            adopt_orphans()
         # What Otto's own tools (the checkout, git mirrors) run with: nothing of a stage's,
         # and no home whose .gitconfig a step could have written.
         self.tool_env = {
