@@ -18,7 +18,6 @@ a run right after another one (which removed its thousands of files) is slower.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import http.client
 import json
 import os
@@ -37,47 +36,11 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from benchkit import Completions  # noqa: E402
 from serverkit import running_server  # noqa: E402
 
 TRIVIAL = "pipeline { steps { sh 'true' } }"
 JSON_HEADERS = {"Content-Type": "application/json"}
-
-
-class Completions:
-    """Follows the event stream; records when each pipeline completes."""
-
-    def __init__(self, url: str) -> None:
-        self.done: dict[str, float] = {}
-        self.cond = threading.Condition()
-        last = httpx.get(f"{url}/v1/events", params={"after": 0, "limit": 10_000}).json()
-        after = last["events"][-1]["seq"] if last["events"] else 0
-        self.thread = threading.Thread(target=self._follow, args=(url, after), daemon=True)
-        self.thread.start()
-
-    def _follow(self, url: str, after: int) -> None:
-        # The standard library's client, line by line: httpx would take several times the
-        # CPU, from the server under test, on the same cores.
-        address = urlsplit(url)
-        connection = http.client.HTTPConnection(address.hostname, address.port)
-        headers = {"Accept": "text/event-stream", "Last-Event-ID": str(after)}
-        # The server stops at the end of the run.
-        with contextlib.suppress(OSError, http.client.HTTPException):
-            connection.request("GET", "/v1/events", headers=headers)
-            response = connection.getresponse()
-            while line := response.readline():
-                if line.startswith(b"data: ") and b'"Complete"' in line:
-                    event = json.loads(line[6:])
-                    if event["entity"] == "pipeline":
-                        with self.cond:
-                            self.done[event["pipeline"]] = time.perf_counter()
-                            self.cond.notify_all()
-
-    def wait(self, uuids: list[str], timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while not all(u in self.done for u in uuids):
-                if not self.cond.wait(max(0.0, deadline - time.monotonic())):
-                    raise TimeoutError(f"{sum(u in self.done for u in uuids)}/{len(uuids)} done")
 
 
 def spawn_floor(count: int = 200) -> float:

@@ -63,6 +63,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from benchkit import Completions  # noqa: E402
 from isolationkit import TEST_IMAGE, container_engine_args, container_run_args  # noqa: E402
 from otto.agent.process import Interrupter, run_process  # noqa: E402
 from otto.isolation import Bubblewrap, Command, Mounts, SandboxSpec, bubblewrap  # noqa: E402
@@ -81,42 +82,6 @@ def in_image(steps: int) -> str:
 
 
 # -- following a server -------------------------------------------------------------------
-
-
-class Completions:
-    """Follows the event stream; records when each pipeline completes."""
-
-    def __init__(self, url: str) -> None:
-        self.done: dict[str, float] = {}
-        self.cond = threading.Condition()
-        last = httpx.get(f"{url}/v1/events", params={"after": 0, "limit": 10_000}).json()
-        after = last["events"][-1]["seq"] if last["events"] else 0
-        self.thread = threading.Thread(target=self._follow, args=(url, after), daemon=True)
-        self.thread.start()
-
-    def _follow(self, url: str, after: int) -> None:
-        # The standard library's client: httpx would take several times the CPU, from
-        # the server under test, on the same cores.
-        address = urlsplit(url)
-        connection = http.client.HTTPConnection(address.hostname, address.port)
-        headers = {"Accept": "text/event-stream", "Last-Event-ID": str(after)}
-        with contextlib.suppress(OSError, http.client.HTTPException):  # the server stops
-            connection.request("GET", "/v1/events", headers=headers)
-            response = connection.getresponse()
-            while line := response.readline():
-                if line.startswith(b"data: ") and b'"Complete"' in line:
-                    event = json.loads(line[6:])
-                    if event["entity"] == "pipeline":
-                        with self.cond:
-                            self.done[event["pipeline"]] = time.perf_counter()
-                            self.cond.notify_all()
-
-    def wait(self, uuids: list[str], timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while not all(u in self.done for u in uuids):
-                if not self.cond.wait(max(0.0, deadline - time.monotonic())):
-                    raise TimeoutError(f"{sum(u in self.done for u in uuids)}/{len(uuids)} done")
 
 
 class Bench:

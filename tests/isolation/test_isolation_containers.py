@@ -27,6 +27,7 @@ from isolationkit import (
 )
 from otto.agent import Checkout
 from otto.isolation import ContainerSpec, SandboxSpec
+from otto.model import Context
 from otto.steps.library import library_key
 from serverkit import Server, orchestrator, running_server, start_orchestrator, wait_for
 from steps.test_step_library import library
@@ -131,25 +132,25 @@ def test_an_abort_mid_step_leaves_no_container(client: httpx.Client) -> None:
     assert_removed(f"otto.pipeline={uuid}")
 
 
-def test_a_checkout_is_in_the_containers_workspace(tmp_path: Path) -> None:
-    need_podman()
-    repo = tmp_path / "repo"
-    sha = make_repo(repo, {"README": "checked out\n"})
-    harness = AgentHarness(tmp_path)
-    ctx = context(sh(f"{IN_CONTAINER} && cat README && git --version"))
-    spec = ContainerSpec(
+def in_test_image(ctx: Context) -> dict[str, Any]:
+    """An agent invocation's isolation for `ctx`: the test image, the host sandbox."""
+    container = ContainerSpec(
         image=TEST_IMAGE,
         name=f"otto-test-{ctx.uuid}",
         labels={"otto.context": ctx.uuid},
         engine_args=container_engine_args()[1:],
         run_args=container_run_args(),
     )
-    outcome = harness.run(
-        ctx,
-        checkout=Checkout(url=str(repo), sha=sha),
-        container=spec,
-        sandbox=SandboxSpec(kind="bubblewrap"),
-    )
+    return {"container": container, "sandbox": SandboxSpec(kind="bubblewrap")}
+
+
+def test_a_checkout_is_in_the_containers_workspace(tmp_path: Path) -> None:
+    need_podman()
+    repo = tmp_path / "repo"
+    sha = make_repo(repo, {"README": "checked out\n"})
+    harness = AgentHarness(tmp_path)
+    ctx = context(sh(f"{IN_CONTAINER} && cat README && git --version"))
+    outcome = harness.run(ctx, checkout=Checkout(url=str(repo), sha=sha), **in_test_image(ctx))
     assert outcome.status == "Success", outcome.context_log + outcome.log()
     assert "checked out" in outcome.log()
     assert_removed(f"otto.context={ctx.uuid}")
@@ -247,15 +248,8 @@ def test_a_step_library_runs_in_the_container(tmp_path: Path) -> None:
     ctx = context(spec("make_file"), sh(f"{IN_CONTAINER} && cat by-library.txt"))
     outcome = harness.run(
         ctx,
-        container=ContainerSpec(
-            image=TEST_IMAGE,
-            name=f"otto-test-{ctx.uuid}",
-            labels={"otto.context": ctx.uuid},
-            engine_args=container_engine_args()[1:],
-            run_args=container_run_args(),
-        ),
-        sandbox=SandboxSpec(kind="bubblewrap"),
         libraries=[{"name": "files", "version": "1.0"}],
+        **in_test_image(ctx),
     )
     assert outcome.status == "Success", outcome.context_log
     assert "library sees {" in outcome.log(0) and "made" in outcome.log(1)

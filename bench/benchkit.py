@@ -1,0 +1,49 @@
+"""What the benchmarks share: following a server's event stream for completions."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import threading
+import time
+from urllib.parse import urlsplit
+
+import httpx
+
+
+class Completions:
+    """Follows the event stream; records when each pipeline completes."""
+
+    def __init__(self, url: str) -> None:
+        self.done: dict[str, float] = {}
+        self.cond = threading.Condition()
+        last = httpx.get(f"{url}/v1/events", params={"after": 0, "limit": 10_000}).json()
+        after = last["events"][-1]["seq"] if last["events"] else 0
+        self.thread = threading.Thread(target=self._follow, args=(url, after), daemon=True)
+        self.thread.start()
+
+    def _follow(self, url: str, after: int) -> None:
+        # The standard library's client, line by line: httpx would take several times the
+        # CPU, from the server under test, on the same cores.
+        address = urlsplit(url)
+        connection = http.client.HTTPConnection(address.hostname, address.port)
+        headers = {"Accept": "text/event-stream", "Last-Event-ID": str(after)}
+        # The server stops at the end of the run.
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            connection.request("GET", "/v1/events", headers=headers)
+            response = connection.getresponse()
+            while line := response.readline():
+                if line.startswith(b"data: ") and b'"Complete"' in line:
+                    event = json.loads(line[6:])
+                    if event["entity"] == "pipeline":
+                        with self.cond:
+                            self.done[event["pipeline"]] = time.perf_counter()
+                            self.cond.notify_all()
+
+    def wait(self, uuids: list[str], timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while not all(u in self.done for u in uuids):
+                if not self.cond.wait(max(0.0, deadline - time.monotonic())):
+                    raise TimeoutError(f"{sum(u in self.done for u in uuids)}/{len(uuids)} done")
