@@ -18,29 +18,24 @@ a run right after another one (which removed its thousands of files) is slower.
 from __future__ import annotations
 
 import argparse
-import http.client
-import json
 import os
 import resource
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from benchkit import Completions  # noqa: E402
+from benchkit import Completions, submit_at_once  # noqa: E402
 from serverkit import running_server  # noqa: E402
 
 TRIVIAL = "pipeline { steps { sh 'true' } }"
-JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 def spawn_floor(count: int = 200) -> float:
@@ -148,31 +143,9 @@ def main() -> int:
             f"p95 {p95:.1f} ms (target p50 <= 50 ms)"
         )
 
-        uuids: list[str] = []
-        lock = threading.Lock()
-
-        def submit(n: int) -> None:
-            # The standard library's client: a tenth of httpx's CPU per request, which
-            # would otherwise be taken from the server under test on the same cores.
-            address = urlsplit(server.url)
-            body = json.dumps({"ottofile": TRIVIAL}).encode()
-            connection = http.client.HTTPConnection(address.hostname, address.port, timeout=60)
-            try:
-                for _ in range(n):
-                    connection.request("POST", "/v1/pipelines", body, JSON_HEADERS)
-                    u = json.loads(connection.getresponse().read())["uuid"]
-                    with lock:
-                        uuids.append(u)
-            finally:
-                connection.close()
-
         meter = CpuMeter(server.process.pid)
         started = time.perf_counter()
-        submitters = [threading.Thread(target=submit, args=(args.burst // 8,)) for _ in range(8)]
-        for t in submitters:
-            t.start()
-        for t in submitters:
-            t.join()
+        uuids = submit_at_once(server.url, TRIVIAL, args.burst)
         completions.wait(uuids, timeout=600)
         elapsed = max(completions.done[u] for u in uuids) - started
         cpu = meter.per(len(uuids))

@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import contextlib
-import http.client
 import json
 import os
 import shutil
@@ -49,21 +48,19 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid as uuidlib
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from benchkit import Completions  # noqa: E402
+from benchkit import Completions, submit_at_once  # noqa: E402
 from isolationkit import TEST_IMAGE, container_engine_args, container_run_args  # noqa: E402
 from otto.agent.process import Interrupter, run_process  # noqa: E402
 from otto.isolation import Bubblewrap, Command, Mounts, SandboxSpec, bubblewrap  # noqa: E402
@@ -72,7 +69,6 @@ from serverkit import Server, running_server  # noqa: E402
 TRIVIAL = "pipeline { steps { sh 'true' } }"
 # Succeeds only inside the host sandbox (bubblewrap's `--hostname otto-sandbox`).
 IN_SANDBOX = "pipeline { steps { sh 'test \"$(cat /proc/sys/kernel/hostname)\" = otto-sandbox' } }"
-JSON_HEADERS = {"Content-Type": "application/json"}
 BENCH_LABEL = f"otto.bench={os.getpid()}-{uuidlib.uuid4().hex[:8]}"
 
 
@@ -105,29 +101,8 @@ class Bench:
     def burst(self, ottofile: str, count: int, threads: int = 8) -> tuple[list[str], float]:
         """`count` pipelines submitted at once; (their uuids, seconds from the first
         submit to the last Complete)."""
-        uuids: list[str] = []
-        lock = threading.Lock()
-        body = json.dumps({"ottofile": ottofile}).encode()
-        address = urlsplit(self.server.url)
-
-        def submit(n: int) -> None:
-            connection = http.client.HTTPConnection(address.hostname, address.port, timeout=60)
-            try:
-                for _ in range(n):
-                    connection.request("POST", "/v1/pipelines", body, JSON_HEADERS)
-                    u = json.loads(connection.getresponse().read())["uuid"]
-                    with lock:
-                        uuids.append(u)
-            finally:
-                connection.close()
-
-        shares = [count // threads + (i < count % threads) for i in range(threads)]
-        submitters = [threading.Thread(target=submit, args=(n,)) for n in shares if n]
         started = time.perf_counter()
-        for t in submitters:
-            t.start()
-        for t in submitters:
-            t.join()
+        uuids = submit_at_once(self.server.url, ottofile, count, threads)
         self.completions.wait(uuids, timeout=600)
         return uuids, max(self.completions.done[u] for u in uuids) - started
 

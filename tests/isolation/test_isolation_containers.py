@@ -114,7 +114,7 @@ def test_a_missing_image_is_a_provisioning_error_with_podmans_message(
     reason = reason_of(client, uuid, ctx["uuid"])
     assert reason.startswith("provision_failed: cannot start a container of localhost/otto-")
     said = reason.split(":nope: ", 1)[1]  # podman's own words follow
-    assert "localhost/otto-missing" in said or "localhost" in said, said
+    assert said.startswith("Error: ") and "localhost/otto-missing:nope" in said, said
     assert_removed(f"otto.pipeline={uuid}")
 
 
