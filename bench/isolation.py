@@ -1,4 +1,4 @@
-"""What isolating steps costs (issue 12): the host sandbox and containers, through a real
+"""What isolating steps costs: the host sandbox and containers, through a real
 `otto server` (started here), each figure against a baseline measured in the same run.
 
 (a) the host sandbox: 200 trivial one-context pipelines (`sh 'true'`) submitted at once
@@ -24,8 +24,9 @@ arguments, started by `subprocess.run` and by the agent's `run_process` (which a
 the exit makes sure the process group is gone, then drains the output: its stalls show
 there); (b) the contexts' provisioning, step and release times by the agent's
 timestamps, and each engine command the agent runs for a context (`run --detach --rm
---pull missing`, `exec` with the step's `--workdir`/`--env` arguments, `kill`, after
-which the engine removes the container) timed bare; (c) per-step medians, and the time
+--pull missing`, `exec` with the step's `--workdir`/`--env` arguments; none to end it:
+the container ends when the agent closes its lifeline, and the engine removes it) timed
+bare; (c) per-step medians, and the time
 between steps. The (c) baseline brackets Otto's run: half of the execs before it, half
 after.
 
@@ -388,11 +389,9 @@ def anatomy(workdir: Path) -> None:
             "--volume", f"{workdir}:{workdir}", "--entrypoint", "sleep", TEST_IMAGE, "infinity",
         )  # fmt: skip
 
-    def kill() -> None:
-        podman("kill", names.pop())
-
     run_d = timed(start, 5)
-    killed = timed(kill, 5)
+    for name in names:
+        podman("kill", name)
     whole = timed(lambda: podman("run", "--rm", *container_run_args(), TEST_IMAGE, "true"), 5)
     with bench_container() as name:
         plain = timed(lambda: podman("exec", name, "true"), 10)
@@ -409,9 +408,9 @@ def anatomy(workdir: Path) -> None:
         )
     print(
         f"    bare engine commands (median): run --detach --rm {run_d * 1000:.0f} ms, exec "
-        f"{plain * 1000:.0f} ms (with --workdir and 10 --env: {full * 1000:.0f} ms), kill "
-        f"{killed * 1000:.0f} ms; Otto's context = the sum of 3 = "
-        f"{(run_d + plain + killed) * 1000:.0f} ms vs one run --rm {whole * 1000:.0f} ms"
+        f"{plain * 1000:.0f} ms (with --workdir and 10 --env: {full * 1000:.0f} ms); Otto's "
+        f"context = the sum of 2 = {(run_d + plain) * 1000:.0f} ms vs one run --rm "
+        f"{whole * 1000:.0f} ms"
     )
 
 
@@ -447,7 +446,7 @@ def part_b(bench: Bench, tmp: Path, rounds: int, contexts: int, concurrency: int
         f"{best_b / contexts * concurrency * 1000:.0f} ms; Otto's context (p50, agent's "
         f"timestamps): provisioning {medians['provision']:.0f} ms (run --detach), step "
         f"{medians['step']:.0f} ms (exec), until reported {medians['release']:.0f} ms (the "
-        f"container is killed after the report)"
+        f"container ends after the report)"
     )
     anatomy(tmp)
 

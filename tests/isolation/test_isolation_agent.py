@@ -1,4 +1,4 @@
-"""Issue 12 at the agent: the standard steps and step libraries work inside the host
+"""Isolation at the agent: the standard steps and step libraries work inside the host
 sandbox, and see only what they are given."""
 
 from __future__ import annotations

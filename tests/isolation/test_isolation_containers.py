@@ -1,4 +1,4 @@
-"""Issue 12: a stage with an image runs in a real Podman container that its orchestrator
+"""A stage with an image runs in a real Podman container that its orchestrator
 provisions and removes, whatever the outcome; no container outlives its context, not
 even an orchestrator's crash. Built from `tests/images/build-test-image.sh`'s image."""
 
@@ -29,7 +29,7 @@ from otto.agent import Checkout
 from otto.isolation import ContainerSpec, SandboxSpec
 from otto.model import Context
 from otto.steps.library import library_key
-from serverkit import Server, orchestrator, running_server, start_orchestrator, wait_for
+from serverkit import Server, orchestrator, running_server
 from steps.test_step_library import library
 
 IN_CONTAINER = "test -f /run/.containerenv && ! test -e /usr/bin/bwrap"
@@ -118,7 +118,8 @@ def test_a_missing_image_is_a_provisioning_error_with_podmans_message(
     assert_removed(f"otto.pipeline={uuid}")
 
 
-def test_an_abort_mid_step_leaves_no_container(client: httpx.Client) -> None:
+def napping_in_a_container(client: httpx.Client) -> str:
+    """A run whose one step sleeps in a container: its uuid, once the step runs."""
     uuid = submit(
         client,
         f"pipeline {{ stage {{ name = 'nap' image = '{TEST_IMAGE}' "
@@ -126,6 +127,11 @@ def test_an_abort_mid_step_leaves_no_container(client: httpx.Client) -> None:
     )
     poll(client, uuid, lambda r: contexts(r)["nap"]["steps"][0]["state"] == "Running", 120)
     assert len(containers(f"otto.pipeline={uuid}")) == 1
+    return uuid
+
+
+def test_an_abort_mid_step_leaves_no_container(client: httpx.Client) -> None:
+    uuid = napping_in_a_container(client)
     assert client.post(f"/v1/pipelines/{uuid}/abort", json={}).status_code == 202
     run = wait_complete(client, uuid, 60)
     assert contexts(run)["nap"]["state"] == "Aborted"
@@ -168,38 +174,51 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def test_an_orchestrator_killed_mid_container_removes_it_when_it_restarts(
-    tmp_path: Path,
-) -> None:
+def test_a_container_ends_by_itself_when_its_agent_is_killed(tmp_path: Path) -> None:
+    """kill -9 of the orchestrator, its zygote and its agents mid-step: nobody is left to
+    stop the container, and it ends anyway (its lifeline's write end died with the agent),
+    and the engine removes it."""
     need_podman()
     home = tmp_path / "home"
     with (
         running_server(home, OTTO_LOCAL_ORCHESTRATOR="0") as srv,
         srv.client() as client,
+        orchestrator(srv.url, "boxes", tmp_path / "orch", extra=["--runtime", "podman"]) as orch,
     ):
-        with orchestrator(
-            srv.url, "boxes", tmp_path / "orch", extra=["--runtime", "podman"]
-        ) as first:
-            uuid = submit(
-                client,
-                f"pipeline {{ stage {{ name = 'nap' image = '{TEST_IMAGE}' "
-                "steps { sh 'sleep 120' } } }",
-            )
-            wait_for(lambda: containers(f"otto.pipeline={uuid}"), 120, "the container")
-            # kill -9: the orchestrator, its agent zygote and the agents (one group).
-            for zygote in _children(first.pid):
-                os.killpg(zygote, signal.SIGKILL)
-            first.kill()
-            first.wait()
-        assert len(containers(f"otto.pipeline={uuid}")) == 1  # left behind
-        again = start_orchestrator(
-            srv.url, "boxes", tmp_path / "orch", extra=["--runtime", "podman"]
-        )
-        try:
-            wait_for(lambda: not containers(f"otto.pipeline={uuid}"), 60, "the stale container")
-        finally:
-            again.kill()
-            again.wait()
+        uuid = napping_in_a_container(client)
+        for zygote in _children(orch.pid):  # one group: the zygote and its agents
+            os.killpg(zygote, signal.SIGKILL)
+        orch.kill()
+        orch.wait()
+        assert_removed(f"otto.pipeline={uuid}", seconds=60)
+
+
+def test_an_orchestrator_removes_the_containers_it_left_behind_when_it_starts(
+    tmp_path: Path,
+) -> None:
+    """What no lifeline ends (the engine crashed, a container made but never started):
+    the orchestrator removes its own leftovers, and only its own, when it starts."""
+    need_podman()
+    root = tmp_path / "orch"
+    ours, theirs = f"otto.owner={root / 'boxes'}", f"otto.owner={tmp_path / 'elsewhere'}"
+    made = [
+        subprocess.run(
+            [*container_engine_args(), "create", "--label", label, TEST_IMAGE, "true"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        for label in (ours, theirs)
+    ]
+    try:
+        with (
+            running_server(tmp_path / "home", OTTO_LOCAL_ORCHESTRATOR="0") as srv,
+            orchestrator(srv.url, "boxes", root, extra=["--runtime", "podman"]),
+        ):
+            assert_removed(ours, seconds=60)
+            assert len(containers(theirs)) == 1
+    finally:
+        subprocess.run([*container_engine_args(), "rm", "--force", *made], capture_output=True)
 
 
 def test_a_timeout_in_a_container_fails_the_step_and_removes_the_container(

@@ -1,4 +1,4 @@
-"""Issue 12: unsandboxed execution only by name, and then on record; a machine that
+"""Unsandboxed execution only by name, and then on record; a machine that
 cannot sandbox says so and runs nothing unsandboxed."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 12: a pipeline never touches the server's secrets or state. A real `otto server`
+"""A pipeline never touches the server's secrets or state. A real `otto server`
 with secrets in its environment runs real steps under bubblewrap; only the HTTP API and
 the files on disk are looked at."""
 

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-# Runs a provisioning command on this machine, its output to the context's log, stopped
-# by an abort: its exit code and the last of its output.
-HostRunner = Callable[[Sequence[str]], tuple[int, str]]
+
+class HostRunner(Protocol):
+    """Runs a provisioning command on this machine, its output to the context's log,
+    stopped by an abort: its exit code and the last of its output. `stdin`: a
+    descriptor for its standard input (else /dev/null)."""
+
+    def __call__(self, argv: Sequence[str], stdin: int | None = None) -> tuple[int, str]: ...
 
 
 class ProvisionError(Exception):

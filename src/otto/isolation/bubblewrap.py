@@ -73,7 +73,7 @@ class Bubblewrap:
 def preload() -> None:
     """Find once what every sandbox needs of this machine (for forks to share)."""
     _bwrap()
-    _private_system_files()
+    _machine_args()
 
 
 @functools.cache
@@ -107,7 +107,18 @@ def _system_args(spec: SandboxSpec) -> list[str]:
         args += ["--cap-drop", "ALL"]
     if not spec.network:
         args.append("--unshare-net")
-    args += ["--hostname", "otto-sandbox"]
+    args += ["--hostname", "otto-sandbox", *_machine_args()]
+    for hidden in spec.hidden:
+        if any(Path(hidden).is_relative_to(d) for d in SYSTEM_DIRS) and os.path.exists(hidden):
+            args += _mask(hidden)
+    return args
+
+
+@functools.cache
+def _machine_args() -> tuple[str, ...]:
+    """What every sandbox shows of this machine: the system, read-only, with the files
+    of /etc that not everyone may read hidden; a fresh /proc and /dev; a private /tmp."""
+    args: list[str] = []
     for path in SYSTEM_DIRS:
         args += ["--ro-bind", path, path]
     for path in SYSTEM_LINKS:
@@ -118,11 +129,16 @@ def _system_args(spec: SandboxSpec) -> list[str]:
     for path in OPTIONAL_DIRS:
         args += ["--ro-bind-try", path, path]
     args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", "/var/tmp"]
-    for hidden in (*spec.hidden, *_private_system_files()):
-        if any(Path(hidden).is_relative_to(d) for d in SYSTEM_DIRS) and os.path.exists(hidden):
-            mask = ["--tmpfs"] if os.path.isdir(hidden) else ["--ro-bind", "/dev/null"]
-            args += [*mask, hidden]
-    return args
+    for private in _private_system_files():
+        args += _mask(private)
+    return tuple(args)
+
+
+def _mask(path: str) -> list[str]:
+    """Hide `path`: an empty directory, or an empty file, in its place."""
+    if os.path.isdir(path):
+        return ["--tmpfs", path]
+    return ["--ro-bind", "/dev/null", path]
 
 
 def unavailable() -> str | None:

@@ -1,12 +1,16 @@
 """A context in an OCI container of the image its stage asked for (Podman, or Docker).
 
 `provision` pulls the image when it is missing and starts one long-lived container per
-context (`sleep infinity`), labelled with the pipeline, the context and the workspace
-root of the orchestrator that owns it, with the agent's directories mounted at their
-own paths; each step process then runs in it with `exec`, as GitLab's docker executor
-runs a job's scripts; `release` kills it, whatever the outcome, and the engine removes
-it. An orchestrator removes at start the containers it left behind in a crash
-(`remove_stale`), and those of an agent that died (`remove`).
+context, labelled with the pipeline, the context and the workspace root of the
+orchestrator that owns it, with the agent's directories mounted at their own paths; each
+step process then runs in it with `exec`, as GitLab's docker executor runs a job's
+scripts. With Podman the container's main process waits on a pipe whose write end only
+the agent holds (its "lifeline"): `release` closes it — as the kernel does when the agent
+dies, however it dies — and the container ends and the engine removes it, with no engine
+command to run. With Docker (whose containers the daemon starts, out of reach of the
+agent's descriptors) the main process sleeps and `release` kills it. An orchestrator
+removes at start the containers it left behind (`remove_stale`), and those of an agent
+that died (`remove`).
 """
 
 from __future__ import annotations
@@ -32,12 +36,14 @@ class Container:
         self.spec = spec
         self.kind = spec.engine
         self._engine = [spec.engine, *spec.engine_args]
-        self._started = False
+        self._started = False  # a container may exist
+        self._running = False  # it was made and started
+        self._lifeline: int | None = None  # the write end its main process waits on
 
     def provision(self, mounts: Mounts, workdir: Path, run: HostRunner) -> None:
         spec = self.spec
         # One command: pull the image if it is missing, start the container; removed by
-        # the engine once it stops (`release` kills it).
+        # the engine once it stops (`release`).
         args = [*self._engine, "run", "--detach", "--rm", "--pull", "missing", "--init"]
         args += ["--name", spec.name]
         for key, value in spec.labels.items():
@@ -54,20 +60,41 @@ class Container:
         for path in mounts.readable:
             if os.path.exists(path):
                 args += ["--volume", f"{path}:{path}:ro"]
-        args += ["--workdir", str(workdir), "--entrypoint", "sleep", "--", spec.image, "infinity"]
+        args += ["--workdir", str(workdir)]
         self._started = True  # from here on, a container may exist: always remove it
-        code, output = run(args)
+        if _is_docker(spec.engine):
+            code, output = run([*args, "--entrypoint", "sleep", "--", spec.image, "infinity"])
+        else:
+            code, output = self._start_with_lifeline(args, run)
         if code != 0:
             raise ProvisionError(f"cannot start a container of {spec.image}: {_last_line(output)}")
+        self._running = True
+
+    def _start_with_lifeline(self, args: list[str], run: HostRunner) -> tuple[int, str]:
+        """Start the container with a main process that ends when the lifeline's write end
+        is closed: the read end goes in as the process's descriptor 3 (`--preserve-fds`),
+        moved there from the engine's standard input by a shell of the agent's."""
+        read_end, self._lifeline = os.pipe()
+        wrapper = ["/bin/sh", "-c", 'exec "$@" 3<&0 0</dev/null', "otto-provision"]
+        args = [*wrapper, *args, "--preserve-fds", "1", "--entrypoint", "sh", "--"]
+        try:
+            return run([*args, self.spec.image, "-c", "read -r _ <&3"], stdin=read_end)
+        finally:
+            os.close(read_end)
 
     def release(self) -> None:
-        """Kill the container, and the engine removes it (`--rm`): quicker than removing
-        it here. One that never ran (an abort while it was made) is removed outright;
-        what a crash leaves behind, `remove_stale` removes."""
+        """End the container, and the engine removes it (`--rm`). One that may exist but
+        never ran (provisioning failed, or was aborted) is removed outright; what a crash
+        of the engine leaves behind, `remove_stale` removes."""
+        if self._lifeline is not None:
+            os.close(self._lifeline)
+            self._lifeline = None
+            self._started = not self._running  # a running one ends now, by itself
         if self._started:
-            if not _quietly([*self._engine, "kill", self.spec.name]):
+            if not (self._running and _quietly([*self._engine, "kill", self.spec.name])):
                 remove(self.spec)
             self._started = False
+        self._running = False
 
     def command(
         self, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], mounts: Mounts
@@ -117,9 +144,13 @@ def remove_stale(engine: Sequence[str], owner: str) -> int:
     return len(ids)
 
 
+def _is_docker(engine: str) -> bool:
+    return os.path.basename(engine) == "docker"
+
+
 def _rm(engine: Sequence[str]) -> list[str]:
-    """Remove at once: `sleep`, as PID 1, ignores the SIGTERM a stop would send first."""
-    now = [] if os.path.basename(engine[0]) == "docker" else ["--time", "0"]
+    """Remove at once: the main process ignores the SIGTERM a stop would send first."""
+    now = [] if _is_docker(engine[0]) else ["--time", "0"]
     return [*engine, "rm", "--force", *now]
 
 

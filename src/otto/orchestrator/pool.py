@@ -117,7 +117,8 @@ class AgentPool:
             return self._sock
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._zygote = subprocess.Popen(
-            [sys.executable, "-m", "otto.agent.zygote", str(theirs.fileno()), self._backend],
+            # -P: the current directory (a checkout, in `otto run`) never shadows a module.
+            [sys.executable, "-P", "-m", "otto.agent.zygote", str(theirs.fileno()), self._backend],
             pass_fds=[theirs.fileno()],
             stdin=subprocess.DEVNULL,
             env=self._environ,
