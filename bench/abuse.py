@@ -1,4 +1,4 @@
-"""Abuse, against a running `otto server` started here (issue 19, point 3).
+"""Abuse, against a running `otto server` started here (README, "Limits").
 
 (a) 4 clients each stream a 200 MB chunked body at `POST /v1/pipelines` at once: prints
 the server's peak RSS above idle (target ≤ 100 MB; before the fix each body was read

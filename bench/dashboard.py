@@ -7,7 +7,7 @@ the server's: reads, template, response), best of several rounds. The baseline, 
 same run: the JSON API's answer for the same data (`GET /v1/pipelines/{uuid}` +
 `/transitions`, `GET /v1/pipelines?limit=50`), which reads as much but renders nothing.
 
-Targets (issue 7): (a) ≤ 100 ms, (b) ≤ 100 ms.
+Targets: (a) ≤ 100 ms, (b) ≤ 100 ms.
 """
 
 from __future__ import annotations

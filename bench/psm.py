@@ -5,7 +5,7 @@ executor (many threads, as many orchestrators' reports would arrive). The
 baseline, measured in the same run: a bare loop of single-row sqlite3
 commits in WAL mode with the same durability (synchronous=FULL).
 
-Targets (issue 3): SQLite ≥ 10,000 transitions/s and ≥ 0.25 × the baseline;
+Targets: SQLite ≥ 10,000 transitions/s and ≥ 0.25 × the baseline;
 PostgreSQL ≥ 1,500 transitions/s.
 """
 

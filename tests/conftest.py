@@ -11,6 +11,7 @@ import itertools
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -85,13 +86,18 @@ def store_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> s
 
 @pytest.fixture
 def open_psm(store_url: str) -> Iterator[Callable[..., object]]:
-    """Open PSMs on this test's store (`open_psm(lease_seconds=...)`); all closed at the end."""
+    """Open PSMs on this test's store (`open_psm(lease_seconds=...)`, other options of
+    `PipelineStateMachine` by name); all closed at the end."""
     from otto.psm import PipelineStateMachine, open_store
 
     opened: list[PipelineStateMachine] = []
 
-    def open_(url: str | None = None, lease_seconds: float = 30.0) -> PipelineStateMachine:
-        psm = PipelineStateMachine(open_store(url or store_url), lease_seconds=lease_seconds)
+    def open_(
+        url: str | None = None, lease_seconds: float = 30.0, **options: Any
+    ) -> PipelineStateMachine:
+        psm = PipelineStateMachine(
+            open_store(url or store_url), lease_seconds=lease_seconds, **options
+        )
         opened.append(psm)
         return psm
 

@@ -1,3 +1,8 @@
 """Otto: a self-hosted CI/CD system."""
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("otto-ci")
+except PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"

@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from otto.diskspace import DISK_FULL, describe, trouble
 from otto.limits import MAX_JSON_DEPTH, TooDeep, load_json
+from otto.validation import first_mistake
 
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[Request], Awaitable[Response]] | Callable[[Request], Response]
@@ -45,9 +46,10 @@ def parse_body(model: type[M], raw: bytes) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "body"
-        raise ApiError(422, "invalid_request", f"{where}: {first['msg']}", field=where) from None
+        mistake = first_mistake(exc, model)
+        where = mistake.where or "body"
+        message = mistake.message if mistake.loc else f"body: {mistake.message}"
+        raise ApiError(422, "invalid_request", message, field=where) from None
 
 
 def json_body(raw: bytes) -> Any:
@@ -59,6 +61,18 @@ def json_body(raw: bytes) -> Any:
         raise ApiError(400, "too_deep", f"request body: {exc}", limit=MAX_JSON_DEPTH) from None
     except ValueError as exc:
         raise ApiError(400, "invalid_json", f"request body is not JSON: {exc}") from None
+
+
+def query_bool(request: Request, name: str) -> bool:
+    """A `true`/`false` (or `1`/`0`) query parameter; absent is false."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return False
+    if raw.lower() in ("true", "1"):
+        return True
+    if raw.lower() in ("false", "0"):
+        return False
+    raise ApiError(400, "invalid_query", f"{name}: not true or false", field=name)
 
 
 def query_int(request: Request, name: str, default: int, minimum: int = 0) -> int:
@@ -83,7 +97,11 @@ class Endpoint:
     body: type[BaseModel] | None = None
     responses: dict[int, str] = field(default_factory=lambda: {200: "OK"})
     content: str = "application/json"  # of the request body, when there is one
+    # what a `text/plain` body holds, for an endpoint that also takes one (otto.auth)
+    text_body: str = ""
     headers: dict[str, str] = field(default_factory=dict)  # optional request headers it reads
+    # optional query parameters it reads: name → their OpenAPI description and schema
+    query: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def routes(endpoints: list[Endpoint]) -> list[Route]:
@@ -144,7 +162,11 @@ def common_answers(e: Endpoint) -> dict[int, str]:
         answers[413] = "a request body over this endpoint's limit (otto.limits)"
         answers[408] = "a request body that stalled (otto.limits)"
         if not e.path.startswith("/v1/webhooks/"):  # forges send what they send, signed
-            answers[415] = "a body that is not application/json"
+            answers[415] = (
+                "a body that is neither application/json nor text/plain (UTF-8)"
+                if e.text_body
+                else "a body that is not application/json"
+            )
     if e.body is not None:
         answers[400] = "a body that is not JSON, or nests too deep"
         answers[422] = "a field is missing or invalid"
@@ -172,12 +194,20 @@ def openapi(endpoints: list[Endpoint], title: str, version: str) -> dict[str, An
                  "schema": {"type": "string", "maxLength": 255}}
                 for name, text in e.headers.items()
             )  # fmt: skip
+        if e.query:
+            op.setdefault("parameters", []).extend(
+                {"name": name, "in": "query", "required": False, **fields}
+                for name, fields in e.query.items()
+            )
         if e.body is not None:
             schema = e.body.model_json_schema(ref_template="#/components/schemas/{model}")
             schemas.update(schema.pop("$defs", {}))
             schemas[e.body.__name__] = schema
             ref = {"$ref": f"#/components/schemas/{e.body.__name__}"}
-            op["requestBody"] = {"required": True, "content": {e.content: {"schema": ref}}}
+            content: dict[str, Any] = {e.content: {"schema": ref}}
+            if e.text_body:
+                content["text/plain"] = {"schema": {"type": "string", "description": e.text_body}}
+            op["requestBody"] = {"required": True, "content": content}
         path = "/".join(p.split(":")[0] + ("}" if ":" in p else "") for p in e.path.split("/"))
         paths.setdefault(path, {})[e.method.lower()] = op
     return {

@@ -1,4 +1,4 @@
-"""Who may read and change things on an `otto server`, and from where (issues 5, 12, 19).
+"""Who may read and change things on an `otto server`, and from where (README, "Security").
 
 One ASGI middleware, `Guard`, checks every request in this order:
 
@@ -13,7 +13,8 @@ One ASGI middleware, `Guard`, checks every request in this order:
 3. **Content type** (415): a mutating request with a body must be
    `application/json`, which no page can send cross-origin without a CORS preflight
    (which Otto never grants). Exempt: the signed forge webhooks, the object store's
-   `PUT` (raw bytes; PUT itself needs a preflight), `/login` and `/logout`.
+   `PUT` (raw bytes; PUT itself needs a preflight), `/login` and `/logout`;
+   `POST /v1/parse`, which changes nothing, also takes `text/plain`.
 4. **Credentials** (401): with a `token`, every mutating request and every
    `/v1/orchestrators…` request needs it; with `read_token_required`, every read
    too, except `/health`, `/static/…` and the login page. `read_token` authorises
@@ -58,6 +59,9 @@ GUARDED_PREFIX = "/v1/orchestrators"
 SIGNED_PREFIX = "/v1/webhooks/"
 OBJECTS_PREFIX = "/v1/objects/"
 OPEN_PATHS = frozenset({"/health", "/login", "/logout"})
+# Also take a `text/plain` body: parsing an Ottofile changes nothing, so a page that
+# could send one cross-origin gains nothing (and cannot read the answer).
+TEXT_PATHS = frozenset({"/v1/parse"})
 CSRF_HEADER = "x-otto-csrf"
 SESSION_SECONDS = 7 * 24 * 3600
 PAGE_CSP = (
@@ -395,7 +399,7 @@ def json_only(method: str, path: str, headers: dict[str, str]) -> bool:
     if method == "PUT" and path.startswith(OBJECTS_PREFIX):
         return True
     media = _media(headers.get("content-type"))
-    if media == "application/json":
+    if media == "application/json" or (media == "text/plain" and path in TEXT_PATHS):
         return True
     return not media and not _has_body(headers)
 
@@ -424,7 +428,10 @@ class Guard:
     ) -> Response | None:
         access = self.access
         host = headers.get("host")
-        exempt = path == "/health" or path.startswith(SIGNED_PREFIX)  # probes, signed hooks
+        # The forges' signed hooks (not the reads beside them: the deliveries list) prove
+        # themselves; probes need nothing.
+        signed = method not in READS and path.startswith(SIGNED_PREFIX)
+        exempt = path == "/health" or signed
         grant = access.grant(headers, Request(scope).cookies) if access.token else Grant("full")
         # The right bearer token is no browser's doing (a browser never adds one by itself):
         # a remote orchestrator or `otto` may use whatever name reaches the server.
@@ -446,7 +453,8 @@ class Guard:
             return _error(
                 415,
                 "unsupported_media_type",
-                "send the request body as Content-Type: application/json",
+                "send the request body as Content-Type: application/json"
+                + (" or text/plain" if path in TEXT_PATHS else ""),
             )
         if not access.token:
             scope["otto.auth"] = {"mode": "none", "csrf": "", "level": "full"}
@@ -460,7 +468,7 @@ class Guard:
             if grant.session and not _same(headers.get(CSRF_HEADER, ""), csrf):
                 return _error(403, "csrf", "the session's CSRF token (X-Otto-CSRF) is missing")
             return None
-        if access.read_required and not is_public_read(path) and grant.level is None:
+        if access.read_required and not (is_public_read(path) or signed) and grant.level is None:
             return self.unauthorized(scope, headers, grant)
         return None
 

@@ -1,15 +1,16 @@
-"""The `otto` command line (DESIGN §9).
+"""The `otto` command line (documented in the README, "The command line").
 
 Exit codes: 0 success, 1 an invalid pipeline (or a Failed run), 2 Aborted,
 3 Unstable, 4 Error, 64 a usage error (EX_USAGE), so that a mistyped command
 never reads as a pipeline status. The client commands (run, ps, show, logs,
-abort, retry, events) add 65 EX_DATAERR (the server refused: an unknown uuid, a
-run already complete), 69 EX_UNAVAILABLE (no server there, or it failed),
+abort, retry, artifacts, events) add 65 EX_DATAERR (the server refused: an unknown
+uuid, a run already complete), 69 EX_UNAVAILABLE (no server there, or it failed),
 77 EX_NOPERM (a missing or wrong token) and 130 (interrupted).
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable
 from enum import StrEnum
@@ -20,11 +21,15 @@ import typer
 from rich.console import Console
 
 # typer vendors click; its UsageError is what a bad command line raises.
+from typer._click import Command, Context
 from typer._click.exceptions import ClickException, UsageError
+from typer.core import TyperArgument, TyperOption
 
+from otto import __version__
 from otto.model import Pipeline
-from otto.parser import ParseError, parse_located, render
-from otto.steps import standard_manifests, step_problems
+from otto.parser import ParseError, format_ottofile, parse_located
+from otto.steps import standard_manifests
+from otto.steps.checking import pipeline_problems
 from otto.steps.explain import explain_lines
 
 EX_USAGE = 64
@@ -38,6 +43,25 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 stderr = Console(stderr=True, highlight=False)
+
+
+def _show_version(wanted: bool) -> None:
+    if wanted:
+        typer.echo(f"otto {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _otto(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        help="Print the version and exit.",
+        is_eager=True,
+        callback=_show_version,
+    ),
+) -> None:
+    """Otto: a self-hosted CI/CD system."""
 
 
 class Format(StrEnum):
@@ -91,9 +115,7 @@ def explain_command(
     """Say what a pipeline will run, checking every step against its manifest."""
     pipeline, positions = _load_located(file)
     manifests = standard_manifests()
-    problems = [
-        p for context in pipeline.contexts() for p in step_problems(context.steps, manifests)
-    ]
+    problems = pipeline_problems(pipeline, manifests)
     for line in explain_lines(pipeline, manifests):
         typer.echo(line)
     for step, error in problems:
@@ -108,8 +130,13 @@ def fmt_command(
     file: str = typer.Argument(..., help="The Ottofile to format, or - for standard input."),
     write: bool = typer.Option(False, "--write", "-w", help="Rewrite the file in place."),
 ) -> None:
-    """Print an Ottofile in the one canonical style."""
-    text = render(_load(file))
+    """Print an Ottofile in the one canonical style, its comments kept in place."""
+    name, data = _read(file)
+    try:
+        text = format_ottofile(data, filename=name)
+    except ParseError as exc:
+        _error(str(exc))
+        raise typer.Exit(EX_INVALID) from None
     if write and file != "-":
         Path(file).write_text(text, encoding="utf-8")
     else:
@@ -123,18 +150,33 @@ def server_command(
     home: str = typer.Option(None, help="Where state lives (default $OTTO_HOME or ./.otto)."),
     db: str = typer.Option(None, help="A SQLite file or a postgresql:// URL."),
     config: str = typer.Option(None, help="A YAML file of settings (default $OTTO_HOME/otto.yml)."),
+    log_level: str = typer.Option(
+        None, help="What the log says: debug, info (default), warning or error."
+    ),
+    log_format: str = typer.Option(
+        None, help="The log's form: text (default, for people) or json (one object a line)."
+    ),
 ) -> None:
-    """Run every Otto service in one process (embedded defaults under $OTTO_HOME)."""
+    """Run every Otto service in one process (embedded defaults under $OTTO_HOME).
+
+    Its log goes to stderr; SIGHUP reloads the project files of $OTTO_HOME/projects.d."""
+    from otto.client.errors import EX_UNAVAILABLE
     from otto.config import ConfigError, load_settings
-    from otto.server import serve
+    from otto.server import CannotListen, serve
 
     try:
-        settings = load_settings(config, home=home, host=host, port=port, db=db)
+        settings = load_settings(
+            config, home=home, host=host, port=port, db=db,
+            log_level=log_level, log_format=log_format,
+        )  # fmt: skip
     except ConfigError as exc:
         _error(f"otto server: {exc}")
         raise typer.Exit(EX_USAGE) from None
-    _error(f"otto server on http://{settings.host}:{settings.port} (state in {settings.db_url})")
-    serve(settings)
+    try:
+        serve(settings)
+    except CannotListen as exc:
+        _error(f"otto server: {exc}")
+        raise typer.Exit(EX_UNAVAILABLE) from None
 
 
 @app.command("agent")
@@ -227,17 +269,30 @@ def run_command(
     home: str = typer.Option(
         None,
         "--home",
+        metavar="DIR",
         help="State of the embedded server (default: a temporary directory).",
         show_default=False,
     ),
+    clean: bool = typer.Option(
+        False, "--clean", help="Start from an empty workspace, not a copy of this directory."
+    ),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Show every step's log, not only failing ones."
+    ),
+    events: bool = typer.Option(
+        False, "--events", help="A line per state transition, instead of the live view."
+    ),
 ) -> None:
     """Run a pipeline through the full machinery, live; exit code = its status.
+
+    Its workspaces start as a copy of this directory (in a git repository: HEAD and \
+the uncommitted changes, without what .gitignore ignores); with --server, or --clean, empty.
 
     0 Success, 1 Failed (or an invalid Ottofile), 2 Aborted, 3 Unstable, 4 Error.
     Ctrl-C aborts the run and waits for it to end.
     """
     from otto.client.commands import connect, guarded
-    from otto.client.run import run_here, run_pipeline
+    from otto.client.run import Output, run_here, run_pipeline
     from otto.client.terminal import Terminal
 
     if server and home:
@@ -250,11 +305,7 @@ def run_command(
         _error(str(exc))
         raise typer.Exit(EX_INVALID) from None
     if not server:  # the embedded server runs exactly the standard steps known here
-        problems = [
-            p
-            for context in pipeline.contexts()
-            for p in step_problems(context.steps, standard_manifests())
-        ]
+        problems = pipeline_problems(pipeline)
         for step, error in problems:
             line, column = positions[step.uuid]
             _error(f"{name}:{line}:{column}: {error}")
@@ -262,12 +313,14 @@ def run_command(
             raise typer.Exit(EX_INVALID)
     text = data.decode("utf-8-sig", errors="replace")
     term = Terminal.of()
+    output = Output(verbose=verbose, events=events)
 
     def call() -> int:
         if not server:
-            return run_here(text, term, home=home)
+            workdir = None if clean else Path.cwd()
+            return run_here(text, term, home=home, workdir=workdir, output=output)
         with connect(server, token) as client:
-            return run_pipeline(client, text, term)
+            return run_pipeline(client, text, term, output)
 
     raise typer.Exit(guarded(call))
 
@@ -278,7 +331,9 @@ def ps_command(
         None, "--state", help="Pending, Running, Complete, or a status (Success, Failed, …)."
     ),
     repo: str = typer.Option(None, "--repo", help="Only runs of this repository."),
-    ref: str = typer.Option(None, "--ref", help="Only runs of this ref."),
+    ref: str = typer.Option(
+        None, "--ref", help="Only runs of this branch or tag (main, v1.0) or full ref."
+    ),
     project: str = typer.Option(None, "--project", help="Only runs of this project."),
     limit: int = typer.Option(20, "--limit", "-n", min=1, max=500, help="How many runs."),
     as_json: bool = typer.Option(False, "--json", help="JSON for scripts."),
@@ -333,13 +388,40 @@ def abort_command(
 @app.command("retry")
 def retry_command(
     uuid: str = typer.Argument(..., help="A pipeline uuid, or a unique prefix of one."),
+    every: bool = typer.Option(False, "--all", help="Re-run every context, successful ones too."),
     server: str = _server_option(),
     token: str = _token_option(),
 ) -> None:
-    """Re-run the failed, errored, aborted and not-run contexts of a finished run."""
+    """Re-run the failed, errored, aborted and not-run contexts of a finished run
+    (--all: every context), each as a new attempt."""
     from otto.client import commands
 
-    _client_call(server, token, lambda c: commands.retry(c, uuid))
+    _client_call(server, token, lambda c: commands.retry(c, uuid, every))
+
+
+@app.command("artifacts")
+def artifacts_command(
+    uuid: str = typer.Argument(..., help="A pipeline uuid, or a unique prefix of one."),
+    download: str = typer.Option(
+        None, "--download", "-d", metavar="NAME", help="Download this artifact."
+    ),
+    output: str = typer.Option(
+        None,
+        "--output",
+        "-o",
+        metavar="FILE",
+        help="Where to save it (default: its name, here; - for standard output).",
+    ),
+    server: str = _server_option(),
+    token: str = _token_option(),
+) -> None:
+    """A run's artifacts (what its `archive` steps stored), or one of them downloaded."""
+    from otto.client import commands
+
+    if output is not None and download is None:
+        _error("otto artifacts: -o needs --download NAME")
+        raise typer.Exit(EX_USAGE)
+    _client_call(server, token, lambda c: commands.artifacts(c, uuid, download, output))
 
 
 @app.command("events")
@@ -357,9 +439,58 @@ def events_command(
     _client_call(server, token, lambda c: commands.events(c, after, pipeline, follow, as_json))
 
 
+@app.command("version")
+def version_command() -> None:
+    """Print the version."""
+    _show_version(True)
+
+
+class _PlainArgument(TyperArgument):
+    """An argument its help names (FILE, UUID), without a `<str>` beside it."""
+
+    def display_type_rich(self, ctx: Context) -> str | None:
+        return None
+
+
+class _PlainOption(TyperOption):
+    """An option whose help shows a word for its value (`--server SERVER`), nothing for
+    a flag: not `<str>` and `<bool>`."""
+
+    def display_type_rich(self, ctx: Context) -> str | None:
+        if self.is_flag:
+            return None
+        return self.metavar or (self.name or "value").upper()
+
+    def _get_number_range_help_str(self) -> str | None:
+        low, high = getattr(self, "min", None), getattr(self, "max", None)
+        if low is not None and high is not None:
+            return f"{low} to {high}"
+        if low is not None:
+            return f"at least {low}"
+        return f"at most {high}" if high is not None else None
+
+
+def _plain_help(command: Command) -> Command:
+    """`command` and its subcommands, their help in plain words."""
+    for sub in getattr(command, "commands", {}).values():
+        _plain_help(sub)
+    help_option = command.get_help_option(Context(command))
+    for param in [*command.params, *([help_option] if help_option else [])]:
+        if isinstance(param, TyperArgument):
+            param.__class__ = _PlainArgument
+            param.metavar = param.metavar or (param.name or "value").upper()
+        elif isinstance(param, TyperOption):
+            param.__class__ = _PlainOption
+    return command
+
+
 def main(argv: list[str] | None = None) -> int:
+    # Ctrl-C must interrupt (and `otto run` abort its run) even when the shell started
+    # us with SIGINT ignored: a background job, nohup, some CI runners.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    command = _plain_help(typer.main.get_command(app))
     try:
-        code = app(args=argv, prog_name="otto", standalone_mode=False)
+        code = command.main(args=argv, prog_name="otto", standalone_mode=False)
     except UsageError as exc:
         exc.show()
         return EX_USAGE

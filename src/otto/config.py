@@ -18,7 +18,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from otto.auth import is_loopback
+from otto.duration import parse_duration
 from otto.isolation.policy import IsolationPolicy, names
+from otto.serverlog import LogFormat, LogLevel
+from otto.validation import did_you_mean, first_mistake
 
 DEFAULT_PORT = 7670
 
@@ -60,6 +63,15 @@ class Settings(BaseModel):
     allowed_hosts: str = ""  # more Host names the server answers to (comma-separated; '*': any)
     allowed_origins: str = ""  # more origins whose browser requests may act (comma-separated)
     max_log_bytes: int = Field(1 << 30, ge=1)  # a step log's limit: cut, step Failed log_limit
+    # Seconds a stage without a `timeout` may run (`1h`, `90m`, `3600`: otto.duration).
+    default_stage_timeout: float = Field(3600.0, gt=0)
+    log_level: LogLevel = "info"  # what the server's log says: debug, info, warning, error
+    log_format: LogFormat = "text"  # the server's log: readable text, or one JSON object a line
+
+    @field_validator("default_stage_timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return parse_duration(value) if isinstance(value, str) else value
 
     @field_validator("sandbox_binds")
     @classmethod
@@ -125,8 +137,7 @@ def load_settings(
     try:
         settings = Settings.model_validate(values)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise ConfigError(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        raise ConfigError(first_mistake(exc, Settings).message) from None
     if not settings.token and not is_loopback(settings.host):
         raise ConfigError(
             f"refusing to listen on {settings.host} without an API token: set OTTO_TOKEN "
@@ -160,10 +171,12 @@ def _read_yaml(path: Path, required: bool) -> dict[str, Any]:
 
 def _validate_one(name: str, value: Any, source: str) -> None:
     if name not in Settings.model_fields:
-        known = ", ".join(Settings.model_fields)
-        raise ConfigError(f"{source}: unknown setting {name!r} (known: {known})")
+        known = list(Settings.model_fields)
+        suggestion = did_you_mean(name, known) or f" (known: {', '.join(known)})"
+        raise ConfigError(f"{source}: unknown setting {name!r}{suggestion}")
     try:
         Settings.model_validate({name: value})
     except ValidationError as exc:
+        message = first_mistake(exc, Settings).message.removeprefix(f"{name}: ")
         where = f"OTTO_{name.upper()}" if source == "environment" else f"{source}: {name}"
-        raise ConfigError(f"{where}: {exc.errors()[0]['msg']}") from None
+        raise ConfigError(f"{where}: {message}") from None

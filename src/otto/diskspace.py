@@ -1,4 +1,4 @@
-"""Storage trouble with its name (issue 19): a full disk or an unreachable store is told
+"""Storage trouble with its name: a full disk or an unreachable store is told
 apart from every other failure, answered as such (a JSON 507 or 503, a context ending
 `Error` with reason `disk_full` or `store_unavailable`) and logged once per episode.
 

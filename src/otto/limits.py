@@ -1,4 +1,4 @@
-"""Bounded memory, descriptors and time on every input (issue 19, point 3).
+"""Bounded memory, descriptors and time on every input (README, "Limits").
 
 A server reachable from a browser or a network must not let one client make it
 read without end, hold descriptors without end, or recurse without end. The

@@ -1,4 +1,4 @@
-"""The pipeline model: the contract between the parser and the PSM (DESIGN §2).
+"""The pipeline model: the contract between the parser and the PSM.
 
 A pipeline is a list of batches; a batch runs its contexts in a mode; a
 context holds properties, an environment and steps. The JSON/YAML field
@@ -14,7 +14,18 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+)
+
+from otto.duration import parse_duration
 
 M = TypeVar("M", bound=BaseModel)
 Parameters = list[JsonValue] | dict[str, JsonValue]
@@ -48,6 +59,16 @@ class Step(_Strict):
     context: str
     symbol: str
     parameters: Parameters = Field(default_factory=list)
+    # `sh 'make', timeout: '10m'`: the step is stopped and ends Failed (`timeout`) after
+    # this long. Not an original Otto field, so it is left out of the JSON when unset.
+    timeout: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_unset_timeout(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("timeout") is None:
+            data.pop("timeout", None)
+        return data
 
     def blocks(self) -> Iterator[tuple[str, list[dict[str, JsonValue]]]]:
         """Parameters holding nested steps (e.g. `dir`'s block): (parameter path, raw steps)."""
@@ -112,10 +133,28 @@ def _path(loc: tuple[int | str, ...]) -> str:
 
 
 def load(data: Any) -> Pipeline:
-    """Validate a decoded model (dict) and its invariants; raise ModelError naming the field."""
+    """Validate a decoded model (dict) and its invariants; raise ModelError naming the field.
+
+    A model of the original parser loads as it is: see `_adopt_orphan_steps`."""
     pipeline = _validate(Pipeline, data)
+    _adopt_orphan_steps(pipeline)
     check_invariants(pipeline)
     return pipeline
+
+
+def _adopt_orphan_steps(pipeline: Pipeline) -> None:
+    """The original parser gives the steps of an orphan `steps { }` block (a Linear batch's
+    one context, without properties) the pipeline's uuid as their `context`: their own
+    context's uuid is meant, and is what they get here."""
+    for batch in pipeline.batches:
+        if batch.mode != BatchMode.LINEAR or len(batch.contexts) != 1:
+            continue
+        context = batch.contexts[0]
+        if context.properties:
+            continue
+        for step in context.steps:
+            if step.context == pipeline.uuid:
+                step.context = context.uuid
 
 
 def loads(text: str) -> Pipeline:
@@ -131,7 +170,8 @@ def loads(text: str) -> Pipeline:
 
 
 def check_invariants(pipeline: Pipeline) -> None:
-    """Every uuid is unique and every step names the context that owns it."""
+    """Every uuid is unique, every step names the context that owns it, and every timeout
+    (a stage's `timeout` property, a step's `timeout`) is a duration (`otto.duration`)."""
     seen: dict[str, str] = {pipeline.uuid: "uuid"}
 
     def claim(uid: str, path: str) -> None:
@@ -142,6 +182,7 @@ def check_invariants(pipeline: Pipeline) -> None:
 
     def check_step(step: Step, owner: str, path: str) -> None:
         claim(step.uuid, f"{path}.uuid")
+        _check_duration(step.timeout, f"{path}.timeout")
         if step.context != owner:
             raise ModelError(
                 f"{path}.context", f"step belongs to context {owner}, not {step.context}"
@@ -156,6 +197,7 @@ def check_invariants(pipeline: Pipeline) -> None:
         for c, context in enumerate(batch.contexts):
             cpath = f"batches[{b}].contexts[{c}]"
             claim(context.uuid, f"{cpath}.uuid")
+            _check_duration(context.properties.get("timeout"), f"{cpath}.properties.timeout")
             for s, step in enumerate(context.steps):
                 check_step(step, context.uuid, f"{cpath}.steps[{s}]")
 
@@ -167,6 +209,15 @@ def _validate(model: type[M], data: Any, path: str = "") -> M:
         first = exc.errors()[0]
         loc = _path(first["loc"])
         raise ModelError(f"{path}.{loc}" if path and loc else path or loc, first["msg"]) from None
+
+
+def _check_duration(value: str | None, path: str) -> None:
+    if value is None:
+        return
+    try:
+        parse_duration(value)
+    except ValueError as exc:
+        raise ModelError(path, str(exc)) from None
 
 
 def _check_uuid(value: str, path: str) -> None:

@@ -1,4 +1,4 @@
-"""`otto server`: every service in one process on one port (DESIGN §1).
+"""`otto server`: every service in one process on one port (docs/architecture.md).
 
 The embedded default keeps everything under `$OTTO_HOME`: the SQLite file,
 the object store. `--db postgresql://…` puts the state in PostgreSQL.
@@ -6,7 +6,10 @@ the object store. `--db postgresql://…` puts the state in PostgreSQL.
 
 from __future__ import annotations
 
+import errno
 import logging
+import signal
+import socket
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,7 +22,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from otto import __version__
+from otto import __version__, serverlog
+from otto.agent.invocation import Checkout
 from otto.agent.masking import url_secrets
 from otto.api import openapi, routes
 from otto.auction import Auctioneer
@@ -45,7 +49,7 @@ from otto.objectstore.base import DEFAULT_MAX_OBJECT_SIZE
 from otto.orchestrator import Orchestrator
 from otto.psm import PipelineStateMachine, open_store
 from otto.psm.api import PsmApi
-from otto.redact import redact_logs, uvicorn_log_config
+from otto.serverlog import fields
 from otto.web import Dashboard
 from otto.webhooks import Webhooks
 
@@ -81,12 +85,18 @@ def watched_paths(settings: Settings) -> list[Path]:
     return paths
 
 
-def build_app(settings: Settings) -> Starlette:
+def build_app(settings: Settings, workspace_source: Checkout | None = None) -> Starlette:
+    """The whole server; `workspace_source`: the commit every run's workspaces start from
+    when no project says otherwise (`otto run`'s embedded server: the directory it runs in)."""
     settings.home.mkdir(parents=True, exist_ok=True)
     space = SpaceWatch(watched_paths(settings))  # a full disk: said once, shown by /health
     store = open_store(settings.db_url)
     store.on_outcome = partial(space.note, where="database")
-    psm = PipelineStateMachine(store, lease_seconds=settings.lease_seconds)
+    psm = PipelineStateMachine(
+        store,
+        lease_seconds=settings.lease_seconds,
+        default_stage_timeout=settings.default_stage_timeout,
+    )
     watcher = DeadlineWatcher(psm)
     auctioneer = Auctioneer(psm, window=settings.auction_window)
     public_url = settings.public_url or f"http://{settings.host}:{settings.port}"
@@ -101,7 +111,7 @@ def build_app(settings: Settings) -> Starlette:
         capacity=settings.local_capacity,
         labels=settings.local_labels or None,
         lease_seconds=settings.lease_seconds,
-        checkout=webhooks.checkout,
+        checkout=lambda pipeline: webhooks.checkout(pipeline) or workspace_source,
         isolation=isolation,
         max_log_bytes=settings.max_log_bytes,
         on_trouble=space.failed,
@@ -110,6 +120,7 @@ def build_app(settings: Settings) -> Starlette:
             *url_secrets(settings.objects_url),
             *url_secrets(settings.db_url),
             *isolation.secret_values(),
+            *webhooks.secret_values(),  # also of projects added since the start
         ],
     )
     if settings.local_orchestrator:
@@ -139,9 +150,13 @@ def build_app(settings: Settings) -> Starlette:
             local.start()
         auctioneer.start()  # it also tells the orchestrators of aborts, at once
         webhooks.start()
+        address = f"http://{settings.host}:{settings.port}"
+        state = fields(url=address, state=settings.db_url, version=__version__)
+        log.info("otto server started", extra=state)
         try:
             yield
         finally:
+            log.info("otto server stopping", extra=fields(url=address))
             webhooks.stop()
             remote.close()
             auctioneer.stop()
@@ -169,23 +184,49 @@ def build_app(settings: Settings) -> Starlette:
     app.state.auctioneer = auctioneer
     app.state.settings = settings
     app.state.space = space
+    app.state.webhooks = webhooks
     return app
 
 
+class CannotListen(Exception):
+    """The server's port cannot be had: the message says why, in one line."""
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The server's socket, bound (as uvicorn binds it); `CannotListen` when it cannot be."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            message = f"port {port} is in use — is another otto server running? use --port"
+            raise CannotListen(message) from None
+        raise CannotListen(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
+
+
 def serve(settings: Settings) -> None:
+    """Run the server until SIGTERM or SIGINT; SIGHUP reloads `projects.d`. The port is
+    taken before anything is written to disk: `CannotListen` if it is not free."""
     import uvicorn
 
-    redact_logs()  # no credentials in URLs in the server's log (otto.redact)
+    handler = serverlog.configure(settings.log_level, settings.log_format)
+    sock = listen(settings.host, settings.port)
     app = build_app(settings)
-    for handler in logging.getLogger().handlers:  # a full disk: one line, not a storm
-        handler.addFilter(app.state.space.filter)
+    handler.addFilter(app.state.space.filter)  # a full disk: one line, not a storm
+    signal.signal(signal.SIGHUP, lambda *_: app.state.webhooks.reload_soon())
     descriptors = raise_nofile()  # otto.limits: connections stay below the descriptor limit
     connections = connection_limit(descriptors, settings.max_connections)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         log_level="warning",
+        log_config=None,  # uvicorn's records go through the server's own handler
+        access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=2,  # event streams would otherwise hold a shutdown forever
         http=GuardedH11Protocol.configured(settings.header_timeout, connections),
@@ -193,5 +234,6 @@ def serve(settings: Settings) -> None:
         timeout_keep_alive=KEEP_ALIVE,
         h11_max_incomplete_event_size=MAX_HEAD_BYTES,
         backlog=listen_backlog(descriptors),
-        log_config=uvicorn_log_config(),
     )
+    with sock:
+        uvicorn.Server(config).run(sockets=[sock])

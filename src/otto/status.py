@@ -1,4 +1,4 @@
-"""Outcome statuses of steps, contexts, batches and pipelines (DESIGN §4).
+"""Outcome statuses of steps, contexts, batches and pipelines.
 
 One published order, the worst wins when statuses combine:
 Success < Unstable < Aborted < Failed < Error.
@@ -28,7 +28,7 @@ class Status(StrEnum):
 
     @property
     def exit_code(self) -> int:
-        """The exit code of `otto run` / `otto agent` for this status (DESIGN §9)."""
+        """The exit code of `otto run` / `otto agent` for this status."""
         return _EXIT_CODES[self]
 
     @classmethod

@@ -1,4 +1,4 @@
-"""A step log's size limit (`max_log_bytes`, issue 19): the log keeps its first part and a
+"""A step log's size limit (`max_log_bytes`): the log keeps its first part and a
 line saying it was cut, the step's process is stopped as a timeout stops it, and the step
 ends Failed with reason `log_limit`. (A full disk: tests/server/test_disk_full.py.)"""
 

@@ -43,7 +43,9 @@ def test_ps_lists_runs_with_a_symbol_and_filters(server: Server, failed_run: str
     done = otto("ps", "--repo", "cli/show", server=server)
     assert done.returncode == 0, done.stderr
     header, row = done.stdout.splitlines()
-    assert header.split() == ["UUID", "STATUS", "PROJECT", "REF", "TRIGGER", "AGE", "DURATION"]
+    assert header.split() == [
+        "UUID", "STATUS", "PROJECT", "REF", "TRIGGER", "AGE", "DURATION", "REASON"
+    ]  # fmt: skip
     assert row.startswith(failed_run[:8]) and "✗ Failed" in row and "cli/show" in row
     assert "main" in row
     as_json = json.loads(otto("ps", "--repo", "cli/show", "--json", server=server).stdout)
@@ -157,7 +159,7 @@ def test_retry_runs_the_failed_context_again(server: Server, client: OttoClient)
     wait_complete(client, uuid)
     done = otto("retry", uuid[:8], server=server)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == f"retrying pipeline {uuid} (1 contexts: Lint)"
+    assert done.stdout.strip() == f"retrying pipeline {uuid} (1 context: Lint)"
     document = wait_complete(client, uuid)
     lint = next(c for b in document["batches"] for c in b["contexts"] if c["name"] == "Lint")
     assert lint["attempt"] == 2 and document["status"] == "Failed"

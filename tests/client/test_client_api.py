@@ -10,7 +10,7 @@ import pytest
 from clientkit import wait_complete
 
 from otto.client import ClientError, NotPermitted, OttoClient, ServerUnavailable
-from otto.client.errors import EX_DATAERR, EX_UNAVAILABLE
+from otto.client.errors import EX_DATAERR, EX_UNAVAILABLE, EX_USAGE, UsageProblem
 from otto.client.sse import SseParser
 from serverkit import Server, free_port, start_server, stop_server
 
@@ -51,8 +51,11 @@ def test_a_server_that_is_down_is_unavailable(tmp_path: Path) -> None:
     with down, pytest.raises(ServerUnavailable, match="cannot reach") as err:
         down.pipelines()
     assert err.value.exit_code == EX_UNAVAILABLE
-    with pytest.raises(ClientError, match="not a server URL"):
+    with pytest.raises(UsageProblem, match="a URL needs its scheme") as bad:
         OttoClient("127.0.0.1:7670")
+    assert bad.value.exit_code == EX_USAGE
+    with pytest.raises(UsageProblem, match="not a server URL"):
+        OttoClient("ftp://127.0.0.1:7670")
 
 
 def test_a_token_is_sent_as_bearer(server: Server) -> None:

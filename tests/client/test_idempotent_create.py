@@ -1,5 +1,5 @@
 """A create whose answer is lost is sent again with the same Idempotency-Key, and the
-server makes one run of it (issue 19, point 6): `otto run --server` through a proxy that
+server makes one run of it: `otto run --server` through a proxy that
 cuts the first answer off, as a server crash between its commit and its 201 would."""
 
 from __future__ import annotations

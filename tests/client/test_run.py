@@ -28,16 +28,29 @@ def ottofile(tmp_path: Path, text: str, name: str = "Ottofile") -> Path:
     return path
 
 
-def test_success_exits_0_with_one_line_per_transition(tmp_path: Path) -> None:
+def test_success_exits_0_with_one_line_per_context_outcome(tmp_path: Path) -> None:
     ottofile(tmp_path, "pipeline { stage { name = 'Hello' steps { sh 'echo hi' } } }")
     done = otto("run", cwd=tmp_path)  # ./Ottofile by default
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
-    assert lines[0].startswith("otto: pipeline ") and "1 batches, 1 contexts" in lines[0]
-    assert any("● Hello: Running on local (attempt 1)" in line for line in lines)
-    assert any("✓ Hello › 1. sh 'echo hi': Success in" in line for line in lines)
+    assert lines[0].startswith("otto: pipeline ") and lines[0].endswith(": 1 batch, 1 context")
+    assert len(lines) == 3 and "] ✓ Hello: Success in " in lines[1]
     assert lines[-1].startswith("✓ pipeline ") and " Success in " in lines[-1]
     assert "==>" not in done.stdout  # nothing failed: no log shown
+
+
+def test_modules_in_the_current_directory_never_shadow_the_agents(tmp_path: Path) -> None:
+    """A checkout holding `json.py` or `grp.py` (run from, and copied into the workspace)
+    is the pipeline's business: the agents' Python never imports them."""
+    for name in ("json", "grp", "socket"):
+        (tmp_path / f"{name}.py").write_text("raise SystemExit('shadowed')\n")
+    ottofile(tmp_path, "pipeline { stage { name = 'Here' steps { sh 'ls json.py' } } }")
+    installed = Path(sys.executable).parent / "otto"  # the console script, as users run it
+    done = subprocess.run(
+        [str(installed), "run"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "shadowed" not in done.stdout + done.stderr
 
 
 def test_a_failing_step_exits_1_and_shows_its_log(tmp_path: Path) -> None:
@@ -49,7 +62,7 @@ def test_a_failing_step_exits_1_and_shows_its_log(tmp_path: Path) -> None:
             stage { name = 'Deploy' steps { sh 'echo never' } }
         }""",
     )
-    done = otto("run", str(path))
+    done = otto("run", str(path), cwd=tmp_path)
     assert done.returncode == 1, done.stdout + done.stderr
     out = done.stdout
     failed = next(line for line in out.splitlines() if "✗ Build › 1. sh 'for i in" in line)
@@ -60,13 +73,14 @@ def test_a_failing_step_exits_1_and_shows_its_log(tmp_path: Path) -> None:
     assert out.splitlines()[-1].startswith("✗ pipeline ")
 
 
-def test_exit_3_is_unstable_and_the_file_may_be_stdin() -> None:
+def test_exit_3_is_unstable_and_the_file_may_be_stdin(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "otto.cli", "run", "-"],
         input="pipeline { steps { sh 'echo wobbly; exit 3' } }",
         capture_output=True,
         text=True,
         timeout=60,
+        cwd=tmp_path,
     )
     assert done.returncode == 3, done.stdout + done.stderr
     assert "! pipeline " in done.stdout and "Unstable" in done.stdout
@@ -88,6 +102,7 @@ def test_ctrl_c_aborts_the_run_and_exits_2(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, **UNSANDBOXED},
+        cwd=tmp_path,
     )
     deadline = time.monotonic() + 30
     while not (pid_file.exists() and pid_file.read_text().strip()):
@@ -176,7 +191,7 @@ def test_run_on_a_terminal_draws_a_live_view(tmp_path: Path) -> None:
         tmp_path,
         "pipeline { stage { name = 'Tty' steps { sh 'sleep 0.5; echo bad; exit 1' } } }",
     )
-    code, text = on_terminal(["run", str(path)])
+    code, text = on_terminal(["run", "--clean", str(path)])
     assert code == 1
     assert "Traceback" not in text
     assert "\x1b[" in text  # drawn with colours and cursor moves
@@ -188,7 +203,7 @@ def test_ctrl_c_typed_on_a_terminal(tmp_path: Path) -> None:
     pid_file = tmp_path / "step.pid"
     path = ottofile(tmp_path, f"pipeline {{ steps {{ sh 'echo $$ > {pid_file}; sleep 30' }} }}")
     code, text = on_terminal(
-        ["run", str(path)],
+        ["run", "--clean", str(path)],
         lambda: pid_file.exists() and bool(pid_file.read_text().strip()),
         **UNSANDBOXED,
     )

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
+
+from agentkit import alive, wait_for
 
 Run = dict[str, Any]
 
@@ -71,3 +75,29 @@ def object_bytes(client: httpx.Client, key: str) -> bytes | None:
 
 def step_log_key(run: Run, context: Run, step: int = 0) -> str:
     return f"{run['uuid']}/{context['uuid']}/{context['steps'][step]['uuid']}.log"
+
+
+def read_pid(path: Path) -> int:
+    """The PID a step wrote to `path`, once it is there in full."""
+    text = wait_for(lambda: path.exists() and path.read_text().endswith("\n") and path.read_text())
+    return int(text)
+
+
+def parent_of(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rfind(")") + 2 :].split()[1])
+
+
+def assert_gone(pid: int) -> None:
+    """The process is gone: no such PID, or at most a zombie orphaned to PID 1.
+
+    A killed step's own children are orphans reparented to PID 1; some container
+    inits never reap them, which no CI can help, so such a zombie counts as gone.
+    A zombie whose parent is still an Otto process would be a leak, and fails.
+    """
+    assert not alive(pid), f"process {pid} is still running"
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return
+    assert parent_of(pid) == 1, f"zombie {pid} not reaped by its parent {parent_of(pid)}"

@@ -1,4 +1,4 @@
-"""End-to-end runs (issue 5, item 7): a real `otto server`, its local orchestrator and real
+"""End-to-end runs: a real `otto server`, its local orchestrator and real
 agents running real shell steps, observed only through the HTTP API."""
 
 from __future__ import annotations

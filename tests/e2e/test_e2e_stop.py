@@ -1,41 +1,14 @@
-"""End-to-end stopping (issue 5, item 7): Fanout aborting its siblings and a user's abort,
+"""End-to-end stopping: Fanout aborting its siblings and a user's abort,
 with the real processes of real steps checked to be gone afterwards."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from agentkit import alive, wait_for
+from agentkit import alive
 from serverkit import Server, running_server
 
-from .kit import contexts, poll, submit, wait_complete
-
-
-def read_pid(path: Path) -> int:
-    """The PID a step wrote to `path`, once it is there in full."""
-    text = wait_for(lambda: path.exists() and path.read_text().endswith("\n") and path.read_text())
-    return int(text)
-
-
-def parent_of(pid: int) -> int:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return int(stat[stat.rfind(")") + 2 :].split()[1])
-
-
-def assert_gone(pid: int) -> None:
-    """The process is gone: no such PID, or at most a zombie orphaned to PID 1.
-
-    A killed step's own children are orphans reparented to PID 1; some container
-    inits never reap them, which no CI can help, so such a zombie counts as gone.
-    A zombie whose parent is still an Otto process would be a leak, and fails.
-    """
-    assert not alive(pid), f"process {pid} is still running"
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return
-    assert parent_of(pid) == 1, f"zombie {pid} not reaped by its parent {parent_of(pid)}"
+from .kit import assert_gone, contexts, poll, read_pid, submit, wait_complete
 
 
 def test_fanout_failure_aborts_a_running_sibling(unsandboxed: Server, tmp_path: Path) -> None:

@@ -37,6 +37,35 @@ def test_the_original_parsers_json_loads_unchanged() -> None:
     assert dumped == original  # the same field names, in the same shape
 
 
+# What the original parser emits for `pipeline { steps { sh 'make all' } stage { name =
+# 'Build' steps { git url: 'u' } } }`: the orphan step's `context` is the pipeline's uuid.
+ORIGINAL_ORPHAN = """{"uuid":"6a1c0d55-2a5b-4c1e-9f59-8d2f3b0c7a10","batches":[
+ {"mode":"Linear","contexts":[{"uuid":"0c2d7f7e-4f7e-4d61-a8a9-1f1f6c0e2b11","properties":{},
+  "environment":null,"steps":[{"symbol":"sh","uuid":"b6c2c9a4-77a1-4a2e-8c55-3c1b0f9e5d12",
+  "context":"6a1c0d55-2a5b-4c1e-9f59-8d2f3b0c7a10","parameters":["make all"]}]}]},
+ {"mode":"Linear","contexts":[{"uuid":"5e0b8f3a-1c7d-4e29-b0c4-7d9a2e6f4c13",
+  "properties":{"name":"Build"},"environment":null,"steps":[{"symbol":"git",
+  "uuid":"f1e2d3c4-b5a6-4978-8a9b-0c1d2e3f4a14","context":"5e0b8f3a-1c7d-4e29-b0c4-7d9a2e6f4c13",
+  "parameters":{"url":"u"}}]}]}]}"""
+
+
+def test_an_original_orphan_step_gets_its_own_context() -> None:
+    pipeline = loads(ORIGINAL_ORPHAN)
+    orphan, stage = (batch.contexts[0] for batch in pipeline.batches)
+    assert orphan.steps[0].context == orphan.uuid == "0c2d7f7e-4f7e-4d61-a8a9-1f1f6c0e2b11"
+    assert stage.steps[0].context == stage.uuid
+    assert loads(pipeline.to_json()) == pipeline  # stored normalised, loads again as it is
+
+
+def test_only_an_orphan_step_may_name_the_pipeline() -> None:
+    data = json.loads(ORIGINAL_ORPHAN)
+    stage = data["batches"][1]["contexts"][0]
+    stage["steps"][0]["context"] = data["uuid"]
+    with pytest.raises(ModelError) as caught:
+        load(data)
+    assert caught.value.path == "batches[1].contexts[0].steps[0].context"
+
+
 def test_json_and_yaml_round_trip() -> None:
     pipeline = loads(ORIGINAL)
     assert loads(pipeline.to_json()) == pipeline

@@ -1,4 +1,4 @@
-"""A full disk under the filesystem store (issue 19): a refused append keeps nothing of
+"""A full disk under the filesystem store: a refused append keeps nothing of
 its bytes, raises `StoreFull` (over HTTP: a 507 `disk_full`, raised again as `StoreFull`),
 and the same append at the same offset succeeds once space is freed — not an
 `offset_mismatch` forever. A real tmpfs of 2 MB, mounted by the test."""

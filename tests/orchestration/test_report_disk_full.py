@@ -1,4 +1,4 @@
-"""An orchestrator's reports while the PSM's disk is full (issue 19): an outcome is tried
+"""An orchestrator's reports while the PSM's disk is full: an outcome is tried
 again until it lands (within the lease), so the context keeps its `disk_full` reason
 instead of ending `agent_lost` when its lease runs out; other failures are not retried."""
 

@@ -48,7 +48,9 @@ def test_expected_is_said_in_words() -> None:
         "expected 'stage', 'steps', 'parallel', 'fanout' or '}', found 'bogus'"
     )
     error = error_of("pipeline {\n    steps {\n        sh 'ls'\n        = 'x'\n    }\n}")
-    assert error.message.startswith("expected a string, ',', '{', a step name or '}'")
+    assert error.message.startswith(
+        "expected a string, a keyword argument (name: 'value'), ',', '{', a step name or '}'"
+    )
 
 
 def test_empty_steps_message() -> None:

@@ -1,5 +1,5 @@
 """`runtime { … }` and `image = '…'`: what a stage asks of the machine it runs on, as
-stage properties of the one model (issue 12)."""
+stage properties of the one model."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Crash safety at the PSM level (issue 3 item 8): kill -9 a process mid-run, reopen.
+"""Crash safety at the PSM level: kill -9 a process mid-run, reopen.
 
 A child process (crash_child.py) creates 50 pipelines and drives them from
 4 threads; it is killed with SIGKILL while group commits are in flight. The

@@ -1,4 +1,4 @@
-"""`create` with an idempotency key (issue 19, point 6): on both backends, the first
+"""`create` with an idempotency key: on both backends, the first
 request's outcome is stored with the run it created, in one transaction, and a retry
 gets it back, also from a store reopened as after a crash."""
 

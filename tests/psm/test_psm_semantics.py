@@ -1,4 +1,4 @@
-"""The semantics of DESIGN §4 / issue 3 item 2, on both backends (fixture `psm`)."""
+"""The PSM's semantics (batch modes, statuses, aborts), on both backends (fixture `psm`)."""
 
 from __future__ import annotations
 

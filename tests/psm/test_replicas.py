@@ -1,4 +1,4 @@
-"""Two server replicas sharing one PostgreSQL database (DESIGN §1): one log, every event."""
+"""Two server replicas sharing one PostgreSQL database: one log, every event."""
 
 from __future__ import annotations
 

@@ -77,9 +77,16 @@ def test_a_rejected_run_is_visible_and_complete_with_error(psm: PipelineStateMac
     )
     view = psm.get(created.uuid)
     assert (view["state"], view["status"], view["sha"]) == ("Complete", "Error", "abc")
+    rejected = {"reason": "config_error", "message": message}
+    assert (view["rejected"], view["batches"]) == (rejected, [])  # nothing of it can run
+    assert psm.list()[0][0]["rejected"] == rejected
+    assert psm.open_contexts() == []
     last = psm.transitions(created.uuid)[-1]
     assert (last.reason, last.data) == ("config_error", {"message": message})
+    with pytest.raises(Conflict, match=r"never ran \(config_error\): nothing to retry"):
+        psm.retry(created.uuid)
     assert psm.create(make_pipeline(), repo="r", sha="abc").duplicate  # the commit ran once
+    assert psm.get(psm.create(make_pipeline()).uuid)["rejected"] is None
 
 
 def test_an_abort_carries_its_reason_and_data_to_every_transition(

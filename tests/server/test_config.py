@@ -40,3 +40,19 @@ def test_bad_values_name_their_source(tmp_path: Path) -> None:
     bad.write_text("- a list\n")
     with pytest.raises(ConfigError, match="mapping"):
         load_settings(str(bad), env={})
+
+
+def test_log_settings_and_plain_messages(tmp_path: Path) -> None:
+    settings = load_settings(env={"OTTO_LOG_FORMAT": "json"}, home=str(tmp_path), log_level="debug")
+    assert (settings.log_format, settings.log_level) == ("json", "debug")
+    assert (load_settings(env={}).log_format, load_settings(env={}).log_level) == ("text", "info")
+    with pytest.raises(ConfigError) as loud:
+        load_settings(env={"OTTO_LOG_LEVEL": "loud"})
+    assert str(loud.value) == (
+        "OTTO_LOG_LEVEL: input should be 'debug', 'info', 'warning' or 'error'"
+    )
+    bad = tmp_path / "bad.yml"
+    bad.write_text("log_levle: debug\n")
+    with pytest.raises(ConfigError) as typo:
+        load_settings(str(bad), env={})
+    assert str(typo.value) == f"{bad}: unknown setting 'log_levle' (did you mean 'log_level'?)"

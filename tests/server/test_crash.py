@@ -1,4 +1,5 @@
-"""kill -9 of the server while 50 pipelines are mid-run, then a restart (issue 3, item 8)."""
+"""kill -9 of the server while 50 pipelines are mid-run, then a restart: nothing
+acknowledged is lost."""
 
 from __future__ import annotations
 

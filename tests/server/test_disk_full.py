@@ -1,4 +1,4 @@
-"""A real `otto server` whose `$OTTO_HOME` is a 2 MB tmpfs (issue 19): a full disk is an
+"""A real `otto server` whose `$OTTO_HOME` is a 2 MB tmpfs: a full disk is an
 error with its name. Creating a run answers a JSON 507 `disk_full`, not a plain-text 500;
 the server says so once, and `/health` reports `degraded` until space is freed; a step
 whose log fills the disk ends its context `Error` `disk_full`, not `agent_lost`; once space

@@ -1,8 +1,9 @@
-"""The PSM's public HTTP contract (DESIGN §9), against a real `otto server` process."""
+"""The PSM's public HTTP contract, against a real `otto server` process."""
 
 from __future__ import annotations
 
 import json
+import uuid as uuidlib
 
 import httpx
 from httpexecutor import award_open, drive_context, drive_pipeline
@@ -134,6 +135,53 @@ def test_bad_input_gets_a_4xx_naming_the_problem(server: Server) -> None:
         assert c.get("/v1/pipelines", params={"limit": "many"}).status_code == 400
         assert c.get("/v1/pipelines", params={"cursor": "garbage"}).status_code == 400
         assert c.get("/v1/pipelines").json()["pipelines"] == []  # nothing half-written
+
+
+WRONG_STEP = (
+    "pipeline {\n"
+    "  stage { name = 'fine' steps { sh 'true' } }\n"
+    "  stage { name = 'bad' steps { sh scritp: 'make' } }\n"
+    "}\n"
+)
+
+
+def test_a_step_called_wrongly_is_an_error_run_that_never_starts(server: Server) -> None:
+    with server.client() as c:
+        created = create(c, WRONG_STEP, repo="r", sha="bad1")
+        assert created.status_code == 201
+        uuid = created.json()["uuid"]
+        run = c.get(f"/v1/pipelines/{uuid}").json()
+        assert (run["state"], run["status"], run["batches"]) == ("Complete", "Error", [])
+        assert run["rejected"]["reason"] == "config_error"
+        line = WRONG_STEP.splitlines()[2]
+        column = line.index("sh scritp") + 1
+        message = run["rejected"]["message"].splitlines()
+        assert message[0].startswith(f"ottofile:3:{column}: `sh` has no parameter `scritp`")
+        assert message[1:] == [line, " " * (column - 1) + "^"]
+        transitions = c.get(f"/v1/pipelines/{uuid}/transitions").json()["transitions"]
+        assert {t["entity"] for t in transitions} == {"pipeline"}
+        assert c.get("/v1/contexts/open").json() == {"contexts": []}  # nothing to auction
+        listed = c.get("/v1/pipelines").json()["pipelines"]
+        assert next(p for p in listed if p["uuid"] == uuid)["rejected"] == run["rejected"]
+        retry = c.post(f"/v1/pipelines/{uuid}/retry")
+        assert retry.status_code == 409
+        assert "never ran (config_error)" in retry.json()["error"]["message"]
+
+
+def test_a_model_calling_a_step_wrongly_is_an_error_run_naming_the_field(server: Server) -> None:
+    ids = [str(uuidlib.uuid4()) for _ in range(4)]
+    inner = {"uuid": ids[3], "context": ids[1], "symbol": "nope", "parameters": ["x"]}
+    step = {"uuid": ids[2], "context": ids[1], "symbol": "dir", "parameters": ["sub", [inner]]}
+    model = {"uuid": ids[0], "batches": [{"contexts": [{"uuid": ids[1], "steps": [step]}]}]}
+    with server.client() as c:
+        created = c.post("/v1/pipelines", json={"model": model})
+        assert created.status_code == 201 and created.json()["uuid"] == ids[0]
+        run = c.get(f"/v1/pipelines/{ids[0]}").json()
+        assert (run["status"], run["batches"]) == ("Error", [])
+        assert run["rejected"]["message"].startswith(
+            "model.batches[0].contexts[0].steps[0].parameters[1][0]: unknown step `nope`"
+        )
+        assert c.get("/v1/contexts/open").json() == {"contexts": []}
 
 
 def test_parse_endpoint(server: Server) -> None:

@@ -1,4 +1,4 @@
-"""`POST /v1/pipelines` with an `Idempotency-Key` (issue 19, point 6): a retry gets the
+"""`POST /v1/pipelines` with an `Idempotency-Key`: a retry gets the
 first answer, status and body, also from a server restarted after a kill -9."""
 
 from __future__ import annotations

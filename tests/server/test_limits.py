@@ -1,4 +1,4 @@
-"""Bounded memory, descriptors and time on every input (issue 19, point 3), against a real
+"""Bounded memory, descriptors and time on every input (README, "Limits"), against a real
 `otto server` process on 127.0.0.1, by raw sockets where an HTTP library is too polite."""
 
 from __future__ import annotations

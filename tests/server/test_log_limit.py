@@ -1,4 +1,4 @@
-"""`max_log_bytes` through a real server (issue 19): the setting reaches the agents; a
+"""`max_log_bytes` through a real server: the setting reaches the agents; a
 step whose log would pass it keeps the first part and a line saying it was cut, its
 process is stopped, and the step and its run end Failed with reason `log_limit`."""
 

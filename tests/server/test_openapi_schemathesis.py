@@ -1,4 +1,4 @@
-"""Schemathesis against a real `otto server`: every answer is documented (issue 19, point 6).
+"""Schemathesis against a real `otto server`: every answer is documented.
 
 The schema is what the server serves at `/openapi.json`. For every operation schemathesis
 generates a bounded number of requests, valid ones and invalid ones, and checks each answer:

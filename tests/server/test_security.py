@@ -1,4 +1,4 @@
-"""Issue 19 (1, 2) and issue 12 (5), over real HTTP on 127.0.0.1: requests from other
+"""The README's "Security", over real HTTP on 127.0.0.1: requests from other
 origins and under other host names act on nothing, objects cannot script the dashboard,
 and `read_token_required` closes every read."""
 
@@ -468,10 +468,13 @@ def _env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
-def _otto(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _otto(
+    *args: str, env: dict[str, str], cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "otto.cli", *args],
         env=_env(**env),
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=60,
@@ -486,6 +489,7 @@ def test_otto_run_sends_its_embedded_servers_token(tmp_path: Path) -> None:
         "run",
         str(ottofile),
         env={"OTTO_TOKEN": TOKEN, "OTTO_READ_TOKEN_REQUIRED": "true", "OTTO_SANDBOX": "none"},
+        cwd=tmp_path,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Success" in done.stdout

@@ -1,5 +1,5 @@
 """SIGTERM: the server stops taking work, hands unfinished contexts back, and a restart
-runs them to the end (issue 5, item 4)."""
+runs them to the end."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Browser tests of the dashboard (issue 7, item 6): Playwright drives Debian's chromium
+"""Browser tests of the dashboard: Playwright drives Debian's chromium
 against a real `otto server` subprocess.
 
 One browser for the whole session, a fresh context and page for every test. Without
@@ -122,7 +122,7 @@ def pages(browser: Browser, gates: Gates, request: pytest.FixtureRequest) -> Ite
     opened: list[tuple[Page, list[str], list[str]]] = []
 
     def open_page(**options: Any) -> Page:
-        context = browser.new_context(viewport={"width": 1280, "height": 900}, **options)
+        context = browser.new_context(**{"viewport": {"width": 1280, "height": 900}, **options})
         context.set_default_timeout(LIVE_TIMEOUT_MS)
         context.add_init_script(RECORD_EVENTS)
         page = context.new_page()

@@ -108,8 +108,10 @@ def test_a_step_log_without_javascript(server: Server, finished: dict) -> None:
     assert b"\x1b[31m" in raw  # the raw log keeps the colours …
     log = re.search(r'<pre id="log-text"[^>]*>(.*?)</pre>', html, re.S)
     assert log is not None
-    # … the page shows the text, escaped (the agent's echo of the command first).
-    assert log.group(1).endswith("\nred &lt;b&gt;tag&lt;/b&gt;\n")
+    # … the page shows the text, escaped (the agent's echo of the command first), a
+    # numbered line each.
+    lines = re.findall(r'<span class="line" id="L(\d+)">.*?</a>(.*?)</span>', log.group(1), re.S)
+    assert lines[-1] == (str(len(lines)), "red &lt;b&gt;tag&lt;/b&gt;\n")
     assert 'href="/v1/objects/' + step_log_key(finished, build) + '"' in html
 
 
@@ -177,8 +179,9 @@ def test_assets_are_vendored_not_fetched_from_a_cdn(server: Server, finished: di
 def test_auctions_page_shows_the_awards(server: Server, finished: dict) -> None:
     with server.client() as client:
         html = client.get("/auctions").text
-    assert "Recent" in html and "<td>local</td>" in html
-    assert f'href="/pipelines/{finished["uuid"]}">Lint</a>' in html
+    assert "Recent" in html and '<td data-label="Award">local</td>' in html
+    lint = contexts(finished)["Lint"]["uuid"]
+    assert f'href="/pipelines/{finished["uuid"]}#ctx-{lint}">Lint</a>' in html
 
 
 def test_pages_read_without_a_token_but_actions_need_one(tmp_path: Path) -> None:

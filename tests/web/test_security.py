@@ -1,4 +1,4 @@
-"""Issue 19 (1, 2) and issue 12 (5) in the browser: a page on another loopback origin
+"""The README's "Security" in the browser: a page on another loopback origin
 cannot run a pipeline, an HTML artifact runs no script from the dashboard's origin, the
 session cookie is out of script's reach, and with `read_token_required` the dashboard
 works once logged in."""

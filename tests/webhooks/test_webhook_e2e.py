@@ -122,15 +122,33 @@ def test_push_runs_the_pipeline_at_the_pushed_commit(world: World) -> None:
     assert final["target_url"] == f"{world.client.base_url}/pipelines/{runs[0]['uuid']}"
     assert httpx.get(final["target_url"]).status_code == 200  # the run's page in the dashboard
 
+    page = f"{world.client.base_url}/pipelines/{runs[0]['uuid']}"
     again = deliver(world.client, body, SECRET, delivery="d-1")  # a redelivery
     assert again.status_code == 200 and again.json()["duplicate"] is True
+    assert (again.json()["uuid"], again.json()["url"]) == (runs[0]["uuid"], page)
     other_branch = push_payload(world.repo.url, FULL_NAME, "refs/heads/release/1", sha)
-    assert deliver(world.client, other_branch, SECRET).status_code == 202  # same commit
+    built = deliver(world.client, other_branch, SECRET, delivery="d-b")  # the same commit
+    assert built.status_code == 200 and built.json()["duplicate"] is True
+    assert (built.json()["uuid"], built.json()["url"]) == (runs[0]["uuid"], page)
+    assert built.json()["reason"] == f"commit {sha} already built"
     forged = deliver(world.client, body.replace(b"main", b"evil"), None, delivery="d-2")
     assert forged.status_code == 401
     wrong = deliver(world.client, body, "not-the-secret", delivery="d-3")
     assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "bad_signature"
-    assert deliver(world.client, body, SECRET, delivery="d-3").status_code == 202  # not stored
+    retried = deliver(world.client, body, SECRET, delivery="d-3")  # the refusal kept no id
+    assert retried.status_code == 200 and retried.json()["uuid"] == runs[0]["uuid"]
+    listed = world.client.get("/v1/webhooks/deliveries").json()["deliveries"]
+    assert [(d["delivery"], d["verdict"], d["status"], d["pipeline"]) for d in listed] == [
+        ("d-3", "built", 200, runs[0]["uuid"]),
+        ("d-3", "refused", 401, None),
+        ("d-2", "refused", 401, None),
+        ("d-b", "built", 200, runs[0]["uuid"]),
+        ("d-1", "redelivery", 200, runs[0]["uuid"]),
+        ("d-1", "created", 202, runs[0]["uuid"]),
+    ]
+    assert listed[1]["reason"] == "X-Hub-Signature-256 does not match"
+    assert listed[0]["forge"] == "github" and listed[0]["event"] == "push"
+    assert listed[0]["url"] == page and listed[0]["received_at"].endswith("+00:00")
     time.sleep(1.0)  # give the worker time to (wrongly) create something
     assert len(pipelines(world.client)) == 1
     assert world.github.of(sha) == ["pending", "success"]
@@ -150,6 +168,34 @@ def test_a_broken_ottofile_is_a_visible_error_run(world: World) -> None:
     wait_for(lambda: world.github.of(sha) == ["pending", "error"], what="pending, then error")
     assert "Ottofile:5:3: " in world.github.statuses[-1]["description"]
     assert world.github.problems == []
+
+
+def test_a_step_called_wrongly_is_refused_before_anything_runs(world: World) -> None:
+    ran = world.out / "first-stage-ran"
+    bad = (
+        "pipeline {\n"
+        f"  stage {{ name = 'first' steps {{ sh 'touch {ran}' }} }}\n"
+        "  stage {\n    name = 'second'\n    steps {\n"
+        "      shh 'make'\n"
+        "      dir '/etc' { sh 'true' }\n"
+        "    }\n  }\n}\n"
+    )
+    sha, run = push_and_finish(world, {"README": "x\n", "Ottofile": bad})
+    assert (run["status"], run["batches"]) == ("Error", [])
+    assert run["rejected"]["reason"] == "config_error"
+    lines = run["rejected"]["message"].splitlines()
+    assert lines[0].startswith("Ottofile:6:7: unknown step `shh` (did you mean `sh`?)")
+    assert lines[1:3] == ["      shh 'make'", "      ^"]
+    assert lines[3].startswith("Ottofile:7:7: `dir` directory `/etc` must be relative")
+    moves = world.client.get(f"/v1/pipelines/{run['uuid']}/transitions").json()["transitions"]
+    assert {t["entity"] for t in moves} == {"pipeline"}  # no batch, context or step moved
+    assert moves[-1]["reason"] == "config_error"
+    assert world.client.get("/v1/contexts/open").json() == {"contexts": []}
+    retry = world.client.post(f"/v1/pipelines/{run['uuid']}/retry")
+    assert retry.status_code == 409 and "never ran (config_error)" in retry.text
+    wait_for(lambda: world.github.of(sha) == ["pending", "error"], what="pending, then error")
+    assert "Ottofile:6:7: unknown step" in world.github.statuses[-1]["description"]
+    assert not ran.exists()
 
 
 def test_a_commit_without_an_ottofile_is_a_visible_error_run(world: World) -> None:

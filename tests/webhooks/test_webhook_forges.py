@@ -159,7 +159,9 @@ def test_gitlab_push_hooks(forges: Forges) -> None:
 
     tag = gitlab_push(repo, sha, ref="refs/tags/v1.0")
     tagged = to_gitlab(client, tag, GITLAB_TOKEN, None, event="Tag Push Hook")
-    assert tagged.status_code == 202 and tagged.json()["accepted"] is True  # same commit: no run
+    assert tagged.status_code == 200 and tagged.json()["duplicate"] is True  # same commit: no run
+    assert tagged.json()["uuid"] == runs[0]["uuid"]
+    assert tagged.json()["url"].endswith(f"/pipelines/{runs[0]['uuid']}")
     deleted = gitlab_push(repo, "0" * 40, checkout_sha=None)
     answer = to_gitlab(client, deleted, GITLAB_TOKEN, None)
     assert answer.status_code == 202 and answer.json()["ignored"] == "refs/heads/main was deleted"

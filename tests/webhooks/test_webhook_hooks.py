@@ -41,6 +41,10 @@ def client(server: Server) -> Iterator[httpx.Client]:
         yield client
 
 
+def server_log(server: Server) -> str:
+    return (server.home.parent / f"server-{server.url.rsplit(':', 1)[1]}.log").read_text()
+
+
 def count(client: httpx.Client) -> int:
     return len(client.get("/v1/pipelines").json()["pipelines"])
 
@@ -55,9 +59,10 @@ def test_projects_are_listed_and_broken_files_reported_with_file_and_line(
     assert app["pipeline"] == {"path": "Ottofile", "inline": None}
     assert app["secret_env"] == "APP_SECRET" and SECRET not in json.dumps(projects)
     assert app["checkout"] is True and app["supersede"] == "none"
-    log = (server.home.parent / f"server-{server.url.rsplit(':', 1)[1]}.log").read_text()
-    assert "broken.yml:3: not valid YAML" in log
-    assert "invalid.yml:5: supersede: Input should be 'none', 'pending' or 'running'" in log
+    log = server_log(server)
+    assert f"project file rejected file={server.home / 'projects.d' / 'broken.yml'}\n" in log
+    assert "\n    line 3: not valid YAML" in log
+    assert "\n    line 5: supersede: input should be 'none', 'pending' or 'running'\n" in log
 
 
 def test_the_endpoints_are_in_the_openapi_document(client: httpx.Client) -> None:
@@ -118,7 +123,13 @@ def test_malformed_payloads_are_4xx_naming_the_problem(client: httpx.Client) -> 
         "https://github.com/acme/other.git", "acme/other", "refs/heads/main", SHA
     )
     answer = deliver(client, elsewhere, SECRET)
-    assert answer.status_code == 404 and "acme/other" in answer.json()["error"]["message"]
+    assert answer.status_code == 404
+    assert answer.json()["error"] == {
+        "code": "unknown_repository",
+        "message": "no project has source.url 'https://github.com/acme/other.git'"
+        " (the payload's repository.clone_url)",
+        "field": "repository.clone_url",
+    }
     body = push_payload(URL, "acme/app", "refs/heads/main", SHA)
     headers = {"X-GitHub-Event": "push", "X-Hub-Signature-256": sign(SECRET, body)}
     answer = client.post("/v1/webhooks/github", content=body, headers=headers)
@@ -138,3 +149,57 @@ def test_a_push_is_acknowledged_fast(client: httpx.Client) -> None:
     took = time.perf_counter() - started
     assert answer.status_code == 202 and answer.json()["accepted"] is True
     assert took < 0.5  # the target is 100 ms; the fetch happens in the background
+
+
+def test_incoming_deliveries_are_listed_newest_first_with_their_verdicts(
+    server: Server, client: httpx.Client
+) -> None:
+    repository = {"full_name": "acme/app", "clone_url": URL}
+    ping = json.dumps({"zen": "Practicality beats purity.", "repository": repository}).encode()
+    assert deliver(client, ping, SECRET, event="ping", delivery="l-ping").status_code == 200
+    issue = json.dumps({"action": "opened", "repository": repository}).encode()
+    assert deliver(client, issue, SECRET, event="issues", delivery="l-issue").status_code == 202
+    again = deliver(client, issue, SECRET, event="issues", delivery="l-issue")
+    assert again.status_code == 200 and again.json() == {
+        "duplicate": True,
+        "delivery": "l-issue",
+        "reason": "event 'issues' is not handled",
+    }  # no run to name
+    assert deliver(client, issue, None, event="issues", delivery="l-unsigned").status_code == 401
+    listed = client.get("/v1/webhooks/deliveries", params={"limit": 4}).json()["deliveries"]
+    assert [
+        (d["delivery"], d["forge"], d["event"], d["project"], d["verdict"], d["status"])
+        for d in listed
+    ] == [
+        ("l-unsigned", "github", "issues", None, "refused", 401),
+        ("l-issue", "github", "issues", "app", "redelivery", 200),
+        ("l-issue", "github", "issues", "app", "ignored", 202),
+        ("l-ping", "github", "ping", "app", "ignored", 200),
+    ]
+    assert listed[0]["reason"] == "X-Hub-Signature-256 header is missing"
+    assert listed[3]["reason"] == "ping" and listed[3]["pipeline"] is None
+    assert (
+        "INFO  otto.webhooks: webhook ignored forge=github event=issues delivery=l-issue"
+        " project=app status=202 why=\"event 'issues' is not handled\"\n"
+    ) in server_log(server)
+
+
+def test_the_deliveries_list_is_bounded_and_its_limit_checked(client: httpx.Client) -> None:
+    for value, message in (
+        ("0", "limit: must be ≥ 1"),
+        ("501", "limit: at most 500"),
+        ("many", "limit: not an integer"),
+    ):
+        answer = client.get("/v1/webhooks/deliveries", params={"limit": value})
+        assert answer.status_code == 400
+        assert answer.json()["error"] == {
+            "code": "invalid_query",
+            "message": message,
+            "field": "limit",
+        }
+    other = client.get("/v1/webhooks/deliveries", params={"verdict": "refused"})
+    assert other.status_code == 400 and other.json()["error"]["field"] == "verdict"
+    operation = client.get("/openapi.json").json()["paths"]["/v1/webhooks/deliveries"]["get"]
+    (limit,) = operation["parameters"]
+    assert limit["name"] == "limit" and limit["schema"]["maximum"] == 500
+    assert "400" in operation["responses"]

@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 from otto.psm import PipelineStateMachine
-from otto.webhooks.ledger import Ledger, Push, RunInfo
+from otto.webhooks.ledger import (
+    CREATED,
+    IGNORED,
+    QUEUED,
+    REDELIVERY,
+    REFUSED,
+    Ledger,
+    Push,
+    Received,
+    RunInfo,
+)
 
 
 def test_deliveries_are_recorded_once_and_queued_until_finished(
@@ -12,12 +22,35 @@ def test_deliveries_are_recorded_once_and_queued_until_finished(
     ledger = Ledger(psm.store)
     Ledger(psm.store)  # a restart: the tables are kept
     push = Push("d-1", "app", "refs/heads/main", "a" * 40, "git://h/app.git", "acme/app")
-    assert ledger.record("d-1", "push", "app", push) is True
-    assert ledger.record("d-1", "push", "app", push) is False
-    assert ledger.record("d-2", "issues", "app", None, "not handled") is True
+    queued = Received("github", "push", "d-1", QUEUED, 202, project="app")
+    assert ledger.record(queued, push).verdict == QUEUED
+    again = ledger.record(queued, push)
+    assert again.verdict == REDELIVERY and again.pipeline is None
+    ignored = Received("github", "issues", "d-2", IGNORED, 202, "not handled", "app")
+    assert ledger.record(ignored, None).verdict == IGNORED
     assert ledger.queued() == [push]
-    ledger.finish("d-1", "created", "some-uuid")
+    ledger.finish("d-1", CREATED, "", "some-uuid")
     assert ledger.queued() == []
+    redelivered = ledger.record(queued, push)  # names the run the first one created
+    assert (redelivered.verdict, redelivered.pipeline) == (REDELIVERY, "some-uuid")
+    ledger.refused(Received("github", "push", "d-1", REFUSED, 401, "bad signature"))
+    listed = [(r.delivery, r.verdict, r.pipeline) for r in ledger.received(10)]
+    assert listed == [
+        ("d-1", REFUSED, None),
+        ("d-1", REDELIVERY, "some-uuid"),
+        ("d-2", IGNORED, None),
+        ("d-1", REDELIVERY, None),
+        ("d-1", CREATED, "some-uuid"),
+    ]
+    assert [r.delivery for r in ledger.received(2)] == ["d-1", "d-1"]
+
+
+def test_only_the_latest_received_deliveries_are_kept(psm: PipelineStateMachine) -> None:
+    ledger = Ledger(psm.store, keep=3, prune_every=2)
+    for n in range(8):
+        ledger.refused(Received("gitlab", "Push Hook", f"d-{n}", REFUSED, 401, "no"))
+    kept = [r.delivery for r in ledger.received(100)]
+    assert kept[:3] == ["d-7", "d-6", "d-5"] and len(kept) <= 3 + 1  # pruned every 2nd
 
 
 def test_runs_are_found_by_pipeline(psm: PipelineStateMachine) -> None:

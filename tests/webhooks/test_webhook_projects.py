@@ -47,7 +47,7 @@ def test_problems_name_file_and_line_and_the_others_load(tmp_path: Path) -> None
     projects, problems = load_projects(tmp_path)
     assert [p.name for p in projects] == ["good"]
     found = {p.file.name: (p.line, p.message) for p in problems}
-    assert found["nosecret.yml"] == (1, "secret_env: Field required")
+    assert found["nosecret.yml"] == (1, "missing key 'secret_env'")
     assert found["typo.yml"][0] == 3 and "refspecs" in found["typo.yml"][1]
     assert found["yaml.yml"][0] == 1 and "not valid YAML" in found["yaml.yml"][1]
     assert found["list.yml"][0] == 1
@@ -91,7 +91,33 @@ def test_bad_subscribers_are_reported_with_file_and_line(tmp_path: Path) -> None
     assert projects == []
     found = {p.file.name: (p.line, p.message) for p in problems}
     assert found["a.yml"][0] == 4 and found["a.yml"][1].startswith("webhooks.0.url: ")
-    assert found["b.yml"] == (4, "webhooks.0.secret_env: Field required")
+    assert found["b.yml"] == (4, "missing key 'secret_env' in webhooks.0")
     assert found["c.yml"][0] == 6 and "unknown state 'Done'; one of Aborted" in found["c.yml"][1]
     assert found["d.yml"][0] == 6 and found["d.yml"][1].startswith("webhooks.0.entities.0: ")
-    assert found["e.yml"][0] == 6 and "token" in found["e.yml"][1]
+    assert found["e.yml"] == (6, "unknown key 'token' in webhooks.0")
+
+
+def test_every_problem_of_a_file_at_once_each_at_its_line_naming_the_key(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "app.yml",
+        "title: App\n"  # 1
+        "source:\n"  # 2
+        "  url: https://x/app.git\n"  # 3
+        "  refspecs: [main]\n"  # 4
+        "statuses:\n"  # 5
+        "  context: ci\n"  # 6
+        "secert_env: APP_SECRET\n"  # 7
+        "supersede: sometimes\n"  # 8
+        "checkout: maybe\n",  # 9
+    )
+    projects, problems = load_projects(tmp_path)
+    assert projects == []
+    assert [p.at_line() for p in problems] == [
+        "line 1: missing key 'secret_env'",
+        "line 4: unknown key 'refspecs' in source (did you mean 'refspec'?)",
+        "line 7: unknown key 'secert_env' (did you mean 'secret_env'?)",
+        "line 8: supersede: input should be 'none', 'pending' or 'running'",
+        "line 9: checkout: input should be a valid boolean, unable to interpret input",
+    ]
+    assert str(problems[2]) == f"{tmp_path / 'app.yml'}:7: " + problems[2].message

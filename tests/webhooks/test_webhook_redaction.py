@@ -1,4 +1,4 @@
-"""Credentials in URLs are never shown (issue 19, point 6): not by `GET /v1/projects`, the
+"""Credentials in URLs are never shown: not by `GET /v1/projects`, the
 `/projects` page, a run's `repo` in the API and on the pages, nor in the server's log."""
 
 from __future__ import annotations

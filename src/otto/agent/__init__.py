@@ -1,4 +1,4 @@
-"""The agent: runs one context's steps in its own workspace (DESIGN §6).
+"""The agent: runs one context's steps in its own workspace.
 
 Entry points: `run_agent(invocation, reporter) -> ContextResult` in-process,
 and `agent_main(invocation_path) -> int` for `otto agent --invocation FILE`

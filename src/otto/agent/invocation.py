@@ -19,6 +19,9 @@ A JSON object:
 - `checkout`: optional `{"url", "sha", "branch"}`, cloned into the workspace first
 - `libraries`: optional `[{"name", "version"}]`, step libraries the steps may call
 - `kill_grace`: seconds from SIGTERM to SIGKILL when a step is stopped (default 10)
+- `deadline`: optional, when the stage's time is up (Unix time, set by the PSM when the
+  context was claimed: its `timeout`, else the server's `default_stage_timeout`): the
+  running step is stopped, ends `Failed` with reason `timeout`, and so does the context
 - `max_log_bytes`: a step log's size limit (default 1 GiB): past it the log keeps its
   first `max_log_bytes` bytes and a line saying it was cut, and the step is stopped and
   ends `Failed` with reason `log_limit`
@@ -90,6 +93,7 @@ class Invocation(_Strict):
     checkout: Checkout | None = None
     libraries: list[LibraryRef] = Field(default_factory=list)
     kill_grace: float = Field(default=10.0, ge=0)
+    deadline: float | None = None
     max_log_bytes: int = Field(default=DEFAULT_MAX_LOG_BYTES, ge=1)
 
     @field_validator("pipeline")

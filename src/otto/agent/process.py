@@ -91,6 +91,7 @@ def run_process(
     on_readable: Mapping[int, Callable[[], None]] | None = None,
     contained: bool = False,
     pass_fds: Sequence[int] = (),
+    stdin: int | None = None,
 ) -> ProcessResult:
     """Run `argv`, feed its interleaved stdout+stderr to `output`, return how it ended.
 
@@ -101,7 +102,8 @@ def run_process(
     when it becomes readable. Nothing the process started is left running when
     this returns. `contained`: the process exits by itself only once everything it
     started has ended (a sandbox's PID namespace): then its group is not searched.
-    `pass_fds`: descriptors the process inherits.
+    `pass_fds`: descriptors the process inherits; `stdin`: its standard input (else
+    /dev/null).
     """
     read_fd, write_fd = os.pipe()
     with contextlib.suppress(OSError):
@@ -111,7 +113,7 @@ def run_process(
             argv,
             cwd=cwd,
             env=dict(env),
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL if stdin is None else stdin,
             stdout=write_fd,
             stderr=write_fd,
             start_new_session=True,

@@ -12,7 +12,8 @@
    invocation says (`otto.isolation`): in the container, else in the host sandbox, with
    a clean environment (`step_env`); the first step that does not succeed
    ends the context. Its status is the worst of that step's and the floor a step
-   set over the control socket; an abort or a terminate request ends it at once;
+   set over the control socket; an abort or a terminate request ends it at once, and
+   so does the stage's deadline (the running step is stopped: `Failed`, `timeout`);
 5. store and seal every log, report `context_finished`, then remove the container.
 """
 
@@ -178,7 +179,9 @@ class Agent:
                 self._control = self._open_control()
                 self._base_env = self._environment()
                 self._provision()
-                status, reason = self.run_steps(self.invocation.context.steps, self.workspace)
+                status, reason = self.run_steps(
+                    self.invocation.context.steps, self.workspace, self._stage_deadline()
+                )
                 status, reason = self._final(status, reason)
             except _Ended as end:
                 status, reason = end.status, end.reason
@@ -347,7 +350,7 @@ class Agent:
         if stop is not None:
             raise _Ended(stop.status, stop.reason)
 
-    def _run_on_host(self, argv: Sequence[str]) -> tuple[int, str]:
+    def _run_on_host(self, argv: Sequence[str], stdin: int | None = None) -> tuple[int, str]:
         """A provisioning command of the agent's own (`otto.isolation.HostRunner`)."""
         assert self._log is not None
         log = self._log
@@ -366,6 +369,7 @@ class Agent:
             interrupter=self.interrupter,
             grace=self.invocation.kill_grace,
             tick=self.logs.tick,
+            stdin=stdin,
         )
         return result.exit_code, self.masker.mask_text(tail.decode(errors="replace"))
 
@@ -401,6 +405,13 @@ class Agent:
         return env
 
     # -- running -------------------------------------------------------------
+
+    def _stage_deadline(self) -> float | None:
+        """The stage's deadline (Unix time, from the PSM) on this process's monotonic clock."""
+        deadline = self.invocation.deadline
+        if deadline is None:
+            return None
+        return time.monotonic() + (deadline - time.time())
 
     def run_steps(
         self, steps: list[Step], cwd: Path, deadline: float | None = None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import uuid as uuidlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -10,11 +9,9 @@ from dataclasses import dataclass, field
 from pydantic import JsonValue, ValidationError
 
 from otto.model import Step
-from otto.steps.manifest import Manifest, StepCallError, check_step
+from otto.steps.manifest import Manifest, StepCallError, check_step, step_timeout
 
 Check = Callable[[dict[str, JsonValue]], None]
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h)?")
-_UNITS = {None: 1, "s": 1, "m": 60, "h": 3600}
 
 
 @dataclass
@@ -23,20 +20,6 @@ class Plan:
 
     params: dict[str, dict[str, JsonValue]] = field(default_factory=dict)
     timeouts: dict[str, float] = field(default_factory=dict)
-
-
-def parse_timeout(value: JsonValue) -> float:
-    """`30`, `'30'`, `'1.5m'`, `'2h'` → seconds; StepCallError otherwise."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
-    else:
-        match = _DURATION.fullmatch(str(value).strip())
-        if not match:
-            raise StepCallError(f"timeout `{value}` must be seconds, or a number with s, m or h")
-        seconds = float(match[1]) * _UNITS[match[2]]
-    if seconds <= 0:
-        raise StepCallError(f"timeout `{value}` must be more than zero")
-    return seconds
 
 
 def plan_steps(
@@ -58,8 +41,9 @@ def plan_steps(
             return
         try:
             bound = check_step(step, manifests)
-            if "timeout" in bound:
-                plan.timeouts[step.uuid] = parse_timeout(bound["timeout"])
+            timeout = step_timeout(step, bound)
+            if timeout is not None:
+                plan.timeouts[step.uuid] = timeout
             check = checks.get(step.symbol)
             if check is not None:
                 check(bound)

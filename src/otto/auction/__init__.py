@@ -1,4 +1,4 @@
-"""Auctions (DESIGN §5): contexts go to the orchestrators able to run them, cheapest first."""
+"""Auctions: contexts go to the orchestrators able to run them, cheapest first."""
 
 from otto.auction.auctioneer import DEFAULT_WINDOW, Auction, Auctioneer, Bidder, Lot
 from otto.auction.requirements import Capabilities, Requirements

@@ -1,4 +1,4 @@
-"""The auction and orchestrator HTTP API (DESIGN §5, §9), for remote orchestrators.
+"""The auction and orchestrator HTTP API, for remote orchestrators.
 
 - `GET /v1/auctions`: the open auction and the recent ones, with their bids;
 - `GET /v1/orchestrators`: every orchestrator taking part (local and remote);

@@ -1,4 +1,4 @@
-"""The auctioneer (DESIGN §5): open contexts go to the cheapest able orchestrator.
+"""The auctioneer: open contexts go to the cheapest able orchestrator.
 
 When contexts wait for an orchestrator (a batch reached `AuctionStarted`, a
 winner gave one back, an orchestrator registered or freed capacity), the
@@ -26,6 +26,7 @@ from otto.auction.requirements import Capabilities, Requirements
 from otto.psm import Conflict, NotFound, PipelineStateMachine
 from otto.psm.records import Transition
 from otto.psm.states import ABORTING, AUCTION_STARTED, PROVISIONING, RUNNING
+from otto.serverlog import fields
 
 log = logging.getLogger("otto.auction")
 
@@ -126,15 +127,25 @@ class Auctioneer:
     # -- orchestrators ----------------------------------------------------------
     def register(self, bidder: Bidder) -> None:
         with self._lock:
+            joined = bidder.name not in self._bidders
             self._bidders[bidder.name] = bidder
+        if joined:
+            can = bidder.capabilities
+            labels = ",".join(sorted(can.labels)) or None
+            log.info(
+                "orchestrator joined",
+                extra=fields(name=bidder.name, labels=labels, containers=can.containers),
+            )
         self.poke()
 
     def unregister(self, name: str) -> None:
         with self._lock:
-            self._bidders.pop(name, None)
+            left = self._bidders.pop(name, None) is not None
             if self._open is not None:
                 self._open.invited.discard(name)
                 self._lock.notify_all()
+        if left:
+            log.info("orchestrator left", extra=fields(name=name))
 
     def bidders(self) -> list[Bidder]:
         with self._lock:

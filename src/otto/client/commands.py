@@ -1,4 +1,4 @@
-"""The client commands of `otto` (ps, show, logs, abort, retry, events), as functions
+"""The client commands of `otto` (ps, show, logs, abort, retry, artifacts, events), as functions
 that print and return an exit code; `otto.cli` only declares their options.
 
 `guarded()` turns every client failure into one line on stderr and its exit code
@@ -10,14 +10,16 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from otto.client import render
 from otto.client.errors import ClientError, UsageProblem
 from otto.client.http import PREFIX_SEARCH_LIMIT, OttoClient
 from otto.client.logs import LogPrinter, select_contexts
-from otto.client.terminal import Terminal
+from otto.client.terminal import Cell, Terminal, plural, table
 from otto.client.view import RunView
 from otto.status import Status
 
@@ -131,15 +133,56 @@ def abort(client: OttoClient, ident: str) -> int:
     return 0
 
 
-def retry(client: OttoClient, ident: str) -> int:
+def retry(client: OttoClient, ident: str, every: bool = False) -> int:
     uuid = client.resolve(ident)
-    answer = client.retry(uuid)
+    answer = client.retry(uuid, every)
     retried = answer.get("retried") or []
     run = RunView.load(client.pipeline(uuid))
     names = [c.name for c in run.contexts() if c.uuid in retried]
     shown = f": {', '.join(names)}" if names else ""
-    Terminal.of().write(f"retrying pipeline {uuid} ({len(retried)} contexts{shown})")
+    Terminal.of().write(f"retrying pipeline {uuid} ({plural(len(retried), 'context')}{shown})")
     return 0
+
+
+def artifacts(client: OttoClient, ident: str, name: str | None, output: str | None) -> int:
+    """List a run's artifacts, or download the one `name` names (to `output`: a file,
+    - for standard output; default: its own name, here)."""
+    uuid = client.resolve(ident)
+    prefix = f"{uuid}/artifacts/"
+    found = {o["key"].removeprefix(prefix): o for o in client.objects(prefix)}
+    if name is None:
+        rows: list[list[Cell]] = [[n, str(o.get("size", "-"))] for n, o in sorted(found.items())]
+        if rows:
+            table(Terminal.of(), ["NAME", "BYTES"], rows)
+        else:
+            Terminal.of().write(f"pipeline {uuid[:8]} has no artifacts")
+        return 0
+    stored = next((n for n in (name, f"{name}.tar.gz") if n in found), None)
+    if stored is None:
+        names = ", ".join(sorted(found)) or "none"
+        raise ClientError(f"pipeline {uuid[:8]} has no artifact {name!r} (artifacts: {names})")
+    if output == "-":
+        client.download(prefix + stored, sys.stdout.buffer)
+        return 0
+    _download_to(client, prefix + stored, Path(output or stored))
+    return 0
+
+
+def _download_to(client: OttoClient, key: str, target: Path) -> None:
+    """The object at `target`, whole or not at all (a failed download leaves nothing)."""
+    try:
+        with tempfile.NamedTemporaryFile(
+            dir=target.absolute().parent, prefix=f".{target.name}.", delete=False
+        ) as partial:
+            try:
+                client.download(key, partial)
+            except BaseException:
+                os.unlink(partial.name)
+                raise
+        os.replace(partial.name, target)
+    except OSError as exc:
+        raise UsageProblem(f"cannot write {target}: {exc.strerror or exc}") from None
+    sys.stderr.write(f"otto: saved {target}\n")
 
 
 def events(

@@ -14,6 +14,7 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from otto.agent.invocation import Checkout
 from otto.client.errors import ServerUnavailable
 from otto.config import Settings
 
@@ -26,8 +27,9 @@ FORCE_TIMEOUT = 5.0
 
 
 class EmbeddedServer:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, workspace_source: Checkout | None = None) -> None:
         self.settings = settings
+        self.workspace_source = workspace_source  # what every context's workspace starts as
         self.url = ""
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -37,7 +39,7 @@ class EmbeddedServer:
 
         from otto.server import build_app
 
-        app = build_app(self.settings)
+        app = build_app(self.settings, self.workspace_source)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))

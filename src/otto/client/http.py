@@ -1,4 +1,4 @@
-"""`OttoClient`: the Otto server's HTTP API (DESIGN §9) as typed Python calls.
+"""`OttoClient`: the Otto server's HTTP API as typed Python calls.
 
 Every call raises `ClientError` (or a subclass) with the server's own message
 when it fails; documents come back as the JSON the server sent.
@@ -11,13 +11,13 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote
 
 import httpx
 
 from otto import __version__
-from otto.client.errors import ClientError, ServerUnavailable, error_from
+from otto.client.errors import ClientError, ServerUnavailable, UsageProblem, error_from
 from otto.client.sse import EventStream
 
 Json = dict[str, Any]
@@ -47,12 +47,17 @@ class OttoClient:
         headers = {"User-Agent": f"otto-cli/{__version__}", "Accept": "application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
+        if "://" not in base_url:
+            example = f"http://{base_url or '127.0.0.1:7670'}"
+            raise UsageProblem(f"--server {base_url}: a URL needs its scheme, e.g. {example}")
         try:
             self.http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
         except (httpx.InvalidURL, ValueError) as exc:
-            raise ClientError(f"not a server URL: {base_url!r} ({exc})") from None
+            raise UsageProblem(f"--server {base_url}: not a server URL ({exc})") from None
         if self.http.base_url.scheme not in ("http", "https") or not self.http.base_url.host:
-            raise ClientError(f"not a server URL: {base_url!r} (want e.g. http://127.0.0.1:7670)")
+            raise UsageProblem(
+                f"--server {base_url}: not a server URL (want e.g. http://127.0.0.1:7670)"
+            )
 
     def close(self) -> None:
         self.http.close()
@@ -158,8 +163,10 @@ class OttoClient:
     def abort(self, uuid: str) -> Json:
         return self._json("POST", f"/v1/pipelines/{_segment(uuid)}/abort")
 
-    def retry(self, uuid: str) -> Json:
-        return self._json("POST", f"/v1/pipelines/{_segment(uuid)}/retry")
+    def retry(self, uuid: str, every: bool = False) -> Json:
+        """Run a finished run's failed contexts again (`every`: all of its contexts)."""
+        params = {"all": "true"} if every else None
+        return self._json("POST", f"/v1/pipelines/{_segment(uuid)}/retry", params=params)
 
     def resolve(self, ident: str) -> str:
         """The full uuid of the run `ident` names: a whole uuid, or a unique prefix of one
@@ -207,6 +214,21 @@ class OttoClient:
     # -- objects -------------------------------------------------------------------
     def objects(self, prefix: str) -> list[Json]:
         return list(self._request("GET", "/v1/objects", params={"prefix": prefix}).json())
+
+    def download(self, key: str, out: BinaryIO) -> None:
+        """Write an object to `out` as it streams in."""
+        path = "/v1/objects/" + quote(key, safe="/")
+        try:
+            with self.http.stream("GET", path) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise error_from(response)
+                for chunk in response.iter_bytes():
+                    out.write(chunk)
+        except httpx.TransportError as exc:
+            raise ServerUnavailable(
+                f"cannot reach the Otto server at {self.base_url}: {_reason(exc)}"
+            ) from None
 
     def read_object(self, key: str, offset: int = 0, tail: int | None = None) -> bytes | None:
         """An object's bytes from `offset` on (or its last `tail` bytes); b"" when there is

@@ -2,8 +2,10 @@
 
 Logs live in the object store under `<pipeline>/<context>/<step>.log` and grow
 while a step runs; following reads each from the last offset (a Range request)
-until the step has finished. A context that ended in `Error` (its agent lost,
-its steps refused) also gets its own `context.log` shown.
+until the step has finished. A step with a block (`dir '…' { … }`) is followed by its
+block's steps (`step 2.1`, `step 2.2`, …), which have logs but no state of their own. A
+context that ended in `Error` (its agent lost, its steps refused) also gets its own
+`context.log` shown.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from typing import BinaryIO
 from otto.agent.reporter import context_log_key, step_log_key
 from otto.client.errors import ClientError
 from otto.client.http import OttoClient
-from otto.client.terminal import Terminal, duration
-from otto.client.view import ContextView, RunView, StepView
+from otto.client.terminal import Terminal, duration, exit_note
+from otto.client.view import ContextView, NestedStep, RunView, StepView
 
 TAIL_BYTES = 256 * 1024
 
@@ -41,19 +43,47 @@ class LogPrinter:
                 self._header(context, number, step, finished=step.finished)
                 data = self.client.read_object(step_log_key(run.uuid, context.uuid, step.uuid))
                 self._write(data if data is not None else b"(no log)\n")
+                self._nested_logs(run, context, str(number), step.nested)
             if context.state == "Error":
                 self._context_log(run, context)
         self._end()
 
+    def _nested_logs(
+        self, run: RunView, context: ContextView, path: str, nested: list[NestedStep]
+    ) -> None:
+        """The logs of a block's steps, in order, each followed by its own block's."""
+        for index, inner in enumerate(nested, 1):
+            data = self.client.read_object(step_log_key(run.uuid, context.uuid, inner.uuid))
+            if data is None:
+                return  # it did not run, nor did any after it
+            self._nested_header(context, f"{path}.{index}", inner)
+            self._write(data)
+            self._nested_logs(run, context, f"{path}.{index}", inner.nested)
+
     def tail(self, run: RunView, context: ContextView, step: StepView, lines: int) -> None:
-        """The last `lines` lines of one step's log, under its header."""
+        """The last `lines` lines of one step's log, under its header; for a step with a
+        block, also those of the block's last step that ran (the one that ended it)."""
         number = context.steps.index(step) + 1
         self._header(context, number, step, finished=True)
         data = self.client.read_object(
             step_log_key(run.uuid, context.uuid, step.uuid), tail=TAIL_BYTES
         )
         self._write(_last_lines(data, lines) if data is not None else b"(no log)\n")
+        self._nested_tail(run, context, str(number), step.nested, lines)
         self._end()
+
+    def _nested_tail(
+        self, run: RunView, context: ContextView, path: str, nested: list[NestedStep], lines: int
+    ) -> None:
+        for index in range(len(nested), 0, -1):
+            inner = nested[index - 1]
+            key = step_log_key(run.uuid, context.uuid, inner.uuid)
+            data = self.client.read_object(key, tail=TAIL_BYTES)
+            if data is not None:
+                self._nested_header(context, f"{path}.{index}", inner)
+                self._write(_last_lines(data, lines))
+                self._nested_tail(run, context, f"{path}.{index}", inner.nested, lines)
+                return
 
     def context_tail(self, run: RunView, context: ContextView, lines: int) -> None:
         self._text(f"==> {context.name} › context log · {self.term.state(context.state)}")
@@ -87,15 +117,12 @@ class LogPrinter:
             return run
         announced = step.finished
         self._header(context, index + 1, step, finished=announced)
-        key = step_log_key(run.uuid, context.uuid, step.uuid)
-        offset = 0
+        logs = _LogSequence(self, run.uuid, context, str(index + 1), step)
         while True:
             done = step.finished  # seen before this read: the read then has everything
-            data = self.client.read_object(key, offset)
-            if data:
-                self._write(data)
-                offset += len(data)
+            logs.read()
             if done:
+                logs.finish()
                 break
             run = self._wait(run.uuid)
             context = _context(run, context_uuid)
@@ -119,6 +146,9 @@ class LogPrinter:
             text += f" · {self.term.state(step.state)}{_exit(step)} · {duration(step.duration)}"
         self._text(text)
 
+    def _nested_header(self, context: ContextView, path: str, step: NestedStep) -> None:
+        self._text(f"==> {context.name} › step {path} · {step.label}")
+
     def _context_log(self, run: RunView, context: ContextView) -> None:
         self._text(f"==> {context.name} › context log · {self.term.state(context.state)}")
         data = self.client.read_object(context_log_key(run.uuid, context.uuid))
@@ -140,8 +170,74 @@ class LogPrinter:
             self._write(b"\n")
 
 
+class _LogSequence:
+    """A running step's log, then its block's steps' logs as each starts: one after the
+    other, as the agent writes them (a block's step starts once the one before it ended)."""
+
+    def __init__(
+        self, printer: LogPrinter, pipeline: str, context: ContextView, number: str, step: StepView
+    ) -> None:
+        self.printer, self.context = printer, context
+        self.entries: list[tuple[str, NestedStep | None]] = [(number, None)]
+        self.entries += _flatten(number, step.nested)
+        self.keys = [
+            step_log_key(pipeline, context.uuid, (inner or step).uuid) for _, inner in self.entries
+        ]
+        self.current, self.offsets = 0, [0] * len(self.entries)
+
+    def read(self) -> None:
+        """What is new in the current log; then every later log that has begun."""
+        self._read(self.current)
+        while self.current + 1 < len(self.keys):
+            data = self.printer.client.read_object(self.keys[self.current + 1])
+            if data is None:
+                return
+            self._read(self.current)  # it ended before the next began: its last bytes
+            self.current += 1
+            path, inner = self.entries[self.current]
+            if inner is not None:
+                self.printer._nested_header(self.context, path, inner)
+            self._show(self.current, data)
+
+    def finish(self) -> None:
+        """The step has ended: what its own log got after its block ran (a stop notice)."""
+        if self.current == 0:
+            return
+        late = self.printer.client.read_object(self.keys[0], self.offsets[0])
+        if late:
+            self.printer._text(
+                f"==> {self.context.name} › step {self.entries[0][0]} (after its block)"
+            )
+            self._show(0, late)
+
+    def _read(self, index: int) -> None:
+        data = self.printer.client.read_object(self.keys[index], self.offsets[index])
+        if data:
+            self._show(index, data)
+
+    def _show(self, index: int, data: bytes) -> None:
+        self.printer._write(data)
+        self.offsets[index] += len(data)
+
+
+def _flatten(path: str, nested: list[NestedStep]) -> list[tuple[str, NestedStep | None]]:
+    """A block's steps, depth first (the order they run in), each with its number (`2.1`)."""
+    found: list[tuple[str, NestedStep | None]] = []
+    for index, inner in enumerate(nested, 1):
+        found.append((f"{path}.{index}", inner))
+        found += _flatten(f"{path}.{index}", inner.nested)
+    return found
+
+
 def select_contexts(run: RunView, name: str | None) -> list[ContextView]:
-    """All the run's contexts, or those `name` names (a context name or a uuid prefix)."""
+    """All the run's contexts, or those `name` names (a context name or a uuid prefix).
+
+    A run refused at creation has no logs at all: a ClientError (exit 65) says why."""
+    if run.rejected is not None:
+        raise ClientError(
+            f"pipeline {run.uuid[:8]} never ran ({run.rejected.reason}), so it has no logs:\n"
+            + run.rejected.message
+        )
     if name is None:
         return list(run.contexts())
     found = run.find_contexts(name)
@@ -159,7 +255,7 @@ def _context(run: RunView, uuid: str) -> ContextView:
 
 
 def _exit(step: StepView) -> str:
-    return f" (exit {step.exit_code})" if step.exit_code not in (None, 0) else ""
+    return exit_note(step.exit_code)
 
 
 def _last_lines(data: bytes, lines: int) -> bytes:

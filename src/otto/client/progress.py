@@ -1,4 +1,5 @@
-"""The live view of `otto run`: a rich Live table on a TTY, one line per transition else.
+"""The live view of `otto run`: a rich Live table on a TTY; else one line per context
+outcome and step failure (per transition with `every_transition`: `otto run --events`).
 
 Both take the same calls: `start(run)`, `update(run, transition)` after the
 view moved along, `note(text)`, `stop(run)`.
@@ -14,7 +15,7 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
-from otto.client.terminal import Terminal, duration
+from otto.client.terminal import Terminal, duration, exit_note, plural
 from otto.client.view import FINISHED, ContextView, RunView, elapsed, timestamp
 
 
@@ -25,8 +26,14 @@ class Progress(Protocol):
     def stop(self, run: RunView) -> None: ...
 
 
-def progress_for(term: Terminal) -> Progress:
-    return LiveProgress(term) if term.tty else LineProgress(term)
+# What a step ends as that is worth a line of its own without --events.
+STEP_TROUBLE = frozenset({"Failed", "Error", "Unstable"})
+
+
+def progress_for(term: Terminal, every_transition: bool = False) -> Progress:
+    if term.tty and not every_transition:
+        return LiveProgress(term)
+    return LineProgress(term, every_transition)
 
 
 def _batch_state(state: str, status: str | None) -> str:
@@ -39,24 +46,36 @@ def _says_more(reason: str, state: str) -> bool:
 
 
 class LineProgress:
-    """Plain text: one line per transition, `[+1.2s] ✓ Build › 1. sh 'make': Success …`."""
+    """Plain text, `[+1.2s] ✗ Build › 1. sh 'make': Failed (exit 2) …`: a line per context
+    outcome and step failure, or per transition (`every_transition`)."""
 
-    def __init__(self, term: Terminal) -> None:
+    def __init__(self, term: Terminal, every_transition: bool = False) -> None:
         self.term = term
+        self.every_transition = every_transition
 
     def start(self, run: RunView) -> None:
         contexts = sum(len(b.contexts) for b in run.batches)
         self.term.write(
-            f"otto: pipeline {run.uuid}: {len(run.batches)} batches, {contexts} contexts"
+            f"otto: pipeline {run.uuid}: {plural(len(run.batches), 'batch')}, "
+            f"{plural(contexts, 'context')}"
         )
         self.term.stream.flush()
 
     def update(self, run: RunView, transition: dict[str, Any]) -> None:
+        if not (self.every_transition or self.notable(transition)):
+            return
         at = elapsed(run.created_at, timestamp(transition.get("at")))
         line = self.describe(run, transition)
         if line:
             self.term.write(f"[+{duration(at):>6}] {line}")
             self.term.stream.flush()
+
+    @staticmethod
+    def notable(t: dict[str, Any]) -> bool:
+        """A context's outcome, or a step's failure: what a log of the run must say."""
+        if t["entity"] == "context":
+            return t["to"] in FINISHED
+        return t["entity"] == "step" and t["to"] in STEP_TROUBLE
 
     def describe(self, run: RunView, t: dict[str, Any]) -> str | None:
         term, to, ident = self.term, t["to"], str(t["id"])
@@ -90,8 +109,9 @@ class LineProgress:
         number = context.steps.index(step) + 1
         line = f"{term.symbol(to)} {context.name} › {number}. {step.label}: {to}"
         if to in FINISHED:
-            if step.exit_code not in (None, 0):
-                line += f" (exit {step.exit_code})"
+            if reason and _says_more(reason, to):
+                line += f": {reason}"
+            line += exit_note(step.exit_code)
             if step.duration is not None:
                 line += f" in {duration(step.duration)}"
         return line

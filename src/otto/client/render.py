@@ -6,8 +6,21 @@ from typing import Any
 
 from rich.text import Text
 
-from otto.client.terminal import Cell, Terminal, age, duration, table
-from otto.client.view import RunView, StepView, elapsed, timestamp
+from otto.client.terminal import (
+    Cell,
+    Terminal,
+    age,
+    duration,
+    exit_note,
+    plural,
+    short_ref,
+    table,
+)
+from otto.client.view import ContextView, Rejection, RunView, StepView, elapsed, timestamp
+
+REASON_WIDTH = 60
+# Why a run was aborted, as `otto show` says it (`superseded` names the newer run).
+ABORT_REASONS = {"user_abort": "aborted by user", "superseded": "superseded"}
 
 
 def pipeline_state(summary: dict[str, Any]) -> str:
@@ -24,19 +37,31 @@ def ps(term: Terminal, pipelines: list[dict[str, Any]]) -> None:
     for p in pipelines:
         state = pipeline_state(p)
         created = timestamp(p.get("created_at"))
+        started = timestamp(p.get("started_at")) or created  # a retry's last attempt
         end = timestamp(p.get("updated_at")) if p["state"] == "Complete" else None
         rows.append(
             [
                 p["uuid"][:8],
                 term.styled(state),
                 p.get("project") or p.get("repo") or "-",
-                p.get("ref") or "-",
+                short_ref(p.get("ref")),
                 p.get("trigger") or "-",
                 age(created),
-                duration(elapsed(created, end)),
+                duration(elapsed(started, end)),
+                _reason(p),
             ]
         )
-    table(term, ["UUID", "STATUS", "PROJECT", "REF", "TRIGGER", "AGE", "DURATION"], rows)
+    header = ["UUID", "STATUS", "PROJECT", "REF", "TRIGGER", "AGE", "DURATION", "REASON"]
+    table(term, header, rows)
+
+
+def _reason(summary: dict[str, Any]) -> str:
+    """Why a run never ran, in one short line (empty for any other run)."""
+    rejected = Rejection.of(summary.get("rejected"))
+    if rejected is None:
+        return ""
+    text = rejected.summary()
+    return text if len(text) <= REASON_WIDTH else text[: REASON_WIDTH - 1] + "…"
 
 
 def show(term: Terminal, run: RunView) -> None:
@@ -56,7 +81,18 @@ def show(term: Terminal, run: RunView) -> None:
     )
     if origin:
         _line(term, Text(origin))
+    for line in (run.message or "").strip().splitlines():
+        _line(term, Text(f"    {line}"))
+    why = abort_reason(run)
+    if why:
+        _line(term, term.styled("Aborted", why))
+    if run.batches:
+        contexts = sum(len(b.contexts) for b in run.batches)
+        _line(term, Text(f"{plural(len(run.batches), 'batch')}, {plural(contexts, 'context')}"))
     _line(term, Text(""))
+    if run.rejected is not None:
+        rejection(term, run.rejected)
+        return
     rows: list[list[Cell]] = []
     total = len(run.batches)
     for batch in run.batches:
@@ -67,7 +103,7 @@ def show(term: Terminal, run: RunView) -> None:
             rows.append(
                 [
                     f"  {context.name}",
-                    term.styled(context.state),
+                    term.styled(context.state, term.state(context.state) + reason_note(context)),
                     context.orchestrator or "-",
                     str(context.attempt) if context.attempt else "-",
                     duration(context.duration),
@@ -86,17 +122,41 @@ def show(term: Terminal, run: RunView) -> None:
     table(term, ["WHAT", "STATE", "RAN ON", "ATTEMPT", "DURATION"], rows)
 
 
+def rejection(term: Terminal, rejected: Rejection) -> None:
+    """Why a run never ran: the reason, then the message as it is (its caret lines up)."""
+    _line(term, Text(f"Rejected ({rejected.reason}): nothing of it ran", style="bold red"))
+    for line in rejected.message.splitlines():
+        term.write(line)
+
+
+def abort_reason(run: RunView) -> str | None:
+    """`aborted by user`, `superseded by 1a2b3c4d`: why an abort was asked, if one was."""
+    if not run.abort_reason:
+        return None
+    said = ABORT_REASONS.get(run.abort_reason, f"aborted: {run.abort_reason}")
+    newer = run.abort_data.get("superseded_by")
+    return f"{said} by {str(newer)[:8]}" if newer else said
+
+
 def step_state(term: Terminal, step: StepView) -> str:
-    text = term.state(step.state)
-    if step.exit_code not in (None, 0):
-        text += f" (exit {step.exit_code})"
-    return text
+    return term.state(step.state) + reason_note(step) + exit_note(step.exit_code)
+
+
+def reason_note(ended: StepView | ContextView) -> str:
+    """`: timeout`, `: agent_lost`: why a step or context ended so, unless its exit code
+    says it all."""
+    reason = ended.reason
+    if not reason or reason.startswith("exit code"):
+        return ""
+    return f": {reason if len(reason) <= REASON_WIDTH else reason[: REASON_WIDTH - 1] + '…'}"
 
 
 def event(term: Terminal, transition: dict[str, Any]) -> None:
     at = timestamp(transition.get("at"))
     when = at.astimezone().strftime("%H:%M:%S.%f")[:-3] if at else "-"
     ident = str(transition["id"])
+    if transition["entity"] == "batch" and ident.isdigit():
+        ident = str(int(ident) + 1)  # batches are numbered from 1, as everywhere people look
     ident = ident[:8] if len(ident) > 8 else ident
     before = transition.get("from") or "∅"
     to = transition["to"]

@@ -3,6 +3,7 @@ its colour, and short durations and ages. `Terminal` says whether stdout is a TT
 
 from __future__ import annotations
 
+import signal
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -45,6 +46,37 @@ def duration(seconds: float | None) -> str:
         return f"{minutes}m{secs:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m"
+
+
+def exit_note(code: int | None) -> str:
+    """How a step's process ended, when it did not exit 0: ` (exit 7)`, or
+    ` (killed by SIGTERM)` for a process a signal ended (a negative exit code)."""
+    if code is None or code == 0:
+        return ""
+    if code > 0:
+        return f" (exit {code})"
+    try:
+        return f" (killed by {signal.Signals(-code).name})"
+    except ValueError:
+        return f" (killed by signal {-code})"
+
+
+def plural(count: int, noun: str) -> str:
+    """`1 batch`, `2 batches`, `3 contexts`."""
+    if count == 1:
+        return f"{count} {noun}"
+    return f"{count} {noun}es" if noun.endswith(("s", "sh", "ch", "x")) else f"{count} {noun}s"
+
+
+def short_ref(ref: str | None) -> str:
+    """A ref as people say it: `main` for refs/heads/main, `tag v1.0` for refs/tags/v1.0."""
+    if not ref:
+        return "-"
+    if ref.startswith("refs/heads/"):
+        return ref.removeprefix("refs/heads/")
+    if ref.startswith("refs/tags/"):
+        return "tag " + ref.removeprefix("refs/tags/")
+    return ref
 
 
 def age(when: datetime | None) -> str:

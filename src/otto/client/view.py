@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from otto.model import Step
 from otto.status import Status
 
 OUTCOMES = frozenset(s.value for s in Status)
@@ -56,14 +57,26 @@ class _Timed:
 
 
 @dataclass
+class NestedStep:
+    """A step in another's block (`dir '…' { … }`): it has a log, but no state of its own
+    in the run (its block's step carries the outcome)."""
+
+    uuid: str
+    label: str
+    nested: list[NestedStep] = field(default_factory=list)
+
+
+@dataclass
 class StepView(_Timed):
     uuid: str
     symbol: str
     label: str  # e.g. "sh 'make test'"
     state: str = "Pending"
     exit_code: int | None = None
+    reason: str | None = None  # why it ended so, when it has an outcome (timeout, …)
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    nested: list[NestedStep] = field(default_factory=list)  # its block's steps, in order
 
 
 @dataclass
@@ -74,6 +87,7 @@ class ContextView(_Timed):
     state: str = "Pending"
     orchestrator: str | None = None
     attempt: int = 0
+    reason: str | None = None  # why it ended so, when it has an outcome (timeout, …)
     started_at: datetime | None = None
     finished_at: datetime | None = None
     steps: list[StepView] = field(default_factory=list)
@@ -92,6 +106,25 @@ class BatchView:
     contexts: list[ContextView] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Rejection:
+    """Why a run was refused at creation and never ran (`config_error`, the message:
+    `FILE:LINE:COLUMN: …`, the line and a caret)."""
+
+    reason: str
+    message: str
+
+    @classmethod
+    def of(cls, data: Any) -> Rejection | None:
+        if not isinstance(data, dict) or not data.get("reason"):
+            return None
+        return cls(str(data["reason"]), str(data.get("message") or ""))
+
+    def summary(self) -> str:
+        """Its first line, for a list's one row."""
+        return self.message.split("\n", 1)[0] or self.reason
+
+
 @dataclass
 class RunView:
     uuid: str
@@ -101,14 +134,20 @@ class RunView:
     ref: str | None = None
     sha: str | None = None
     abort_requested: bool = False
+    abort_reason: str | None = None  # user_abort, superseded, …
+    abort_data: dict[str, Any] = field(default_factory=dict)  # e.g. {"superseded_by": uuid}
+    message: str | None = None  # the commit's, when the run comes from one
     created_at: datetime | None = None
+    started_at: datetime | None = None  # of its last attempt: its creation, or a retry
     updated_at: datetime | None = None
     finished_at: datetime | None = None
     batches: list[BatchView] = field(default_factory=list)
+    rejected: Rejection | None = None
 
     @classmethod
     def load(cls, doc: dict[str, Any]) -> RunView:
         labels = _step_labels(doc.get("model") or {})
+        nested = _nested_steps(doc.get("model") or {})
         run = cls(
             uuid=doc["uuid"],
             state=doc["state"],
@@ -117,8 +156,13 @@ class RunView:
             ref=doc.get("ref"),
             sha=doc.get("sha"),
             abort_requested=bool(doc.get("abort_requested")),
+            abort_reason=doc.get("abort_reason"),
+            abort_data=doc.get("abort_data") or {},
+            message=doc.get("message"),
             created_at=timestamp(doc.get("created_at")),
+            started_at=timestamp(doc.get("started_at") or doc.get("created_at")),
             updated_at=timestamp(doc.get("updated_at")),
+            rejected=Rejection.of(doc.get("rejected")),
         )
         if run.state == "Complete":
             run.finished_at = run.updated_at
@@ -134,6 +178,7 @@ class RunView:
                     state=c["state"],
                     orchestrator=c.get("orchestrator"),
                     attempt=c.get("attempt") or 0,
+                    reason=c.get("reason"),
                     started_at=timestamp(c.get("started_at")),
                     finished_at=timestamp(c.get("finished_at")),
                 )
@@ -145,8 +190,10 @@ class RunView:
                             label=labels.get(s["uuid"], s["symbol"]),
                             state=s["state"],
                             exit_code=s.get("exit_code"),
+                            reason=s.get("reason"),
                             started_at=timestamp(s.get("started_at")),
                             finished_at=timestamp(s.get("finished_at")),
+                            nested=nested.get(s["uuid"], []),
                         )
                     )
                 batch.contexts.append(context)
@@ -160,7 +207,8 @@ class RunView:
 
     @property
     def duration(self) -> float | None:
-        return elapsed(self.created_at, self.finished_at if self.complete else None)
+        """Of its last attempt: a retried run counts from its retry."""
+        return elapsed(self.started_at, self.finished_at if self.complete else None)
 
     @property
     def shown_state(self) -> str:
@@ -197,6 +245,8 @@ class RunView:
         data = event.get("data") or {}
         entity, ident = event["entity"], str(event["id"])
         if entity == "pipeline":
+            if event.get("from") == "Complete":  # a retry: a new attempt begins
+                self.started_at = at or self.started_at
             self.state, self.updated_at = to, at or self.updated_at
             complete = to == "Complete"
             self.status = event.get("status") if complete else None
@@ -210,11 +260,13 @@ class RunView:
             context = self.context(ident)
             if context is not None:
                 _move_context(context, to, at, data)
+                context.reason = event.get("reason") if to in OUTCOMES else None
         elif entity == "step":
             found = self.step(ident)
             if found is not None:
                 step = found[1]
                 step.state = to
+                step.reason = event.get("reason") if to in OUTCOMES else None
                 if to in ("Running", "Pending"):
                     step.started_at = at if to == "Running" else None
                     step.finished_at, step.exit_code = None, None
@@ -249,6 +301,28 @@ def _step_labels(model: dict[str, Any]) -> dict[str, str]:
             for step in context.get("steps", []):
                 labels[step["uuid"]] = step_label(step.get("symbol", "?"), step.get("parameters"))
     return labels
+
+
+def _nested_steps(model: dict[str, Any]) -> dict[str, list[NestedStep]]:
+    """Step uuid → the steps of its blocks, each with its own, from the model."""
+    found: dict[str, list[NestedStep]] = {}
+    for batch in model.get("batches", []):
+        for context in batch.get("contexts", []):
+            for raw in context.get("steps", []):
+                try:
+                    inner = _block_steps(Step.model_validate(raw))
+                except ValueError:  # a model this client does not understand: none shown
+                    continue
+                if inner:
+                    found[raw["uuid"]] = inner
+    return found
+
+
+def _block_steps(step: Step) -> list[NestedStep]:
+    return [
+        NestedStep(s.uuid, step_label(s.symbol, s.parameters), _block_steps(s))
+        for s in step.block_steps()
+    ]
 
 
 def step_label(symbol: str, parameters: Any, width: int = LABEL_WIDTH) -> str:

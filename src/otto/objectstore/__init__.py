@@ -1,4 +1,4 @@
-"""The object store (DESIGN §7): logs, artifacts and step libraries behind keys.
+"""The object store: logs, artifacts and step libraries behind keys.
 
 One interface, `ObjectStore`, three implementations with the same behaviour (one
 shared test suite runs against all of them):

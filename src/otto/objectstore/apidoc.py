@@ -2,7 +2,7 @@
 
 They are served by `otto.objectstore.http` (Starlette routes of their own, raw bytes
 rather than JSON bodies), so they are described here, answers included, for the
-document to list every endpoint and every 4xx it may give (issue 19, point 6).
+document to list every endpoint and every 4xx it may give.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The object store's HTTP API (DESIGN §9), mounted by `otto server`.
+"""The object store's HTTP API, mounted by `otto server`.
 
 - `PUT /v1/objects/{key}`: store the body (`Content-Type` is kept) → 200 + the
   object's info as JSON. The body is spooled, then stored atomically: a client that
@@ -92,7 +92,7 @@ def error_response(error: ObjectStoreError) -> Response:
     return JSONResponse(body, status_code=error.status, headers=headers)
 
 
-# What objects are served with (issue 19): whatever a step archived or a client stored
+# What objects are served with (README, "Security"): whatever a step archived or a client stored
 # comes from the dashboard's origin, so it must never run there as a page.
 OBJECT_CSP = "sandbox; default-src 'none'"
 LOG_TYPE = "text/plain; charset=utf-8"

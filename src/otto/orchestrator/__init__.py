@@ -1,4 +1,4 @@
-"""Orchestrators (DESIGN §1, §5): bid for contexts, provision workspaces, run agents.
+"""Orchestrators: bid for contexts, provision workspaces, run agents.
 
 Entry point: `Orchestrator(executor, bids, objects_url, workspace_root, ...)`,
 in `otto server` (the local orchestrator) or on its own machine.

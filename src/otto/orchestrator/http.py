@@ -98,6 +98,7 @@ def _lease(data: dict[str, Any]) -> Lease:
         epoch=int(data["epoch"]),
         expires_at=float(data["expires_at"]),
         aborting=bool(data.get("aborting", False)),
+        deadline=float(data["deadline"]) if data.get("deadline") is not None else None,
     )
 
 

@@ -289,6 +289,7 @@ class Orchestrator:
                 sandbox=self.isolation.sandbox_spec(),
                 container=container,
                 max_log_bytes=self.max_log_bytes,
+                deadline=lease.deadline,
             )
             agent = self.pool.take()
             agent.start(invocation.model_dump_json())

@@ -1,6 +1,7 @@
-"""The Ottofile language: `parse()` text into a pipeline model, `render()` a model as text.
+"""The Ottofile language: `parse()` text into a pipeline model, `render()` a model as text,
+`format_ottofile()` a file in the canonical style with its comments kept (`otto fmt`).
 
-The language (DESIGN §3), compatible with the original Otto's grammar::
+The language, compatible with the original Otto's grammar::
 
     pipeline    := 'pipeline' '{' (stage | steps | parallel | fanout)* '}'
     stage       := 'stage' '{' (property | environment)* steps '}'
@@ -8,8 +9,9 @@ The language (DESIGN §3), compatible with the original Otto's grammar::
     fanout      := 'fanout' '{' stage* '}'
     environment := 'environment' '{' (NAME '=' STR)* '}'
     steps       := 'steps' '{' step+ '}'
-    step        := IDENT (args | kwargs) block?
+    step        := IDENT (args timeout? | kwargs) block?
     args        := (STR ','?)+
+    timeout     := 'timeout' ':' STR ','?
     kwargs      := (IDENT ':' STR ','?)+
     block       := '{' step+ '}'
     property    := IDENT '=' STR
@@ -39,8 +41,19 @@ Extensions over the original (every older file keeps its meaning):
   a block may not also have a `block:` argument). A step still needs at
   least one argument before its block, and blocks nest at most
   `MAX_BLOCK_DEPTH` (50) deep.
+- Timeouts: a stage's `timeout = '10m'` property, and a `timeout: '30s'` argument
+  any step takes, after positional arguments too (`sh 'make', timeout: '30s'`).
+  A step's timeout is the model step's `timeout` field (left out when unset), not
+  one of its parameters. Either value must be a duration (`30s`, `10m`, `1h`,
+  `1h30m`, or seconds), else it is an error at the value.
 - `stage`, `steps`, `environment`, … stay usable as names wherever no keyword
-  can stand (a step named `stage`, a property named `environment`).
+  can stand (a step named `stage`, a keyword argument named `environment`, the
+  property `runtime`).
+
+Stricter than the original: a stage's properties are those in `STAGE_PROPERTIES`
+(`name`, `runtime`, `arch`, `labels`, `image`, `cpus`, `memory`, `timeout`); any
+other is an error at its name, suggesting the nearest one (the original took any
+name, and its own files only ever set `name`).
 
 Kept from the original: a `stages { }` wrapper and an empty `steps {}` are
 errors; a repeated property or keyword argument keeps its last value.
@@ -48,7 +61,8 @@ errors; a repeated property or keyword argument keeps its last value.
 
 from otto.parser.build import MAX_BLOCK_DEPTH
 from otto.parser.errors import ParseError
+from otto.parser.fmt import format_ottofile
 from otto.parser.parsing import parse, parse_located
 from otto.parser.render import render
 
-__all__ = ["MAX_BLOCK_DEPTH", "ParseError", "parse", "parse_located", "render"]
+__all__ = ["MAX_BLOCK_DEPTH", "ParseError", "format_ottofile", "parse", "parse_located", "render"]

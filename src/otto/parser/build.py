@@ -10,10 +10,12 @@ validation is what keeps the parser fast.
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 from lark import Token, Transformer
 
+from otto.duration import parse_duration
 from otto.model import Batch, BatchMode, Context, Pipeline, Step, new_uuid
 
 # Nested step blocks deeper than this are refused (the renderer refuses them too),
@@ -21,6 +23,9 @@ from otto.model import Batch, BatchMode, Context, Pipeline, Step, new_uuid
 MAX_BLOCK_DEPTH = 50
 # The keyword argument that holds a step's block.
 BLOCK_KEY = "block"
+# The one keyword argument any step takes, also after positional ones: it becomes the
+# step's `timeout`, not one of its parameters. A stage's property of the same name.
+TIMEOUT = "timeout"
 
 
 class SemanticError(Exception):
@@ -37,7 +42,7 @@ Positions = dict[str, tuple[int, int]]  # step uuid → (line, column) of its na
 
 
 class _Step:
-    __slots__ = ("block", "depth", "parameters", "position", "symbol")
+    __slots__ = ("block", "depth", "parameters", "position", "symbol", "timeout")
 
     def __init__(
         self,
@@ -45,12 +50,14 @@ class _Step:
         parameters: list[Any] | dict[str, Any],
         block: list[_Step] | None,
         depth: int,
+        timeout: str | None,
     ) -> None:
         self.symbol: str = name.value
         self.position = (name.line or 0, name.column or 0)
         self.parameters = parameters
         self.block = block
         self.depth = depth
+        self.timeout = timeout
 
 
 class _Steps(list[_Step]):
@@ -70,6 +77,8 @@ class _Runtime(dict[str, str]):
 # `runtime { NAME = … }` and `runtime { docker { NAME = … } }` → the property they set.
 RUNTIME_PROPERTIES = {"os": "runtime", "arch": "arch", "labels": "labels", "image": "image"}
 CONTAINER_PROPERTIES = {"image": "image", "cpus": "cpus", "memory": "memory"}
+# Every property a stage may set (`name = '…'`): any other name is an error where it stands.
+STAGE_PROPERTIES = ("name", "runtime", "arch", "labels", "image", "cpus", "memory", TIMEOUT)
 
 
 def _settings(children: list[Any], known: dict[str, str], block: str) -> _Runtime:
@@ -110,43 +119,56 @@ def _unquote(token: Token) -> str:
     return value[1:-1].replace("''", "'")
 
 
+def _duration(token: Token) -> str:
+    """A timeout's text, checked to be a duration (`otto.duration`) where it stands."""
+    value = _unquote(token)
+    try:
+        parse_duration(value)
+    except ValueError as exc:
+        raise SemanticError(token, f"{TIMEOUT}: {exc}") from None
+    return value
+
+
 class Builder(Transformer[Token, Pipeline]):
     """Rule callbacks; stateless, so one instance serves every parse (and thread)."""
 
     def step(self, children: list[Any]) -> _Step:
         name: Token = children[0]
         block: list[_Step] | None = None
-        parameters: list[Any] | dict[str, Any]
-        if children[1].type == "STR":
-            positional: list[Any] = []
-            for child in children[1:]:
-                if child.__class__ is _Step:
-                    if block is None:
-                        block = []
-                    block.append(child)
+        positional: list[Any] | None = [] if children[1].type == "STR" else None
+        keywords: dict[str, Any] = {}
+        timeout: str | None = None
+        key: Token | None = None
+        for child in children[1:]:
+            if child.__class__ is _Step:
+                if block is None:
+                    block = []
+                    if BLOCK_KEY in keywords:
+                        raise SemanticError(
+                            _find_key(children, BLOCK_KEY),
+                            f"keyword argument '{BLOCK_KEY}' clashes with the step's "
+                            f"block, which is passed as '{BLOCK_KEY}'",
+                        )
+                block.append(child)
+            elif child.type == "KEY":
+                key = child
+            elif key is None:
+                assert positional is not None  # the grammar puts positional ones first
+                positional.append(_unquote(child))
+            else:  # a repeated keyword: the last one wins
+                if key.value == TIMEOUT:
+                    timeout = _duration(child)
+                elif positional is not None:
+                    raise SemanticError(
+                        key,
+                        f"only '{TIMEOUT}:' may follow positional arguments, not "
+                        f"'{key.value}:' (a step takes positional arguments or keyword "
+                        "arguments, not both)",
+                    )
                 else:
-                    positional.append(_unquote(child))
-            parameters = positional
-        else:
-            keywords: dict[str, Any] = {}
-            key: str | None = None
-            for child in children[1:]:
-                if child.__class__ is _Step:
-                    if block is None:
-                        block = []
-                        if BLOCK_KEY in keywords:
-                            raise SemanticError(
-                                _find_key(children, BLOCK_KEY),
-                                f"keyword argument '{BLOCK_KEY}' clashes with the step's "
-                                f"block, which is passed as '{BLOCK_KEY}'",
-                            )
-                    block.append(child)
-                elif key is None:
-                    key = child.value
-                else:
-                    keywords[key] = _unquote(child)  # a repeated keyword: the last one wins
-                    key = None
-            parameters = keywords
+                    keywords[key.value] = _unquote(child)
+                key = None
+        parameters = keywords if positional is None else positional
         depth = 0
         if block is not None:
             depth = 1 + max(inner.depth for inner in block)
@@ -154,7 +176,7 @@ class Builder(Transformer[Token, Pipeline]):
                 raise SemanticError(
                     name, f"blocks nested too deeply (more than {MAX_BLOCK_DEPTH} levels)"
                 )
-        return _Step(name, parameters, block, depth)
+        return _Step(name, parameters, block, depth, timeout)
 
     def steps(self, children: list[Any]) -> _Steps:
         return _Steps(children[1:])
@@ -188,9 +210,11 @@ class Builder(Transformer[Token, Pipeline]):
             elif child.__class__ is _Runtime:
                 properties.update(child)
             elif name is None:
+                if child.value not in STAGE_PROPERTIES:
+                    raise _unknown_property(child)
                 name = child.value
-            else:
-                properties[name] = _unquote(child)  # a repeated property: the last one wins
+            else:  # a repeated property: the last one wins
+                properties[name] = _duration(child) if name == TIMEOUT else _unquote(child)
                 name = None
         return _Stage(properties, dict(environment or {}), children[-1])
 
@@ -219,6 +243,17 @@ class Builder(Transformer[Token, Pipeline]):
         return Pipeline.model_construct(uuid=new_uuid(), batches=batches), positions
 
 
+def _unknown_property(name: Token) -> SemanticError:
+    close = difflib.get_close_matches(name.value, STAGE_PROPERTIES, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    known = ", ".join(STAGE_PROPERTIES)
+    return SemanticError(
+        name,
+        f"unknown stage property '{name.value}'{hint}; a stage's properties are {known}",
+        [f"'{p}'" for p in STAGE_PROPERTIES],
+    )
+
+
 def _find_key(children: list[Any], key: str) -> Token:
     return next(c for c in children[1::2] if isinstance(c, Token) and c.value == key)
 
@@ -237,6 +272,7 @@ def _context(
                 context=uuid,
                 symbol=step.symbol,
                 parameters=_parameters(step, uuid, positions),
+                timeout=step.timeout,
             )
         )
     return Context.model_construct(
@@ -256,9 +292,12 @@ def _parameters(step: _Step, context: str, positions: Positions) -> list[Any] | 
 def _raw_step(step: _Step, context: str, positions: Positions) -> dict[str, Any]:
     uuid = new_uuid()
     positions[uuid] = step.position
-    return {
+    raw: dict[str, Any] = {
         "uuid": uuid,
         "context": context,
         "symbol": step.symbol,
         "parameters": _parameters(step, context, positions),
     }
+    if step.timeout is not None:
+        raw[TIMEOUT] = step.timeout
+    return raw

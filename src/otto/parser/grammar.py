@@ -31,7 +31,7 @@ parallel: PARALLEL "{" stage* "}"
 fanout: FANOUT "{" stage* "}"
 
 steps: STEPS "{" step+ "}"
-step: STEP_NAME (STR ","?)+ _block?
+step: STEP_NAME (STR ","?)+ (KEY ":" STR ","?)* _block?
     | STEP_NAME (KEY ":" STR ","?)+ _block?
 _block: "{" step+ "}"
 

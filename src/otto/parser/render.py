@@ -1,7 +1,8 @@
 """`render()`: a pipeline model as an Ottofile, in the one canonical style.
 
 Four-space indents, one step per line, positional arguments as `sh 'x'`,
-keyword arguments as `git url: 'u', branch: 'b'`, quotes doubled, multi-line
+keyword arguments as `git url: 'u', branch: 'b'`, a step's timeout last
+(`sh 'x', timeout: '30s'`), quotes doubled, multi-line
 strings written as they are. A Linear batch whose one context has neither
 properties nor environment is an orphan `steps` block, any other a `stage`.
 The output parses back to the same model (uuids aside) and renders the same
@@ -14,7 +15,7 @@ import re
 from typing import Any
 
 from otto.model import BatchMode, Context, Pipeline
-from otto.parser.build import BLOCK_KEY, MAX_BLOCK_DEPTH
+from otto.parser.build import BLOCK_KEY, MAX_BLOCK_DEPTH, STAGE_PROPERTIES, TIMEOUT
 
 INDENT = "    "
 _IDENT = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
@@ -69,6 +70,10 @@ def _stage(out: list[str], context: Context, level: int, path: str) -> None:
     out.append(f"{pad}stage {{")
     for key, value in context.properties.items():
         name = _name(key, _IDENT, "property name", f"{path}.properties")
+        if name not in STAGE_PROPERTIES:
+            raise ValueError(
+                f"{path}.properties.{name}: not a stage property ({', '.join(STAGE_PROPERTIES)})"
+            )
         out.append(f"{pad}{INDENT}{name} = {quote(value, f'{path}.properties.{key}')}")
     if context.environment:
         out.append(f"{pad}{INDENT}environment {{")
@@ -87,7 +92,7 @@ def _steps(out: list[str], steps: list[Any], level: int, path: str) -> None:
     pad = INDENT * level
     out.append(f"{pad}steps {{")
     for s, step in enumerate(steps):
-        _step(out, step.symbol, step.parameters, level + 1, 0, f"{path}.steps[{s}]")
+        _step(out, step.symbol, step.parameters, step.timeout, level + 1, 0, f"{path}.steps[{s}]")
     out.append(f"{pad}}}")
 
 
@@ -95,7 +100,9 @@ def _is_block(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
 
 
-def _step(out: list[str], symbol: Any, parameters: Any, level: int, depth: int, path: str) -> None:
+def _step(
+    out: list[str], symbol: Any, parameters: Any, timeout: Any, level: int, depth: int, path: str
+) -> None:
     if depth > MAX_BLOCK_DEPTH:
         raise ValueError(f"{path}: blocks nested more than {MAX_BLOCK_DEPTH} levels deep")
     name = _name(symbol, _IDENT, "step name", f"{path}.symbol")
@@ -118,6 +125,9 @@ def _step(out: list[str], symbol: Any, parameters: Any, level: int, depth: int, 
         )
     else:
         raise ValueError(f"{where}: must be a list or a map, not {type(parameters).__name__}")
+    if timeout is not None:
+        timeout_text = f"{TIMEOUT}: {quote(timeout, f'{path}.{TIMEOUT}')}"
+        text = f"{text}, {timeout_text}" if text else timeout_text
     if not text:
         raise ValueError(f"{where}: a step needs at least one argument besides its block")
     pad = INDENT * level
@@ -127,5 +137,6 @@ def _step(out: list[str], symbol: Any, parameters: Any, level: int, depth: int, 
     out.append(f"{pad}{name} {text} {{")
     for i, raw in enumerate(block):
         inner = f"{block_path}[{i}]"
-        _step(out, raw.get("symbol"), raw.get("parameters", []), level + 1, depth + 1, inner)
+        parameters, timeout = raw.get("parameters", []), raw.get(TIMEOUT)
+        _step(out, raw.get("symbol"), parameters, timeout, level + 1, depth + 1, inner)
     out.append(f"{pad}}}")

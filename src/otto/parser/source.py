@@ -74,17 +74,32 @@ def _blank(comment: str) -> str:
 
 def strip_comments(text: str, filename: str) -> str:
     """`text` with every comment replaced by spaces; raises ParseError for an unclosed one."""
-    if "/" not in text:  # no comment, no stray `*/`
+    spans = comment_spans(text, filename)
+    if not spans:
         return text
     pieces: list[str] = []
+    kept = 0  # text[kept:start] is copied as is
+    for start, end in spans:
+        pieces.append(text[kept:start])
+        pieces.append(_blank(text[start:end]))
+        kept = end
+    pieces.append(text[kept:])
+    return "".join(pieces)
+
+
+def comment_spans(text: str, filename: str) -> list[tuple[int, int]]:
+    """(start, end) offsets of every comment, in order (a `//` one ends before its newline);
+    raises ParseError for an unclosed comment or string, or a stray `*/`."""
+    if "/" not in text:  # no comment, no stray `*/`
+        return []
+    spans: list[tuple[int, int]] = []
     size = len(text)
-    kept = 0  # text[kept:pos] is copied as is
     pos = 0
     plain = _PLAIN.match
     while True:
         pos = plain(text, pos).end()
         if pos >= size:
-            break
+            return spans
         char = text[pos]
         if char == "'":
             raise error_at(text, filename, pos, "unterminated string", ['a closing "\'"'])
@@ -96,13 +111,8 @@ def strip_comments(text: str, filename: str) -> str:
             end = size if end < 0 else end
         else:
             end = _comment_end(text, pos, filename)
-        pieces.append(text[kept:pos])
-        pieces.append(_blank(text[pos:end]))
-        kept = pos = end
-    if not pieces:
-        return text
-    pieces.append(text[kept:])
-    return "".join(pieces)
+        spans.append((pos, end))
+        pos = end
 
 
 def _comment_end(text: str, start: int, filename: str) -> int:

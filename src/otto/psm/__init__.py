@@ -1,9 +1,10 @@
-"""The Pipeline State Machine (DESIGN §4): stored models, every state, the transition log.
+"""The Pipeline State Machine: stored models, every state, the transition log.
 
-Entry point: `PipelineStateMachine(open_store(url))`.
+Entry point: `PipelineStateMachine(open_store(url))`. Which module holds which rule (the
+transition table, batch flow, leases): docs/architecture.md.
 """
 
-from otto.psm.machine import Created, PipelineStateMachine
+from otto.psm.machine import CONFIG_ERROR, Created, PipelineStateMachine
 from otto.psm.records import (
     About,
     Conflict,
@@ -16,6 +17,7 @@ from otto.psm.records import (
 from otto.psm.store import open_store
 
 __all__ = [
+    "CONFIG_ERROR",
     "About",
     "Conflict",
     "Created",

@@ -1,4 +1,4 @@
-"""The PSM's HTTP API (DESIGN §9): pipelines, transitions, events, and the executor calls."""
+"""The PSM's HTTP API: pipelines, transitions, events, and the executor calls."""
 
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from otto import model as pipeline_model
-from otto.api import ApiError, Endpoint, parse_body, query_int
+from otto.api import ApiError, Endpoint, parse_body, query_bool, query_int
 from otto.limits import MAX_NAME, has_control
 from otto.parser import ParseError, parse
 from otto.psm import states
-from otto.psm.machine import IdempotencyKeyReused, PipelineStateMachine
+from otto.psm.machine import CONFIG_ERROR, IdempotencyKeyReused, PipelineStateMachine
 from otto.psm.records import About, Conflict, IllegalTransition, Lease, NotFound, StaleLease
 from otto.status import Status
+from otto.steps.checking import check_model, check_ottofile
 
 HEARTBEAT_SECONDS = 15.0
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -93,6 +94,24 @@ def _parse_error(exc: ParseError) -> ApiError:
     )
 
 
+def _is_plain_text(request: Request) -> bool:
+    """Whether the body is `text/plain` (UTF-8: a 415 names any other charset)."""
+    media, _, parameters = request.headers.get("content-type", "").partition(";")
+    if media.strip().lower() != "text/plain":
+        return False
+    for parameter in parameters.split(";"):
+        name, _, value = parameter.partition("=")
+        charset = value.strip().strip('"').lower()
+        if name.strip().lower() == "charset" and charset not in ("utf-8", "utf8", "us-ascii"):
+            raise ApiError(
+                415,
+                "unsupported_media_type",
+                f"a text/plain Ottofile is UTF-8, not {charset}",
+                field="content-type",
+            )
+    return True
+
+
 class PsmApi:
     def __init__(self, psm: PipelineStateMachine) -> None:
         self.psm = psm
@@ -103,9 +122,16 @@ class PsmApi:
                 "POST",
                 "/v1/parse",
                 self.parse,
-                "Parse an Ottofile into a pipeline model",
+                "Parse an Ottofile into a pipeline model: a JSON body {ottofile}, or the "
+                "Ottofile itself as text/plain",
                 ParseRequest,
-                {200: "the model", 400: "a parse error with line and column, or bad JSON"},
+                {
+                    200: "the model",
+                    400: "a parse error with line and column, or bad JSON",
+                    415: "a body that is neither application/json nor text/plain, or text "
+                    "in a charset other than UTF-8",
+                },
+                text_body="the Ottofile, UTF-8",
             ),
             Endpoint(
                 "POST",
@@ -114,7 +140,9 @@ class PsmApi:
                 "Create and start a pipeline",
                 CreatePipeline,
                 {
-                    201: "created",
+                    201: "created; a pipeline that calls a step wrongly (unknown, a parameter "
+                    "its manifest does not take) is created Complete with status Error, reason "
+                    "config_error, and never runs",
                     200: "a duplicate of a known (repo, sha); or, with an Idempotency-Key "
                     "seen before, the first request's answer (Idempotent-Replayed: true)",
                     400: "bad JSON, a bad Ottofile, a field too long (ref, project, trigger: "
@@ -163,11 +191,20 @@ class PsmApi:
                 "POST",
                 "/v1/pipelines/{uuid}/retry",
                 self.retry,
-                "Re-run a finished run's failed, errored, aborted and skipped contexts",
+                "Re-run a finished run's failed, errored, aborted and skipped contexts "
+                "(?all=true: every context), each as a new attempt",
                 responses={
                     202: "retrying",
+                    400: "a bad all",
                     404: "unknown uuid",
-                    409: "still running, or nothing to retry",
+                    409: "still running, or nothing to retry (a run refused at creation, "
+                    "config_error, never ran)",
+                },
+                query={
+                    "all": {
+                        "description": "true: every context runs again, successful ones too",
+                        "schema": {"type": "boolean", "default": False},
+                    }
                 },
             ),
             Endpoint(
@@ -198,7 +235,8 @@ class PsmApi:
                 "POST",
                 "/v1/contexts/{uuid}/claim",
                 self.claim,
-                "Start an attempt of an awarded context; returns its lease",
+                "Start an attempt of an awarded context; returns its lease, with the "
+                "stage's deadline (Unix time) by which its steps must be stopped",
                 Claim,
                 EXECUTOR_ANSWERS,
             ),
@@ -238,9 +276,13 @@ class PsmApi:
 
     # -- pipelines -----------------------------------------------------------------
     def parse(self, request: Request) -> Response:
-        body = parse_body(ParseRequest, request.state.body)
+        text: str | bytes
+        if _is_plain_text(request):
+            text = request.state.body
+        else:
+            text = parse_body(ParseRequest, request.state.body).ottofile
         try:
-            return JSONResponse(parse(body.ottofile, filename="ottofile").to_dict())
+            return JSONResponse(parse(text, filename="ottofile").to_dict())
         except ParseError as exc:
             raise _parse_error(exc) from None
 
@@ -254,9 +296,10 @@ class PsmApi:
             )
         try:
             if body.ottofile is not None:
-                pipeline = parse(body.ottofile, filename="ottofile")
+                pipeline, problems = check_ottofile(body.ottofile, filename="ottofile")
             else:
                 pipeline = pipeline_model.load(body.model)
+                problems = check_model(pipeline)
         except ParseError as exc:
             raise _parse_error(exc) from None
         except pipeline_model.ModelError as exc:
@@ -277,6 +320,7 @@ class PsmApi:
                 force=body.force,
                 about=About(body.project, body.trigger, body.message),
                 idempotency=(key, fingerprint) if key else None,
+                rejected=(CONFIG_ERROR, problems) if problems else None,
             )
         except IdempotencyKeyReused as exc:
             raise ApiError(
@@ -327,8 +371,9 @@ class PsmApi:
 
     def retry(self, request: Request) -> Response:
         uuid = request.path_params["uuid"]
+        every = query_bool(request, "all")
         try:
-            retried = self.psm.retry(uuid, actor=_actor(request))
+            retried = self.psm.retry(uuid, actor=_actor(request), every=every)
         except (NotFound, Conflict) as exc:
             raise _translate(exc) from None
         return JSONResponse({"uuid": uuid, "retried": retried}, 202)

@@ -1,4 +1,4 @@
-"""How a run moves on: batch by batch, context by context (DESIGN §4).
+"""How a run moves on: batch by batch, context by context.
 
 Everything here runs inside one writer transaction, so a context's outcome
 and every consequence of it (siblings aborted, the batch completed, the next
@@ -215,22 +215,28 @@ def abort_pipeline(tx: Tx, pipeline: str, cause: Cause) -> None:
 RETRYABLE = frozenset({Status.FAILED.value, Status.ERROR.value, Status.ABORTED.value, NOT_RUN})
 
 
-def retry_pipeline(tx: Tx, pipeline: str, cause: Cause) -> list[str]:
-    """Run the failed, errored, aborted and skipped contexts of a finished run again.
+def retry_pipeline(tx: Tx, pipeline: str, cause: Cause, every: bool = False) -> list[str]:
+    """Run the failed, errored, aborted and skipped contexts of a finished run again
+    (`every`: all of its contexts).
 
-    What succeeded stays; each retried context gets a new attempt (and a new
-    auction). The run resumes at the first batch with anything to redo.
+    What succeeded stays (unless `every`); each retried context gets a new attempt (and
+    a new auction). The run resumes at the first batch with anything to redo, and its
+    duration counts from now (`retried_at`).
     """
     run = _pipeline(tx, pipeline)
     batches = tx.all("SELECT * FROM batches WHERE pipeline = ? ORDER BY idx", pipeline)
     redo = [
-        c for b in batches for c in contexts_of(tx, pipeline, b["idx"]) if c["state"] in RETRYABLE
+        c
+        for b in batches
+        for c in contexts_of(tx, pipeline, b["idx"])
+        if every or c["state"] in RETRYABLE
     ]
     if not redo:
         return []
     tx.run(
-        "UPDATE pipelines SET abort_requested = 0, abort_reason = NULL, abort_data = NULL"
-        " WHERE uuid = ?",
+        "UPDATE pipelines SET abort_requested = 0, abort_reason = NULL, abort_data = NULL,"
+        " retried_at = ? WHERE uuid = ?",
+        time.time(),
         pipeline,
     )
     move(tx, pipeline, Entity.PIPELINE, pipeline, run["state"], RUNNING, cause)

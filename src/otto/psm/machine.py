@@ -7,12 +7,14 @@ writer (one transaction, group-committed); reads run on snapshots.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from otto import model as pipeline_model
+from otto.duration import parse_duration
 from otto.limits import bounded_message, bounded_name
 from otto.model import Context, Pipeline
 from otto.psm import flow, views
@@ -37,13 +39,22 @@ from otto.psm.states import (
 )
 from otto.psm.store.base import Row, Store, Tx
 from otto.redact import redact_url
+from otto.serverlog import fields
 from otto.status import Status
 
 DEFAULT_LEASE_SECONDS = 30.0
+DEFAULT_STAGE_TIMEOUT = 3600.0  # seconds a stage without a `timeout` may run
+# Past a stage's deadline its agent stops the running step (SIGTERM, SIGKILL after its
+# kill grace of 10 s) and reports; only one that has not reported this long after is
+# ended by the PSM itself.
+DEADLINE_GRACE = 15.0
+TIMEOUT = "timeout"  # the reason of a step or context stopped at its deadline
 MODEL_CACHE = 256
 
 
+log = logging.getLogger("otto.psm")
 IDEMPOTENCY_TTL = 24 * 3600.0  # seconds an Idempotency-Key is remembered
+CONFIG_ERROR = "config_error"  # why a run is refused at creation: its pipeline cannot run
 
 
 @dataclass(frozen=True)
@@ -58,9 +69,15 @@ class IdempotencyKeyReused(Conflict):
 
 
 class PipelineStateMachine:
-    def __init__(self, store: Store, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
+    def __init__(
+        self,
+        store: Store,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        default_stage_timeout: float = DEFAULT_STAGE_TIMEOUT,
+    ) -> None:
         self.store = store
         self.lease_seconds = lease_seconds
+        self.default_stage_timeout = default_stage_timeout
         self.events = EventHub(store)
         self._models: dict[str, Pipeline] = {}
         store.on_commit = self.events.publish
@@ -93,11 +110,14 @@ class PipelineStateMachine:
         `IdempotencyKeyReused` when its `fingerprint` (of the request) differs.
 
         `rejected=(reason, message)` records a run that cannot start (e.g. its Ottofile
-        does not parse: `config_error`): it is visible, and Complete with status Error.
+        does not parse or calls a step wrongly: `config_error`): it is visible, Complete
+        with status Error, and has no batches (nothing of it can run, or be retried).
         """
 
         about = about or About()
         about = About(about.project, bounded_name(about.trigger), bounded_message(about.message))
+        if rejected is not None:
+            pipeline = Pipeline(uuid=pipeline.uuid)
 
         def work(tx: Tx) -> Created:
             if idempotency is None:
@@ -137,6 +157,12 @@ class PipelineStateMachine:
             record_creation(tx, pipeline.uuid, cause, shown)
             if rejected is not None:
                 reason, message = rejected
+                tx.run(
+                    "UPDATE pipelines SET rejected_reason = ?, rejected_data = ? WHERE uuid = ?",
+                    reason,
+                    json.dumps({"message": message}),
+                    pipeline.uuid,
+                )
                 move(
                     tx,
                     pipeline.uuid,
@@ -157,10 +183,22 @@ class PipelineStateMachine:
         if not created.duplicate and not created.replayed:
             # The auctioneer and the orchestrator want it at once: spare them reading it back.
             self._remember(pipeline)
+            said = fields(
+                uuid=created.uuid, source=actor, project=about.project, repo=redact_url(repo),
+                ref=ref, sha=sha, rejected=rejected[0] if rejected else None,
+            )  # fmt: skip
+            log.info("run created", extra=said)
         return created
 
     def get(self, uuid: str) -> dict[str, Any]:
         return self.store.read(lambda tx: views.pipeline(tx, uuid))
+
+    def built(self, repo: str, sha: str) -> str | None:
+        """The run of commit `sha` of `repo` (what `create` dedups on), if there is one."""
+        row = self.store.read(
+            lambda tx: tx.one("SELECT pipeline FROM commits WHERE repo = ? AND sha = ?", repo, sha)
+        )
+        return None if row is None else str(row["pipeline"])
 
     def model(self, uuid: str) -> Pipeline:
         """A stored pipeline's model (immutable once stored, so cached)."""
@@ -210,14 +248,18 @@ class PipelineStateMachine:
 
         self.store.write(work)
 
-    def retry(self, uuid: str, actor: str = "api") -> list[str]:
-        """Re-run a finished run's failed, errored, aborted and skipped contexts."""
+    def retry(self, uuid: str, actor: str = "api", every: bool = False) -> list[str]:
+        """Re-run a finished run's failed, errored, aborted and skipped contexts (`every`:
+        all its contexts, successful ones too)."""
 
         def work(tx: Tx) -> list[str]:
             run = views.pipeline_row(tx, uuid)
             if run["state"] not in TERMINAL[Entity.PIPELINE]:
                 raise Conflict(f"pipeline {uuid} is still {run['state']}", run["state"])
-            retried = flow.retry_pipeline(tx, uuid, Cause(actor, RETRY))
+            if run["rejected_reason"]:
+                message = f"pipeline {uuid} never ran ({run['rejected_reason']}): nothing to retry"
+                raise Conflict(message, run["state"])
+            retried = flow.retry_pipeline(tx, uuid, Cause(actor, RETRY), every)
             if not retried:
                 raise Conflict(f"pipeline {uuid} has nothing to retry", run["state"])
             return retried
@@ -304,6 +346,7 @@ class PipelineStateMachine:
                 )
             epoch = ctx["lease_epoch"] + 1
             expires = time.time() + self.lease_seconds
+            deadline = time.time() + (ctx["stage_timeout"] or self.default_stage_timeout)
             move(
                 tx,
                 ctx["pipeline"],
@@ -321,10 +364,11 @@ class PipelineStateMachine:
                     "attempt": ctx["attempt"] + 1,
                     "lease_epoch": epoch,
                     "lease_expires": expires,
+                    "deadline": deadline,
                     "started_at": time.time(),
                 },
             )
-            return Lease(ctx["pipeline"], context, orchestrator, epoch, expires)
+            return Lease(ctx["pipeline"], context, orchestrator, epoch, expires, deadline=deadline)
 
         return self.store.write(work)
 
@@ -347,6 +391,7 @@ class PipelineStateMachine:
                 lease.epoch,
                 expires,
                 aborting=ctx["state"] == ABORTING,
+                deadline=ctx["deadline"],
             )
 
         return self.store.write(work)
@@ -430,18 +475,30 @@ class PipelineStateMachine:
 
     # -- deadlines --------------------------------------------------------------
     def next_deadline(self) -> float | None:
+        """When `expire_leases` next has work: a lease's end, or a running stage's deadline
+        (plus `DEADLINE_GRACE`); None when no context runs."""
         row = self.store.read(
             lambda tx: tx.one(
-                "SELECT MIN(lease_expires) AS due FROM contexts WHERE lease_expires IS NOT NULL"
+                "SELECT MIN(lease_expires) AS due, MIN(deadline) AS deadline FROM contexts"
+                " WHERE lease_expires IS NOT NULL"
             )
         )
-        return row["due"] if row else None
+        if row is None or row["due"] is None:
+            return None
+        if row["deadline"] is None:
+            return float(row["due"])
+        return min(float(row["due"]), row["deadline"] + DEADLINE_GRACE)
 
     def expire_leases(self, now: float | None = None) -> int:
         """Contexts whose lease ran out lost their agent: Error, reason `agent_lost`.
 
         One already being aborted ends Aborted: losing it is not a new failure (a Fanout
-        batch is Failed by its cause, not Error by the sibling it was stopping)."""
+        batch is Failed by its cause, not Error by the sibling it was stopping).
+
+        A running context still there `DEADLINE_GRACE` after its stage's deadline (its
+        agent, which stops it at the deadline, did not report) ends Failed, reason
+        `timeout`: its running step too, and its steps not run are NotRun. Its agent is
+        stopped when its next lease renewal is refused."""
         moment = time.time() if now is None else now
 
         def work(tx: Tx) -> int:
@@ -452,14 +509,23 @@ class PipelineStateMachine:
                 RUNNING,
                 ABORTING,
             )
+            late = tx.all(
+                "SELECT * FROM contexts WHERE deadline IS NOT NULL AND deadline <= ? AND state = ?",
+                moment - DEADLINE_GRACE,
+                RUNNING,
+            )
             expired = 0
-            for stale in lost:
+            for stale, why in [*((c, "agent_lost") for c in lost), *((c, TIMEOUT) for c in late)]:
                 # Re-read: an earlier expiry in this loop may have moved it (Fanout: Aborting).
                 ctx = views.context_row(tx, stale["uuid"])
-                if ctx["state"] in (RUNNING, ABORTING):
-                    lost_as = Status.ABORTED if ctx["state"] == ABORTING else Status.ERROR
-                    flow.finish_context(tx, ctx, lost_as, Cause("psm", "agent_lost"))
-                    expired += 1
+                if ctx["state"] not in (RUNNING, ABORTING):
+                    continue
+                if why == TIMEOUT:
+                    outcome = Status.FAILED
+                else:
+                    outcome = Status.ABORTED if ctx["state"] == ABORTING else Status.ERROR
+                flow.finish_context(tx, ctx, outcome, Cause("psm", why))
+                expired += 1
             return expired
 
         return self.store.write(work)
@@ -573,14 +639,16 @@ def _insert(
     contexts, steps = [], []
     for b, batch in enumerate(pipeline.batches):
         for c, context in enumerate(batch.contexts):
-            contexts.append((context.uuid, pipeline.uuid, b, c, context.name, PENDING))
+            timeout = context.properties.get(TIMEOUT)
+            seconds = parse_duration(timeout) if timeout is not None else None
+            contexts.append((context.uuid, pipeline.uuid, b, c, context.name, PENDING, seconds))
             steps += [
                 (s.uuid, context.uuid, i, s.symbol, PENDING) for i, s in enumerate(context.steps)
             ]
     try:
         tx.many(
-            "INSERT INTO contexts (uuid, pipeline, batch, position, name, state)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO contexts (uuid, pipeline, batch, position, name, state, stage_timeout)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
             contexts,
         )
         tx.many(

@@ -90,6 +90,7 @@ class Lease:
     epoch: int
     expires_at: float
     aborting: bool = False  # the PSM asks the executor to stop the context
+    deadline: float | None = None  # when the stage's time is up (its timeout, from the claim)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -99,4 +100,5 @@ class Lease:
             "epoch": self.epoch,
             "expires_at": self.expires_at,
             "aborting": self.aborting,
+            "deadline": self.deadline,
         }

@@ -1,4 +1,4 @@
-"""Every state of every entity and the one table of allowed transitions (DESIGN §4).
+"""Every state of every entity and the one table of allowed transitions.
 
 The table is data: `ALLOWED[entity][from]` is the set of states `from` may
 become. `Store`/`Engine` code changes state only through `check()`, and the
@@ -80,10 +80,8 @@ RETRY = "retry"
 RETRY_ALLOWED: dict[Entity, dict[str, frozenset[str]]] = {
     Entity.PIPELINE: {COMPLETE: frozenset({RUNNING})},
     Entity.BATCH: {COMPLETE: frozenset({PENDING}), NOT_RUN: frozenset({PENDING})},
-    Entity.CONTEXT: {
-        state: frozenset({PENDING})
-        for state in (Status.FAILED, Status.ERROR, Status.ABORTED, NOT_RUN)
-    },
+    # Any outcome: `?all=true` runs successful contexts again too.
+    Entity.CONTEXT: {state: frozenset({PENDING}) for state in (*OUTCOMES, NOT_RUN)},
     Entity.STEP: {state: frozenset({PENDING}) for state in (*OUTCOMES, NOT_RUN)},
 }
 

@@ -52,6 +52,7 @@ def pipeline(tx: Tx, uuid: str) -> dict[str, Any]:
         " ORDER BY s.position",
         uuid,
     )
+    why = _reasons(tx, uuid)
     steps_of: dict[str, list[dict[str, Any]]] = {}
     for s in steps:
         steps_of.setdefault(s["context"], []).append(
@@ -60,6 +61,7 @@ def pipeline(tx: Tx, uuid: str) -> dict[str, Any]:
                 "symbol": s["symbol"],
                 "state": s["state"],
                 "status": _outcome(s["state"]),
+                "reason": why.get(s["uuid"]) if _outcome(s["state"]) else None,
                 "exit_code": s["exit_code"],
                 "started_at": iso(s["started_at"]),
                 "finished_at": iso(s["finished_at"]),
@@ -73,6 +75,7 @@ def pipeline(tx: Tx, uuid: str) -> dict[str, Any]:
                 "name": c["name"],
                 "state": c["state"],
                 "status": _outcome(c["state"]),
+                "reason": why.get(c["uuid"]) if _outcome(c["state"]) else None,
                 "orchestrator": c["orchestrator"],
                 "attempt": c["attempt"],
                 "started_at": iso(c["started_at"]),
@@ -96,6 +99,17 @@ def pipeline(tx: Tx, uuid: str) -> dict[str, Any]:
     }
 
 
+def _reasons(tx: Tx, pipeline: str) -> dict[str, str]:
+    """Why each context and step of a run is in its state: its last transition's reason
+    (`timeout`, `exit code 2`, `agent_lost`, …), by uuid."""
+    rows = tx.all(
+        "SELECT id, reason FROM transitions WHERE seq IN (SELECT MAX(seq) FROM transitions"
+        " WHERE pipeline = ? AND entity IN ('context', 'step') GROUP BY entity, id)",
+        pipeline,
+    )
+    return {r["id"]: r["reason"] for r in rows if r["reason"]}
+
+
 def _summary(run: Row) -> dict[str, Any]:
     return {
         "uuid": run["uuid"],
@@ -109,9 +123,20 @@ def _summary(run: Row) -> dict[str, Any]:
         "message": run["message"],
         "abort_requested": bool(run["abort_requested"]),
         "abort_reason": run["abort_reason"],
+        "abort_data": json.loads(run["abort_data"]) if run["abort_data"] else None,
+        "rejected": _rejected(run),
         "created_at": iso(run["created_at"]),
+        # When its last attempt began: its creation, or its last retry.
+        "started_at": iso(run["retried_at"] or run["created_at"]),
         "updated_at": iso(run["updated_at"]),
     }
+
+
+def _rejected(run: Row) -> dict[str, Any] | None:
+    """Why a run was refused at creation: `{"reason": "config_error", "message": …}`."""
+    if not run["rejected_reason"]:
+        return None
+    return {"reason": run["rejected_reason"], **json.loads(run["rejected_data"] or "{}")}
 
 
 def pipelines(
@@ -124,13 +149,18 @@ def pipelines(
     limit: int = 50,
     cursor: str | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """Newest first, filtered; `cursor` continues where the previous page ended."""
+    """Newest first, filtered; `cursor` continues where the previous page ended. A `ref`
+    without `refs/` is a branch or tag by its short name (`main`: `refs/heads/main`)."""
     where, params = [], []
-    filters = {"state": state, "status": status, "repo": repo, "ref": ref, "project": project}
+    filters = {"state": state, "status": status, "repo": repo, "project": project}
     for column, value in filters.items():
         if value is not None:
             where.append(f"{column} = ?")
             params.append(value)
+    if ref is not None:
+        refs = [ref] if ref.startswith("refs/") else [ref, f"refs/heads/{ref}", f"refs/tags/{ref}"]
+        where.append(f"ref IN ({', '.join('?' for _ in refs)})")
+        params += refs
     if cursor:
         created, uuid = decode_cursor(cursor)
         where.append("(created_at < ? OR (created_at = ? AND uuid < ?))")

@@ -43,6 +43,8 @@ def _step_lines(steps: list[Step], manifests: dict[str, Manifest], indent: str) 
         shown = ", ".join(
             f"{name}={_show(value)}" for name, value in bound.items() if name != "block"
         )
+        if step.timeout is not None:
+            shown = ", ".join(filter(None, [shown, f"timeout={_show(step.timeout)}"]))
         yield f"{indent}{number}. {step.symbol} {shown}".rstrip()
         yield from _step_lines(step.block_steps(), manifests, indent + "   ")
 

@@ -1,6 +1,6 @@
 """Step manifests: what a step is called, which parameters it takes, what runs it.
 
-A manifest is a `manifest.yml` (DESIGN §6):
+A manifest is a `manifest.yml`:
 
     symbol: sh
     description: Run a shell script
@@ -11,12 +11,15 @@ A manifest is a `manifest.yml` (DESIGN §6):
         required: true
         description: The script to run
 
-Positional arguments map to parameter names in manifest order.
+Positional arguments map to parameter names in manifest order. Every step also takes
+a `timeout` (`COMMON_PARAMETERS`: `sh 'make', timeout: '10m'`), which no manifest lists:
+a duration (`otto.duration`) after which the step is stopped and ends Failed, `timeout`.
 """
 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -25,10 +28,12 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError
 
+from otto.duration import EXAMPLES, DurationError, parse_duration
 from otto.model import Parameters, Step
 
 BUILTIN = "builtin"
-# Any step accepts these on top of its own parameters.
+# Any step accepts these on top of its own parameters: `timeout` (`sh 'make', timeout:
+# '10m'`; the parser makes it the step's own `timeout`), after which the step is stopped.
 COMMON_PARAMETERS = ("timeout",)
 
 
@@ -142,7 +147,23 @@ def check_step(step: Step, manifests: dict[str, Manifest]) -> dict[str, JsonValu
             f"unknown step `{step.symbol}`{_suggest(step.symbol, known)}; "
             f"known steps: {', '.join(known)}"
         )
-    return manifest.bind(step.parameters)
+    bound = manifest.bind(step.parameters)
+    step_timeout(step, bound)
+    return bound
+
+
+def step_timeout(step: Step, bound: Mapping[str, JsonValue]) -> float | None:
+    """A step's timeout in seconds: its own `timeout`, else a `timeout` among its keyword
+    arguments (as older models have it); StepCallError if it is not a duration."""
+    value = step.timeout if step.timeout is not None else bound.get("timeout")
+    if value is None:
+        return None
+    try:
+        if not isinstance(value, str | int | float):
+            raise DurationError(value, f"write e.g. {EXAMPLES}")
+        return parse_duration(value)
+    except DurationError as exc:
+        raise StepCallError(f"timeout `{value}` is not a duration: {exc.why}") from None
 
 
 def step_problems(

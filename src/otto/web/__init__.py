@@ -1,4 +1,4 @@
-"""The dashboard (DESIGN §1): server-rendered pages at `/`, kept live by the event stream.
+"""The dashboard: server-rendered pages at `/`, kept live by the event stream.
 
 Entry point: `Dashboard(psm, auctioneer, objects, projects).routes()`, mounted by
 `otto server`. Every page renders whole without JavaScript (Jinja2 templates);

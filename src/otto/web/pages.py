@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,28 +20,23 @@ from otto.objectstore.errors import ObjectStoreError
 from otto.psm import NotFound, PipelineStateMachine, Transition
 from otto.psm.states import OUTCOMES, PENDING, RUNNING
 from otto.status import Status
-from otto.web.present import FILTERS, state, steps, timeline
-
-PAGE = 50
-LOG_TAIL = 256 * 1024  # what a page shows of a log without JavaScript
-STATUS_CHOICES = [PENDING, RUNNING, *OUTCOMES]
-# Every terminal escape sequence (ECMA-48), not only colours: a log is a step's output,
-# and OSC (titles, hyperlinks, clipboard writes), DCS, APC, … are for a terminal, not a
-# page. Strings (OSC, DCS, SOS, PM, APC) run to BEL or ST, or to the end of the text when
-# cut off; CSI is `ESC [` or C1 CSI; any other `ESC` takes its intermediates and a final
-# byte; a stray ESC or C1 control, and C0 controls but tab, newline and carriage return
-# (backspace, bell, …), go too. Applied to decoded text, so C1 means U+0080–U+009F.
-ESCAPES = re.compile(
-    r"(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[\s\S]*?(?:\x07|\x1b\\|\x9c|\Z)"  # strings
-    r"|(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?"  # CSI: parameters, intermediates, final
-    r"|\x1b[ -/]*[0-~]?"  # any other escape sequence, or a lone ESC
-    r"|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"  # other controls
+from otto.web import logview
+from otto.web.logview import LogWindow
+from otto.web.present import (
+    FAILING,
+    FILTERS,
+    Described,
+    describe,
+    log_lines,
+    shown,
+    state,
+    steps,
+    timeline,
+    walk,
 )
 
-
-def strip_escapes(text: str) -> str:
-    """`text` as a page may show it: no terminal escape sequences, no controls."""
-    return ESCAPES.sub("", text)
+PAGE = 50
+STATUS_CHOICES = [PENDING, RUNNING, *OUTCOMES]
 
 
 Projects = Callable[[], Mapping[str, Any]]  # name → project (`otto.webhooks.Project`)
@@ -70,6 +65,7 @@ class Dashboard:
             state=state,
             timeline=timeline,
             steps=steps,
+            log_lines=log_lines,
         )
 
     def routes(self) -> list[BaseRoute]:
@@ -127,28 +123,36 @@ class Dashboard:
         )
 
     def pipeline(self, request: Request) -> Response:
+        """A run; a failed one opens with the log of its first failing step (or context)."""
         uuid = request.path_params["uuid"]
+        q = request.query_params
         after = self.psm.events.last_seq
         try:
             run = self.psm.get(uuid)
         except NotFound:
             return self.render(request, "missing.html", 404, what=f"pipeline {uuid}")
-        since = _int(request.query_params.get("after"))  # a live page asks for what is new
-        if since:
-            transitions = self.psm.events.after(since, limit=100_000, pipeline=uuid)
-        else:
-            transitions = self.psm.transitions(uuid)
-        names = _names(run)
-        step = request.query_params.get("step")
+        history = self.psm.transitions(uuid)
+        since = _int(q.get("after"))  # a live page asks for what is new
+        transitions = (
+            self.psm.events.after(since, limit=100_000, pipeline=uuid) if since else history
+        )
+        described = describe(run["model"])
+        failures = self._failures(run, described, history)
+        shown_log = q.get("step") or next((f.opens for f in failures.values()), None)
+        wants_log = shown_log and q.get("part") in (None, "log")
         return self.render(
             request,
             "pipeline.html",
             run=run,
             transitions=transitions,
-            isolation=_isolation(transitions),
-            names=names,
+            count=len(history),
+            isolation=_isolation(history),
+            names=_names(run, described),
+            described=described,
+            failures=failures,
             artifacts=self._artifacts(uuid),
-            log=self._log(run, step) if step else None,
+            log=self._log(run, described, shown_log, _int(q.get("line"))) if wants_log else None,
+            opened=shown_log,
             after=after,
             finished=run["status"] is not None,
             retryable=run["status"] not in (None, Status.SUCCESS),
@@ -188,34 +192,85 @@ class Dashboard:
             for info in found
         ]
 
-    def _log(self, run: dict[str, Any], wanted: str) -> dict[str, Any] | None:
-        """A step's log (`wanted` = its uuid; a context's uuid for its own log) with its tail
-        as plain text: what the page shows before (or without) JavaScript."""
-        uuid = run["uuid"]
+    def _log(
+        self, run: dict[str, Any], described: dict[str, Described], wanted: str, line: int
+    ) -> LogWindow | None:
+        """A window of a log (`wanted`: a step's uuid, nested ones too; a context's for its
+        own log), as plain text: what the page shows before (or without) JavaScript."""
+        found = _find_log(run, described, wanted)
+        if found is None:
+            return None
+        key, title, state = found
+        try:
+            if line:
+                return logview.around(self.objects, key, title, state, line)
+            return logview.tail(self.objects, key, title, state)
+        except ObjectStoreError:  # no log (yet)
+            return LogWindow(key, title, state)
+
+    def _failures(
+        self, run: dict[str, Any], described: dict[str, Described], history: list[Transition]
+    ) -> dict[str, Failure]:
+        """Each failed context's reason, and the log that shows why, in the run's order."""
+        reasons = {t.id: t.reason for t in history if t.entity == "context" and t.reason}
+        found: dict[str, Failure] = {}
         for batch in run["batches"]:
             for context in batch["contexts"]:
-                if wanted == context["uuid"]:
-                    key = context_log_key(uuid, wanted)
-                    return self._tail(key, f"{context['name']} › context", context["state"])
-                for number, step in enumerate(context["steps"], 1):
-                    if step["uuid"] == wanted:
-                        key = step_log_key(uuid, context["uuid"], wanted)
-                        title = f"{context['name']} › {number}. {step['symbol']}"
-                        return self._tail(key, title, step["state"])
-        return None
+                if shown(context) not in FAILING:
+                    continue
+                failed = next((s for s in context["steps"] if shown(s) in FAILING), None)
+                opens, label = context["uuid"], "context log"
+                if failed is not None:
+                    number = context["steps"].index(failed) + 1
+                    top = described[failed["uuid"]]
+                    opens, label = self._last_ran(run["uuid"], context["uuid"], top, number)
+                found[context["uuid"]] = Failure(reasons.get(context["uuid"], ""), opens, label)
+        return found
 
-    def _tail(self, key: str, title: str, state: str) -> dict[str, Any]:
-        log = {"key": key, "title": title, "state": state, "size": 0, "text": "", "cut": False}
-        try:
-            size = self.objects.head(key).size
-            data = self.objects.get_range(key, max(0, size - LOG_TAIL))
-        except ObjectStoreError:
-            return log
-        text = strip_escapes(data.decode("utf-8", "replace"))
-        return {**log, "size": size, "text": text, "cut": size > LOG_TAIL}
+    def _last_ran(
+        self, pipeline: str, context: str, step: Described, number: int
+    ) -> tuple[str, str]:
+        """What ended a failed step: the step itself or, for a step with a block, the
+        block's last step that ran (the last with a log); its uuid and numbered label."""
+        for path, inner in reversed(list(walk(step, str(number)))):
+            try:
+                self.objects.head(step_log_key(pipeline, context, inner.uuid))
+            except ObjectStoreError:
+                continue
+            return inner.uuid, f"{path}. {inner.label}"
+        return step.uuid, f"{number}. {step.label}"
 
 
-def _names(run: dict[str, Any]) -> dict[str, str]:
+@dataclass(frozen=True)
+class Failure:
+    """Why a context failed (its last transition's reason) and the log that shows it."""
+
+    reason: str
+    opens: str  # the uuid of the step (or context) whose log shows why
+    label: str  # that step's number and label, e.g. `2.3. sh: make test`
+
+
+def _find_log(
+    run: dict[str, Any], described: dict[str, Described], wanted: str
+) -> tuple[str, str, str] | None:
+    """The key, title and state of the log of step (or context) `wanted`. A block's steps
+    have no state of their own: theirs is the block's step's."""
+    uuid = run["uuid"]
+    for batch in run["batches"]:
+        for context in batch["contexts"]:
+            if wanted == context["uuid"]:
+                title = f"{context['name']} › context"
+                return context_log_key(uuid, wanted), title, context["state"]
+            for number, step in enumerate(context["steps"], 1):
+                top = described[step["uuid"]]
+                for path, found in [(str(number), top), *walk(top, str(number))]:
+                    if found.uuid == wanted:
+                        title = f"{context['name']} › {path}. {found.label}"
+                        return step_log_key(uuid, context["uuid"], wanted), title, shown(step)
+    return None
+
+
+def _names(run: dict[str, Any], described: dict[str, Described]) -> dict[str, str]:
     """What the timeline calls each entity: `pipeline`, `batch 2`, `context Build`, …"""
     names = {run["uuid"]: "pipeline"}
     for batch in run["batches"]:
@@ -223,7 +278,8 @@ def _names(run: dict[str, Any]) -> dict[str, str]:
         for context in batch["contexts"]:
             names[context["uuid"]] = f"context {context['name']}"
             for number, step in enumerate(context["steps"], 1):
-                names[step["uuid"]] = f"step {context['name']} › {number}. {step['symbol']}"
+                label = described[step["uuid"]].label
+                names[step["uuid"]] = f"step {context['name']} › {number}. {label}"
     return names
 
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
 from markupsafe import Markup, escape
+from pydantic import JsonValue
 
 from otto.agent.reporter import step_log_key
+from otto.model import Step
 from otto.psm import Transition
 from otto.redact import redact_url
 
@@ -31,6 +35,8 @@ ICONS = {
     "Error": "⚠",
 }
 LIVE = frozenset({"Running", "AuctionStarted", "AuctionCompleted", "Provisioning", "Executing"})
+FAILING = ("Failed", "Error", "Unstable")  # the outcomes a run page opens a log for
+LABEL_WIDTH = 40
 
 
 def shown(item: dict[str, Any]) -> str:
@@ -85,6 +91,13 @@ def duration(start: str | float | None, end: str | float | None = None) -> str:
     return f"{hours} h {minutes:02d} m"
 
 
+def bytesize(size: int) -> str:
+    """`95.4 MB`, `12 KB` (as the page's script says it)."""
+    if size >= 1024 * 1024:
+        return f"{size / (1024 * 1024):.1f} MB"
+    return f"{-(-size // 1024)} KB"
+
+
 def short_ref(ref: str | None) -> str:
     if not ref:
         return ""
@@ -133,25 +146,120 @@ def _timeline_row(t: Transition, names: dict[str, str]) -> str:
     )
 
 
-def steps(pipeline: str, context: dict[str, Any]) -> Markup:
-    """A context's steps in its box: links that open their live logs (`?step=` without JS)."""
+@dataclass(frozen=True)
+class Described:
+    """A step as its chip shows it (`sh: make test`), with its block's steps, if any: those
+    have a log each but no state of their own (their block's step has the outcome)."""
+
+    uuid: str
+    label: str
+    nested: tuple[Described, ...] = ()
+
+
+def step_label(symbol: str, parameters: JsonValue) -> str:
+    """`sh: make test`: the symbol and the first line of its first text parameter."""
+    values = parameters.values() if isinstance(parameters, dict) else parameters
+    text = next((v for v in values or [] if isinstance(v, str) and v.strip()), "")
+    if not text:
+        return symbol
+    label = f"{symbol}: {text.strip().splitlines()[0].strip()}"
+    return label if len(label) <= LABEL_WIDTH else label[: LABEL_WIDTH - 1] + "…"
+
+
+def describe(model: dict[str, Any]) -> dict[str, Described]:
+    """Every step of a run's model by uuid, nested ones too."""
+    found: dict[str, Described] = {}
+
+    def add(step: Step) -> Described:
+        nested = tuple(add(inner) for inner in step.block_steps())
+        found[step.uuid] = Described(step.uuid, step_label(step.symbol, step.parameters), nested)
+        return found[step.uuid]
+
+    for batch in model.get("batches", []):
+        for context in batch.get("contexts", []):
+            for raw in context.get("steps", []):
+                add(Step.model_validate(raw))
+    return found
+
+
+def walk(described: Described, number: str) -> Iterator[tuple[str, Described]]:
+    """A block's steps, depth first (the order they run in), numbered `2.1`, `2.1.1`, …"""
+    for index, inner in enumerate(described.nested, 1):
+        yield f"{number}.{index}", inner
+        yield from walk(inner, f"{number}.{index}")
+
+
+def steps(pipeline: str, context: dict[str, Any], described: dict[str, Described]) -> Markup:
+    """A context's steps in its box: links that open their live logs (`?step=` without JS),
+    each followed by its block's steps."""
     return Markup(
-        "".join(_step_item(pipeline, context, n, s) for n, s in enumerate(context["steps"], 1))
+        "".join(
+            _step_item(pipeline, context, n, s, described.get(s["uuid"]))
+            for n, s in enumerate(context["steps"], 1)
+        )
     )
 
 
-def _step_item(pipeline: str, context: dict[str, Any], number: int, step: dict[str, Any]) -> str:
+def _step_item(
+    pipeline: str,
+    context: dict[str, Any],
+    number: int,
+    step: dict[str, Any],
+    described: Described | None,
+) -> str:
     value = shown(step)
     spent = duration(step["started_at"], step["finished_at"]) if step["started_at"] else ""
-    key = step_log_key(pipeline, context["uuid"], step["uuid"])
-    title = f"{context['name']} › {number}. {step['symbol']}"
+    label = described.label if described else step["symbol"]
     return (
-        f'<li><a class="step {css(value)}" id="step-{step["uuid"]}" href="?step={step["uuid"]}#log"'
-        f' data-key="{_escaped(key)}" data-title="{_escaped(title)}" data-state="{value}">'
-        f'<span class="icon" aria-hidden="true">{icon(value)}</span> {_escaped(step["symbol"])}'
+        f"<li>{_step_link(pipeline, context, step['uuid'], f'{number}. {label}', value)}"
+        f'<span class="icon" aria-hidden="true">{icon(value)}</span> {_escaped(label)}'
         f' <span class="sr">({value})</span>'
         + (f' <span class="dur">{spent}</span>' if spent else "")
-        + "</a></li>\n"
+        + "</a>"
+        + (_nested(pipeline, context, described, str(number), value) if described else "")
+        + "</li>\n"
+    )
+
+
+def _nested(
+    pipeline: str, context: dict[str, Any], parent: Described, number: str, value: str
+) -> str:
+    """A block's steps under its step. They have no state of their own: their links carry
+    the block's (a log is complete once its block has ended)."""
+    if not parent.nested:
+        return ""
+    items = "".join(
+        f"<li>{_step_link(pipeline, context, inner.uuid, f'{path}. {inner.label}', value, True)}"
+        f'<span class="icon" aria-hidden="true">↳</span> {_escaped(inner.label)}</a>'
+        f"{_nested(pipeline, context, inner, path, value)}</li>"
+        for path, inner in ((f"{number}.{n}", inner) for n, inner in enumerate(parent.nested, 1))
+    )
+    return f'<ol class="steps nested">{items}</ol>'
+
+
+def _step_link(
+    pipeline: str, context: dict[str, Any], uuid: str, title: str, value: str, nested: bool = False
+) -> str:
+    """The opening tag of a step's link (its log's key and title for the page's script)."""
+    key = step_log_key(pipeline, context["uuid"], uuid)
+    full_title = f"{context['name']} › {title}"
+    look = "st-nested" if nested else css(value)
+    return (
+        f'<a class="step {look}" id="step-{uuid}" href="?step={uuid}#log"'
+        f' data-key="{_escaped(key)}" data-title="{escape(full_title)}"'
+        f' data-state="{value}">'
+    )
+
+
+def log_lines(first: int, lines: list[str]) -> Markup:
+    """A log window's lines, numbered from `first`: each an `L<n>` anchor whose number
+    (drawn by CSS, so copied text and the page's text are the log's) links to it."""
+    return Markup(
+        "".join(
+            f'<span class="line" id="L{n}"><a class="ln" href="#L{n}" data-n="{n}"'
+            f' aria-label="line {n}"></a>{escape(text)}\n</span>'
+            for n, text in enumerate(lines, first)
+        )
     )
 
 
@@ -162,6 +270,7 @@ FILTERS = {
     "clock": clock,
     "clock_ms": clock_ms,
     "duration": duration,
+    "bytesize": bytesize,
     "short_ref": short_ref,
     "short_sha": short_sha,
     "redact_url": redact_url,

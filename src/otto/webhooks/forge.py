@@ -25,6 +25,14 @@ class Forge:
     repository_field: str  # where the payload names the repository
     names: Callable[[dict[str, Any]], set[str] | None]  # the repository's URLs and names
     push: Callable[[Any, str, dict[str, Any]], tuple[Push | None, str]]
+    clone_url_at: str = "repository.clone_url"  # the URL matched against `source.url`
+
+    def clone_url(self, payload: dict[str, Any]) -> tuple[str, str | None]:
+        """Where the payload names the repository's clone URL, and that URL."""
+        value: Any = payload
+        for key in self.clone_url_at.split("."):
+            value = value.get(key) if isinstance(value, dict) else None
+        return self.clone_url_at, value if isinstance(value, str) else None
 
     def delivery(self, headers: Any) -> str:
         for name in self.delivery_headers:

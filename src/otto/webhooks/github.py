@@ -3,30 +3,38 @@
 The signature (`X-Hub-Signature-256`; Gitea's `X-Gitea-Signature`, GitLab's
 `X-Gitlab-Token`) is checked over the raw body before anything is parsed;
 the delivery id (`X-GitHub-Delivery`, …) is recorded so a redelivery creates
-nothing. A push is acknowledged (202) as soon as it is queued; the Ottofile
-is read and the pipeline created in the background.
+nothing: it is answered with the run the first delivery came to, as is a push of a
+commit that already has a run. A push is acknowledged (202) as soon as it is queued;
+the Ottofile is read and the pipeline created in the background. Every request,
+refused ones too, is logged and listed by `GET /v1/webhooks/deliveries`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from otto.api import MAX_BODY, ApiError, Endpoint, json_body
+from otto.api import MAX_BODY, ApiError, Endpoint, json_body, query_int
 from otto.limits import MAX_NAME, has_control
+from otto.psm.records import iso
+from otto.serverlog import fields
 from otto.webhooks.forge import Forge, repository_names, verify_hex, verify_signature, verify_token
 from otto.webhooks.gitlab import gitlab_names, gitlab_push
-from otto.webhooks.ledger import Ledger, Push
+from otto.webhooks.ledger import BUILT, IGNORED, QUEUED, REDELIVERY, REFUSED, Ledger, Push, Received
 from otto.webhooks.projects import Project
+from otto.webhooks.statuses import run_page
 
 log = logging.getLogger("otto.webhooks")
 
 SHA = frozenset("0123456789abcdef")
+DEFAULT_RECEIVED, MAX_RECEIVED = 50, 500  # GET /v1/webhooks/deliveries: ?limit=
+LIMIT_SCHEMA = {"type": "integer", "minimum": 1, "maximum": MAX_RECEIVED, "default": 50}
 
 
 class ForgeHooks:
@@ -35,8 +43,11 @@ class ForgeHooks:
         projects: Callable[[], list[Project]],
         ledger: Ledger,
         queued: Callable[[], None],
+        built: Callable[[str, str], str | None],
+        public_url: str,
     ) -> None:
         self.projects, self.ledger, self.queued = projects, ledger, queued
+        self.built, self.public_url = built, public_url
 
     def endpoints(self) -> list[Endpoint]:
         return [
@@ -48,11 +59,14 @@ class ForgeHooks:
                     self._hook(forge),
                     summary,
                     responses={
-                        200: "ping, or a redelivery (`duplicate`)",
+                        200: "ping; a redelivery, or a commit already built (`duplicate`, with"
+                        " the run's `uuid` and `url`)",
                         202: "accepted (a push is queued) or ignored",
+                        400: "a header is missing, or the body is not JSON",
                         401: f"missing or wrong {forge.secret_header}",
-                        404: "no project for this repository",
+                        404: "no project has the repository's clone URL as `source.url`",
                         413: "body over 25 MB",
+                        422: "a payload field is missing or invalid (named)",
                     },
                 )
                 for forge, summary in (
@@ -61,26 +75,80 @@ class ForgeHooks:
                     (GITLAB, "GitLab webhook (Push Hook, Tag Push Hook)"),
                 )
             ),
+            Endpoint(
+                "GET",
+                "/v1/webhooks/deliveries",
+                self.list_received,
+                "Incoming webhook deliveries, newest first: when, forge, event, delivery id,"
+                " verdict (refused, ignored, redelivery, built, queued, created), why, run",
+                responses={200: "the latest deliveries", 400: "a bad `limit` (names it)"},
+                query={
+                    "limit": {
+                        "description": "how many, the latest",
+                        "schema": LIMIT_SCHEMA,
+                    }
+                },
+            ),
         ]
 
     def list_projects(self, request: Request) -> Response:
         return JSONResponse({"projects": [p.public() for p in self.projects()]})
 
+    def list_received(self, request: Request) -> Response:
+        unknown = sorted(set(request.query_params) - {"limit"})
+        if unknown:
+            raise ApiError(400, "invalid_query", f"{unknown[0]}: not a parameter", field=unknown[0])
+        limit = query_int(request, "limit", DEFAULT_RECEIVED, minimum=1)
+        if limit > MAX_RECEIVED:
+            raise ApiError(400, "invalid_query", f"limit: at most {MAX_RECEIVED}", field="limit")
+        found = self.ledger.received(limit)
+        return JSONResponse({"deliveries": [self._shown(r) for r in found]})
+
+    def _shown(self, r: Received) -> dict[str, Any]:
+        url = run_page(self.public_url, r.pipeline) if r.pipeline else None
+        return {
+            "received_at": iso(r.received_at),
+            "forge": r.forge,
+            "event": r.event,
+            "delivery": r.delivery,
+            "project": r.project,
+            "verdict": r.verdict,
+            "reason": r.reason,
+            "status": r.status,
+            "pipeline": r.pipeline,
+            "url": url,
+        }
+
     def _hook(self, forge: Forge) -> Callable[[Request], Awaitable[Response]]:
         async def hook(request: Request) -> Response:
-            length = request.headers.get("content-length", "")
-            if length.isdigit() and int(length) > MAX_BODY:
-                raise ApiError(413, "too_large", f"request body over {MAX_BODY} bytes")
-            raw = await _read_limited(request)
-            return await run_in_threadpool(self._receive, forge, request, raw)
+            received = Received(
+                forge.name,
+                request.headers.get(forge.event_header, ""),
+                forge.delivery(request.headers),
+                REFUSED,
+                0,
+            )
+            try:
+                length = request.headers.get("content-length", "")
+                if length.isdigit() and int(length) > MAX_BODY:
+                    raise ApiError(413, "too_large", f"request body over {MAX_BODY} bytes")
+                raw = await _read_limited(request)
+                return await run_in_threadpool(self._receive, forge, request, raw, received)
+            except ApiError as err:
+                await run_in_threadpool(self._refuse, received, err)
+                raise
 
         return hook
 
-    def _receive(self, forge: Forge, request: Request, raw: bytes) -> Response:
+    def _refuse(self, received: Received, err: ApiError) -> None:
+        refused = replace(received, status=err.status, reason=err.message)
+        log.warning("webhook refused", extra=_said(refused))
+        self.ledger.refused(refused)
+
+    def _receive(self, forge: Forge, request: Request, raw: bytes, received: Received) -> Response:
         header = request.headers.get(forge.secret_header)
         signed = self._signed_by(forge, raw, header)  # before parsing anything
-        event = request.headers.get(forge.event_header, "")
-        delivery = forge.delivery(request.headers)
+        event, delivery = received.event, received.delivery
         if not delivery:
             what = " or ".join(forge.delivery_headers)
             raise ApiError(400, "missing_delivery", f"{what} header is missing")
@@ -93,15 +161,34 @@ class ForgeHooks:
             ignored = "ping"
         elif event in forge.push_events:
             push, ignored = forge.push(project, delivery, payload)
-        if not self.ledger.record(delivery, event, project.name, push, ignored):
-            return JSONResponse({"duplicate": True, "delivery": delivery})
-        if event in forge.ping_events:
-            return JSONResponse({"ok": True, "project": project.name, "zen": payload.get("zen")})
+        received = replace(received, project=project.name)
         if push is None:
-            log.info("delivery %s (%s) ignored: %s", delivery, project.name, ignored)
-            return JSONResponse({"accepted": False, "ignored": ignored}, status_code=202)
+            verdict = replace(received, verdict=IGNORED, status=202, reason=ignored)
+        elif (run := self.built(push.clone_url, push.sha)) is not None:
+            reason = f"commit {push.sha} already built"
+            verdict = replace(received, verdict=BUILT, status=200, reason=reason, pipeline=run)
+        else:
+            verdict = replace(received, verdict=QUEUED, status=202)
+        if event in forge.ping_events:
+            verdict = replace(verdict, status=200)
+        done = self.ledger.record(verdict, push if verdict.verdict == QUEUED else None)
+        log.info("webhook %s", done.verdict, extra=_said(done, push))
+        return self._answer(done, payload)
+
+    def _answer(self, done: Received, payload: dict[str, Any]) -> Response:
+        found = {"uuid": done.pipeline, "url": run_page(self.public_url, done.pipeline)}
+        if done.verdict == REDELIVERY:
+            body = {"duplicate": True, "delivery": done.delivery, "reason": done.reason}
+            return JSONResponse({**body, **(found if done.pipeline else {})})
+        if done.reason == "ping":
+            return JSONResponse({"ok": True, "project": done.project, "zen": payload.get("zen")})
+        if done.verdict == IGNORED:
+            return JSONResponse({"accepted": False, "ignored": done.reason}, status_code=202)
+        if done.verdict == BUILT:
+            body = {"accepted": False, "duplicate": True, "reason": done.reason, **found}
+            return JSONResponse(body)
         self.queued()
-        return JSONResponse({"accepted": True, "delivery": delivery}, status_code=202)
+        return JSONResponse({"accepted": True, "delivery": done.delivery}, status_code=202)
 
     def _signed_by(self, forge: Forge, raw: bytes, header: str | None) -> list[Project]:
         """The projects whose secret signed this body; 401 if none did."""
@@ -117,6 +204,15 @@ class ForgeHooks:
         return signed
 
 
+def _said(r: Received, push: Push | None = None) -> dict[str, Any]:
+    """The fields of a received delivery's log line."""
+    return fields(
+        forge=r.forge, event=r.event or None, delivery=r.delivery or None, project=r.project,
+        ref=push.ref if push else None, sha=push.sha if push else None,
+        status=r.status, why=r.reason or None, run=r.pipeline,
+    )  # fmt: skip
+
+
 def _matching(forge: Forge, signed: list[Project], payload: dict[str, Any], event: str) -> Project:
     """The project of the payload's repository, matched by clone URL or full name."""
     names = forge.names(payload)
@@ -129,12 +225,12 @@ def _matching(forge: Forge, signed: list[Project], payload: dict[str, Any], even
         url = project.source.url
         if {url, url.removesuffix(".git")} & names:
             return project
-    shown = sorted(names, key=lambda n: ("://" not in n, n))
+    where, clone_url = forge.clone_url(payload)
     raise ApiError(
         404,
         "unknown_repository",
-        f"no project for repository {shown[0] if shown else '?'!r}",
-        field=field,
+        f"no project has source.url {clone_url!r} (the payload's {where})",
+        field=where,
     )
 
 
@@ -229,4 +325,5 @@ GITLAB = Forge(
     "project",
     gitlab_names,
     gitlab_push,
+    "project.git_http_url",
 )

@@ -6,6 +6,9 @@ and the worker takes `queued` rows, so a restart loses no push.
 `webhook_runs` says which project (and GitHub repository) a pipeline came
 from: the worker writes it *before* creating the pipeline, so the status
 reporter and the orchestrator's checkout always find it.
+`webhook_received` (a versioned migration, `otto.psm.store.schema`) lists every
+request a forge hook answered, refused ones too, with its verdict and run, for
+`GET /v1/webhooks/deliveries`; it keeps the latest `KEEP_RECEIVED`.
 
 The pipeline's own `repo` column holds the clone URL (the PSM dedups on
 (repo, sha): the same commit pushed to two branches runs once).
@@ -15,7 +18,8 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, replace
 from typing import Any
 
 from otto.psm.store.base import Store, Tx
@@ -44,6 +48,10 @@ SCHEMA = [
 ]
 
 QUEUED, DONE, IGNORED = "queued", "done", "ignored"
+# What became of a received delivery (`webhook_received.verdict`); QUEUED and IGNORED too.
+REFUSED, REDELIVERY, BUILT, CREATED = "refused", "redelivery", "built", "created"
+KEEP_RECEIVED = 10_000  # rows of webhook_received kept, the latest
+PRUNE_EVERY = 100  # received rows between two prunings
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,27 @@ class Push:
 
 
 @dataclass(frozen=True)
+class Received:
+    """A request a forge hook answered, and its verdict: `refused` (4xx), `ignored`,
+    `redelivery` (a delivery id seen before), `built` (the commit has a run already),
+    `queued` (then `created`, or `built` when the worker finds the commit's run)."""
+
+    forge: str
+    event: str
+    delivery: str
+    verdict: str
+    status: int  # the HTTP status answered
+    reason: str = ""  # why: the error's message, why it is ignored, a rejected run's error
+    project: str | None = None
+    pipeline: str | None = None  # the run it created, or the existing one
+    received_at: float = 0.0
+    id: str = ""
+
+    def stamped(self) -> Received:
+        return replace(self, id=uuid.uuid4().hex, received_at=time.time())
+
+
+@dataclass(frozen=True)
 class RunInfo:
     pipeline: str
     project: str
@@ -79,27 +108,69 @@ class RunInfo:
 
 
 class Ledger:
-    def __init__(self, store: Store) -> None:
+    def __init__(
+        self, store: Store, keep: int = KEEP_RECEIVED, prune_every: int = PRUNE_EVERY
+    ) -> None:
         self.store = store
+        self.keep, self.prune_every = keep, prune_every
+        self._count = 0
         store.write(lambda tx: [tx.run(sql) for sql in SCHEMA])
 
-    def record(
-        self, delivery: str, event: str, project: str | None, push: Push | None, note: str = ""
-    ) -> bool:
-        """Record a delivery; False if that id was seen before (a redelivery)."""
+    def record(self, received: Received, push: Push | None) -> Received:
+        """Record a delivery (queued when `push` is given) with how it was received, in one
+        transaction. A redelivery (an id seen before) is recorded as `redelivery`, and
+        what it returns names the run the first delivery came to, if any."""
+        entry = received.stamped()
 
-        def work(tx: Tx) -> bool:
-            if tx.one("SELECT id FROM webhook_deliveries WHERE id = ?", delivery):
-                return False
-            state, body = (QUEUED, push.to_json()) if push else (IGNORED, None)
+        def work(tx: Tx) -> Received:
+            seen = tx.one(
+                "SELECT pipeline, note FROM webhook_deliveries WHERE id = ?", entry.delivery
+            )
+            if seen is not None:
+                again = replace(entry, verdict=REDELIVERY, status=200, pipeline=seen["pipeline"])
+                _insert_received(tx, replace(again, reason=seen["note"] or ""))
+                return again
+            state = QUEUED if push else DONE if entry.pipeline else IGNORED
             tx.run(
                 "INSERT INTO webhook_deliveries (id, event, project, state, push, note,"
-                " received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                *(delivery, event, project, state, body, note or None, time.time()),
+                " pipeline, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                *(entry.delivery, entry.event, entry.project, state),
+                *(push.to_json() if push else None, entry.reason or None, entry.pipeline),
+                entry.received_at,
             )
-            return True
+            _insert_received(tx, entry)
+            return entry
 
-        return self.store.write(work)
+        return self._received(work)
+
+    def refused(self, received: Received) -> None:
+        """Note a refused request (it is no delivery: a later, valid one may have its id)."""
+        self._received(lambda tx: _insert_received(tx, received.stamped()))
+
+    def _received(self, work: Any) -> Any:
+        self._count += 1
+        if self._count % self.prune_every:
+            return self.store.write(work)
+
+        def pruned(tx: Tx) -> Any:
+            tx.run(
+                "DELETE FROM webhook_received WHERE received_at < (SELECT MIN(received_at) FROM"
+                " (SELECT received_at FROM webhook_received ORDER BY received_at DESC LIMIT ?)"
+                " AS newest)",
+                self.keep,
+            )
+            return work(tx)
+
+        return self.store.write(pruned)
+
+    def received(self, limit: int) -> list[Received]:
+        """The latest `limit` requests the hooks answered, newest first."""
+        rows = self.store.read(
+            lambda tx: tx.all(
+                "SELECT * FROM webhook_received ORDER BY received_at DESC, id LIMIT ?", limit
+            )
+        )
+        return [Received(**{k: row[k] for k in RECEIVED_COLUMNS}) for row in rows]
 
     def queued(self) -> list[Push]:
         rows = self.store.read(
@@ -109,13 +180,24 @@ class Ledger:
         )
         return [Push.from_json(r["push"]) for r in rows]
 
-    def finish(self, delivery: str, note: str, pipeline: str | None = None) -> None:
-        self.store.write(
-            lambda tx: tx.run(
+    def finish(
+        self, delivery: str, verdict: str, reason: str = "", pipeline: str | None = None
+    ) -> None:
+        """A queued delivery is done: it `created` `pipeline`, found the commit `built`, or
+        is `ignored` after all."""
+
+        def work(tx: Tx) -> None:
+            tx.run(
                 "UPDATE webhook_deliveries SET state = ?, note = ?, pipeline = ? WHERE id = ?",
-                *(DONE, note, pipeline, delivery),
+                *(DONE, reason or verdict, pipeline, delivery),
             )
-        )
+            tx.run(
+                "UPDATE webhook_received SET verdict = ?, reason = ?, pipeline = ?"
+                " WHERE delivery = ? AND verdict = ?",
+                *(verdict, reason, pipeline, delivery, QUEUED),
+            )
+
+        self.store.write(work)
 
     def add_run(self, run: RunInfo) -> None:
         self.store.write(
@@ -147,4 +229,18 @@ def _run(row: Any) -> RunInfo:
         row["ref"],
         row["sha"],
         bool(row["checkout"]),
+    )
+
+
+RECEIVED_COLUMNS = (
+    "forge", "event", "delivery", "verdict", "status", "reason", "project", "pipeline",
+    "received_at", "id",
+)  # fmt: skip
+
+
+def _insert_received(tx: Tx, r: Received) -> None:
+    tx.run(
+        f"INSERT INTO webhook_received ({', '.join(RECEIVED_COLUMNS)})"
+        f" VALUES ({', '.join('?' * len(RECEIVED_COLUMNS))})",
+        *(getattr(r, name) for name in RECEIVED_COLUMNS),
     )

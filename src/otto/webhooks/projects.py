@@ -1,11 +1,12 @@
-"""Projects: `$OTTO_HOME/projects.d/*.yml`, one repository each (issue 6).
+"""Projects: `$OTTO_HOME/projects.d/*.yml`, one repository each.
 
 A project names its repository (`source.url`, the clone URL a forge sends as
 `repository.clone_url`), which refs trigger runs, where the Ottofile is, the
 environment variable holding the webhook secret (never the secret itself),
 whether contexts start with a checkout, where commit statuses go, and who
 else hears of its runs (outbound webhook subscribers). A file that cannot be
-used is reported with its file and line; the others load.
+used is reported with every problem at once, each at its line, naming the key
+(`line 7: unknown key 'secert_env' (did you mean 'secret_env'?)`); the others load.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from otto.psm.states import ALLOWED
 from otto.redact import redact_url
 from otto.status import Status
+from otto.validation import mistakes
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+PROJECT_FILES = ("*.yml", "*.yaml")  # in projects.d
 Entity = Literal["pipeline", "batch", "context", "step"]
 ENTITIES: list[Entity] = ["pipeline", "batch", "context", "step"]
 # Every state any entity can reach, and every outcome status: what `states` may name.
@@ -133,6 +136,10 @@ class Problem:
     def __str__(self) -> str:
         return f"{self.file}:{self.line}: {self.message}"
 
+    def at_line(self) -> str:
+        """`line 7: unknown key …`: the problem within its file."""
+        return f"line {self.line}: {self.message}"
+
 
 def load_projects(directory: Path) -> tuple[list[Project], list[Problem]]:
     """Every project in `directory` (`*.yml`, `*.yaml`), and what is wrong with the others."""
@@ -140,11 +147,11 @@ def load_projects(directory: Path) -> tuple[list[Project], list[Problem]]:
     problems: list[Problem] = []
     if not directory.is_dir():
         return projects, problems
-    files = sorted([*directory.glob("*.yml"), *directory.glob("*.yaml")])
+    files = sorted(file for pattern in PROJECT_FILES for file in directory.glob(pattern))
     for file in files:
         loaded = _load_one(file)
-        if isinstance(loaded, Problem):
-            problems.append(loaded)
+        if isinstance(loaded, list):
+            problems += loaded
         elif any(p.source.url == loaded.source.url for p in projects):
             problems.append(Problem(file, 1, f"another project already has {loaded.source.url}"))
         else:
@@ -152,28 +159,27 @@ def load_projects(directory: Path) -> tuple[list[Project], list[Problem]]:
     return projects, problems
 
 
-def _load_one(file: Path) -> Project | Problem:
+def _load_one(file: Path) -> Project | list[Problem]:
+    """The project of `file`, or every problem with it (each at its own line)."""
     try:
         text = file.read_text(encoding="utf-8")
         node = yaml.compose(text)
         data = yaml.safe_load(text)
     except OSError as exc:
-        return Problem(file, 1, f"cannot read: {exc.strerror or exc}")
+        return [Problem(file, 1, f"cannot read: {exc.strerror or exc}")]
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else 1
         line = min(line, max(1, len(text.splitlines())))  # "end of stream": the last line
-        return Problem(file, line, f"not valid YAML: {exc.problem or exc}")
+        return [Problem(file, line, f"not valid YAML: {exc.problem or exc}")]
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        return Problem(file, 1, f"not valid YAML: {exc}")
+        return [Problem(file, 1, f"not valid YAML: {exc}")]
     if not isinstance(data, dict):
-        return Problem(file, 1, "expected a mapping (title, source, secret_env, …)")
+        return [Problem(file, 1, "expected a mapping (title, source, secret_env, …)")]
     try:
         return Project.model_validate({**data, "name": file.stem})
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = tuple(first["loc"])
-        where = ".".join(str(p) for p in loc)
-        return Problem(file, _line_of(node, loc), f"{where}: {first['msg']}")
+        found = [Problem(file, _line_of(node, m.loc), m.message) for m in mistakes(exc, Project)]
+        return sorted(found, key=lambda p: p.line)
 
 
 def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int:

@@ -28,6 +28,11 @@ HEADERS = {
 }
 
 
+def run_page(public_url: str, pipeline: str) -> str:
+    """A run's page in the dashboard."""
+    return f"{public_url.rstrip('/')}/pipelines/{pipeline}"
+
+
 def status_entries(t: Transition, run: RunInfo, project: Project, public_url: str) -> list[Entry]:
     """The commit status a pipeline transition reports, if any."""
     statuses = project.statuses
@@ -47,7 +52,7 @@ def status_entries(t: Transition, run: RunInfo, project: Project, public_url: st
     url = f"{statuses.api_url.rstrip('/')}/repos/{run.full_name}/statuses/{run.sha}"
     body = {
         "state": state,
-        "target_url": f"{public_url.rstrip('/')}/pipelines/{run.pipeline}",  # the dashboard
+        "target_url": run_page(public_url, run.pipeline),
         "description": _clip(description),
         "context": statuses.context,
     }

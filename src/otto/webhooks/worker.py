@@ -2,8 +2,10 @@
 
 Acknowledged pushes wait as `queued` rows in the ledger; this thread takes
 them in order (also those left over from before a restart). An unreachable
-repository is retried with back-off; a commit without a usable Ottofile still
-becomes a visible run, Complete with Error (`config_error`), never a silent drop.
+repository is retried with back-off; a commit without a usable Ottofile (missing,
+not parsing, or calling a step wrongly: `otto.steps.checking`) still becomes a
+visible run, Complete with Error (`config_error`), never a silent drop — and
+nothing of it runs.
 """
 
 from __future__ import annotations
@@ -14,15 +16,16 @@ from collections.abc import Callable
 from typing import Any
 
 from otto.model import Pipeline
-from otto.parser import ParseError, parse
-from otto.psm import About, Conflict, PipelineStateMachine
-from otto.webhooks.ledger import Ledger, Push, RunInfo
+from otto.parser import ParseError
+from otto.psm import CONFIG_ERROR, About, Conflict, PipelineStateMachine
+from otto.serverlog import fields
+from otto.steps.checking import check_ottofile
+from otto.webhooks.ledger import BUILT, CREATED, IGNORED, Ledger, Push, RunInfo
 from otto.webhooks.mirror import Mirrors, NoSuchFile, Unreachable
 from otto.webhooks.projects import Project
 
 log = logging.getLogger("otto.webhooks")
 
-CONFIG_ERROR = "config_error"
 SUPERSEDED = "superseded"
 
 
@@ -84,7 +87,7 @@ class PushWorker(threading.Thread):
     def handle(self, push: Push) -> None:
         project = self.project(push.project)
         if project is None:
-            self.ledger.finish(push.delivery, f"ignored: project {push.project} is gone")
+            self.ledger.finish(push.delivery, IGNORED, f"project {push.project} is gone")
             return
         model, rejected = self._pipeline(project, push)
         info = RunInfo(
@@ -112,16 +115,15 @@ class PushWorker(threading.Thread):
         )
         if created.duplicate:
             self.ledger.drop_run(model.uuid)
-            log.info("push %s: %s already ran as %s", push.delivery, push.sha, created.uuid)
-            self.ledger.finish(push.delivery, "duplicate commit", created.uuid)
+            said = fields(delivery=push.delivery, sha=push.sha, run=created.uuid)
+            log.info("webhook built: the commit already has a run", extra=said)
+            reason = f"commit {push.sha} already built"
+            self.ledger.finish(push.delivery, BUILT, reason, created.uuid)
             return
         if rejected is None:
             self._supersede(project, push, created.uuid)
-        note = f"rejected: {rejected[1]}" if rejected else "created"
-        log.info(
-            "push %s (%s %s): pipeline %s %s", push.delivery, push.ref, push.sha, created.uuid, note
-        )
-        self.ledger.finish(push.delivery, note, created.uuid)
+        reason = f"{rejected[0]}: {rejected[1]}" if rejected else ""
+        self.ledger.finish(push.delivery, CREATED, reason, created.uuid)  # PSM logged the run
 
     def _supersede(self, project: Project, push: Push, newer: str) -> None:
         """Abort the older runs of this branch the project's policy lets a push replace:
@@ -145,10 +147,10 @@ class PushWorker(threading.Thread):
                 )
             except Conflict:
                 continue  # it ended meanwhile
-            log.info("pipeline %s superseded by %s", run["uuid"], newer)
+            log.info("run superseded", extra=fields(uuid=run["uuid"], by=newer))
 
     def _pipeline(self, project: Project, push: Push) -> tuple[Pipeline, tuple[str, str] | None]:
-        """The pipeline to create, or an empty one with why it cannot run."""
+        """The pipeline to create, and why it cannot run (None when it can)."""
         path = project.pipeline.path
         text = project.pipeline.inline
         if text is None:
@@ -158,12 +160,12 @@ class PushWorker(threading.Thread):
                 return Pipeline(), (CONFIG_ERROR, str(exc))
         name = f"{project.name}:inline" if project.pipeline.inline is not None else path
         try:
-            pipeline = parse(text, name)
+            pipeline, problems = check_ottofile(text, name)
         except ParseError as exc:
             return Pipeline(), (CONFIG_ERROR, str(exc))
         if not pipeline.batches:  # as the API refuses one: a run of nothing is no Success
             return Pipeline(), (CONFIG_ERROR, f"{name}: the pipeline has no stages")
-        return pipeline, None
+        return pipeline, (CONFIG_ERROR, problems) if problems else None
 
     def _read(self, project: Project, push: Push) -> str:
         path = project.pipeline.path

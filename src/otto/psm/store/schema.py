@@ -113,4 +113,47 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at)",
     ],
+    [
+        # Why a run was refused at creation (config_error: its Ottofile does not parse or
+        # calls a step wrongly) and what to say ({"message": …}), for every list and page.
+        "ALTER TABLE pipelines ADD COLUMN rejected_reason TEXT",
+        "ALTER TABLE pipelines ADD COLUMN rejected_data TEXT",
+        # Runs refused before these columns: their reason and message are in the log.
+        "UPDATE pipelines SET"
+        " rejected_reason = (SELECT t.reason FROM transitions t WHERE t.pipeline = pipelines.uuid"
+        " AND t.entity = 'pipeline' AND t.from_state = 'Pending' AND t.to_state = 'Complete'),"
+        " rejected_data = (SELECT t.data FROM transitions t WHERE t.pipeline = pipelines.uuid"
+        " AND t.entity = 'pipeline' AND t.from_state = 'Pending' AND t.to_state = 'Complete')"
+        " WHERE state = 'Complete' AND NOT EXISTS"
+        " (SELECT 1 FROM batches b WHERE b.pipeline = pipelines.uuid)",
+    ],
+    [
+        # When a run's last retry started it again: its duration counts from there.
+        "ALTER TABLE pipelines ADD COLUMN retried_at DOUBLE PRECISION",
+    ],
+    [
+        # A stage's timeout (seconds; NULL: the server's default_stage_timeout) and, while
+        # it runs, its deadline: stored, so that a restart does not forget it.
+        "ALTER TABLE contexts ADD COLUMN stage_timeout DOUBLE PRECISION",
+        "ALTER TABLE contexts ADD COLUMN deadline DOUBLE PRECISION",
+        "CREATE INDEX contexts_deadline ON contexts (deadline)",
+    ],
+    [
+        # Every request a forge's webhook endpoint answered, refused ones too, and what
+        # became of it: GET /v1/webhooks/deliveries (otto.webhooks.ledger keeps the latest).
+        """CREATE TABLE webhook_received (
+            id TEXT PRIMARY KEY,
+            received_at DOUBLE PRECISION NOT NULL,
+            forge TEXT NOT NULL,
+            event TEXT NOT NULL,
+            delivery TEXT NOT NULL,
+            verdict TEXT NOT NULL,
+            status INTEGER NOT NULL,
+            reason TEXT NOT NULL,
+            project TEXT,
+            pipeline TEXT
+        )""",
+        "CREATE INDEX webhook_received_at ON webhook_received (received_at)",
+        "CREATE INDEX webhook_received_delivery ON webhook_received (delivery)",
+    ],
 ]

@@ -46,6 +46,8 @@ async function refreshRegion(region) {
     if (rows.length) {
       region.append(...rows);
       region.dataset.after = rows[rows.length - 1].dataset.seq;
+      const count = document.getElementById("timeline-count");
+      if (count) count.textContent = String(Number(count.textContent) + rows.length);
     }
     return;
   }
@@ -154,23 +156,36 @@ document.addEventListener("click", (event) => {
     if (!button.dataset.confirm || confirm(button.dataset.confirm)) post(button.dataset.post);
     return;
   }
-  const step = event.target.closest("a.step[data-key]");
+  const step = event.target.closest("a.step[data-key], a[href^='?step=']");
   if (step) {
     event.preventDefault();
     const url = new URL(step.href);
     history.replaceState(null, "", url.pathname + url.search + "#log");
-    openLog(step.dataset.key, step.dataset.title);
+    showLog(url.searchParams.get("step"));
+    return;
+  }
+  const line = event.target.closest("#log-text a.ln");
+  if (line) { // a link to the line that works for whoever opens it: the step is named
+    event.preventDefault();
+    const url = new URL(location.href);
+    url.searchParams.set("step", openStepId());
+    history.replaceState(null, "", url.pathname + url.search + line.getAttribute("href"));
+    for (const old of document.querySelectorAll("#log-text .linked")) old.classList.remove("linked");
+    line.parentElement.classList.add("linked");
   }
 });
 
 // -- the live log -------------------------------------------------------------------
-const TAIL = 256 * 1024; // bytes shown when a log opens
+// The server renders a window of a log (`?step=ID&part=log`, its last lines or those
+// around `&line=N`) as numbered plain text; the script reads the same bytes raw (from
+// `data-start`, numbering from `data-first`) to colour them, then follows the log's growth.
 const CHUNK = 512 * 1024; // most bytes read at once
 const KEEP = 1024 * 1024; // characters kept on the page: a 100 MB log never freezes the tab
 let reading = 0; // which log is open: a newer one stops the older's reader
 
 function openStepId() {
-  return new URL(location.href).searchParams.get("step");
+  const log = document.getElementById("log");
+  return (log && log.dataset.step) || new URL(location.href).searchParams.get("step");
 }
 
 function markOpenStep() {
@@ -186,72 +201,131 @@ function stepFinished() {
   return !link || FINISHED.has(link.dataset.state);
 }
 
-function size(bytes) {
-  return bytes >= 1048576 ? `${(bytes / 1048576).toFixed(1)} MB` : `${Math.ceil(bytes / 1024)} KB`;
+function linkedLine() {
+  const found = /^#L(\d+)$/.exec(location.hash);
+  return found ? Number(found[1]) : 0;
 }
 
-async function openLog(key, title) {
+async function showLog(step, line = 0) {
   const mine = ++reading;
-  const section = document.getElementById("log");
-  const pre = document.getElementById("log-text");
-  const info = document.getElementById("log-info");
-  const raw = `/v1/objects/${key}`;
-  section.hidden = false;
-  section.dataset.key = key;
-  document.getElementById("log-title").textContent = title;
-  document.getElementById("log-raw").href = raw;
-  pre.textContent = "";
-  info.textContent = "";
-  markOpenStep();
-  const ansi = new AnsiUp();
-  const decoder = new TextDecoder();
-  let shown = 0;
-  let offset = null; // null: start from the tail
+  const url = new URL(location.pathname, location.href);
+  url.searchParams.set("step", step);
+  url.searchParams.set("part", "log");
+  if (line) url.searchParams.set("line", String(line));
+  let fresh;
+  try {
+    const response = await fetch(url, { cache: "no-store" });
+    if (!response.ok) throw new Error(`${url}: ${response.status}`);
+    const template = document.createElement("template");
+    template.innerHTML = (await response.text()).trim();
+    fresh = template.content.firstElementChild;
+  } catch {
+    notice("The log could not be read; try again.");
+    return;
+  }
+  if (mine !== reading || !fresh) return;
+  document.getElementById("log").replaceWith(fresh);
+  follow(fresh, mine);
+}
 
-  const write = (buffer) => {
-    const text = decoder.decode(new Uint8Array(buffer), { stream: true });
-    if (!text) return;
-    const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 8;
-    const span = document.createElement("span");
-    span.append(...coloured(ansi.ansi_to_html(text)));
-    pre.append(span);
-    shown += text.length;
-    while (shown > KEEP && pre.firstChild) {
-      shown -= pre.firstChild.textContent.length;
-      pre.firstChild.remove();
-      info.textContent = "the beginning is in the raw log";
+// Lines as the server numbers them: `<span class="line" id="L42"><a class="ln">` (the
+// number is drawn by CSS) and the line's coloured text. Only "\n" ends a line.
+class LineWriter {
+  constructor(pre, first) {
+    this.pre = pre;
+    this.next = first;
+    this.open = null;
+    this.ansi = new AnsiUp();
+    this.decoder = new TextDecoder();
+    this.shown = 0;
+  }
+
+  write(buffer) {
+    const text = this.decoder.decode(new Uint8Array(buffer), { stream: true });
+    const parts = text.split("\n");
+    parts.forEach((part, index) => {
+      if (part) this.line().append(...coloured(this.ansi.ansi_to_html(part)));
+      if (index < parts.length - 1) {
+        this.line().append("\n");
+        this.open = null;
+      }
+    });
+    this.shown += text.length;
+    let trimmed = false;
+    while (this.shown > KEEP && this.pre.firstChild && this.pre.firstChild !== this.open) {
+      this.shown -= this.pre.firstChild.textContent.length;
+      this.pre.firstChild.remove();
+      trimmed = true;
     }
-    if (atBottom) pre.scrollTop = pre.scrollHeight;
-  };
+    return trimmed;
+  }
+
+  line() {
+    if (!this.open) {
+      const number = this.next++;
+      const line = document.createElement("span");
+      line.className = "line";
+      line.id = `L${number}`;
+      const link = document.createElement("a");
+      link.className = "ln";
+      link.href = `#L${number}`;
+      link.dataset.n = String(number);
+      link.setAttribute("aria-label", `line ${number}`);
+      line.append(link);
+      this.pre.append(line);
+      this.open = line;
+    }
+    return this.open;
+  }
+}
+
+function scrollLog(pre) {
+  const target = document.getElementById(`L${linkedLine()}`);
+  if (target && pre.contains(target)) {
+    target.scrollIntoView({ block: "center" });
+    target.classList.add("linked");
+  } else {
+    pre.scrollTop = pre.scrollHeight;
+  }
+}
+
+async function follow(section, mine) {
+  markOpenStep();
+  if (!section.dataset.key) return;
+  const pre = section.querySelector("#log-text");
+  const info = section.querySelector("#log-info");
+  const raw = `/v1/objects/${section.dataset.key}`;
+  const end = section.dataset.atEnd === "yes" ? Infinity : Number(section.dataset.end);
+  const lines = new LineWriter(pre, Number(section.dataset.first || 1));
+  let offset = Number(section.dataset.start || 0);
+  let first = true; // the server's text stays until its coloured copy replaces it
+  scrollLog(pre);
 
   while (mine === reading) {
-    const finished = stepFinished(); // read before fetching: the last bytes come first
+    const finished = end !== Infinity || stepFinished(); // before reading: last bytes first
     let got = 0;
     try {
-      if (offset !== null && (await logSize(raw)) <= offset) { // nothing new: ask no range
-        if (finished) return;
-        await pause(500);
-        continue;
-      }
-      const range = offset === null ? `bytes=-${TAIL}` : `bytes=${offset}-${offset + CHUNK - 1}`;
-      const response = await fetch(raw, { headers: { Range: range }, cache: "no-store" });
-      if (mine !== reading) return;
-      if (response.status === 206) {
-        const [span, total] = response.headers.get("Content-Range").split(" ")[1].split("/");
-        const start = Number(span.split("-")[0]);
-        if (offset === null && start > 0) {
-          info.textContent = `showing the last ${size(Number(total) - start)} of ${size(Number(total))}`;
+      const size = await logSize(raw);
+      const stop = Math.min(size, end, offset + CHUNK);
+      if (stop > offset) {
+        const range = `bytes=${offset}-${stop - 1}`;
+        const response = await fetch(raw, { headers: { Range: range }, cache: "no-store" });
+        if (mine !== reading) return;
+        if (response.status === 206) {
+          const buffer = await response.arrayBuffer();
+          const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 8;
+          if (first) pre.textContent = "";
+          got = buffer.byteLength;
+          offset += got;
+          if (lines.write(buffer)) info.textContent = "the beginning is in the raw log";
+          if (first) scrollLog(pre);
+          else if (atBottom) pre.scrollTop = pre.scrollHeight;
+          first = false;
+          if (end === Infinity && size - offset > KEEP) { // far behind a fast writer
+            showLog(section.dataset.step); // its tail again; the raw log has every byte
+            return;
+          }
         }
-        const buffer = await response.arrayBuffer();
-        got = buffer.byteLength;
-        offset = start + got;
-        write(buffer);
-        if (Number(total) - offset > KEEP) { // far behind a fast writer: jump to the tail
-          offset = null;
-          info.textContent = "skipped ahead: the raw log has every byte";
-        }
-      } else if (offset === null) {
-        offset = 0; // nothing written yet
       }
     } catch {
       // The server is away; try again.
@@ -292,6 +366,8 @@ function pause(ms) {
 // -- start ----------------------------------------------------------------------------
 const initial = document.getElementById("log");
 if (initial && initial.dataset.key) {
-  openLog(initial.dataset.key, document.getElementById("log-title").textContent);
+  const line = linkedLine();
+  if (line && !document.getElementById(`L${line}`)) showLog(initial.dataset.step, line);
+  else follow(initial, ++reading);
 }
 connect();

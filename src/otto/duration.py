@@ -1,0 +1,47 @@
+"""Durations as people write them: `30s`, `10m`, `1h`, `1h30m`, `1.5m`, or seconds (`90`).
+
+Stage and step timeouts (`timeout = '10m'`, `timeout: '30s'`) and duration settings
+(`default_stage_timeout`) are read here, so all of them accept the same forms.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+_NUMBER = r"\d+(?:\.\d+)?"
+_DURATION = re.compile(rf"(?:({_NUMBER})h)?(?:({_NUMBER})m)?(?:({_NUMBER})s)?")
+_SECONDS = re.compile(_NUMBER)
+EXAMPLES = "30s, 10m, 1h or 1h30m"
+
+
+class DurationError(ValueError):
+    """Not a duration; `why` says what one looks like (without the value)."""
+
+    def __init__(self, value: object, why: str) -> None:
+        super().__init__(f"'{value}' is not a duration: {why}")
+        self.why = why
+
+
+def parse_duration(value: str | int | float) -> float:
+    """Seconds, more than zero; DurationError saying what a duration looks like otherwise."""
+    like = f"write e.g. {EXAMPLES}"
+    if isinstance(value, bool):
+        raise DurationError(value, like)
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        text = value.strip()
+        match = _DURATION.fullmatch(text)
+        if _SECONDS.fullmatch(text):
+            seconds = float(text)
+        elif text and match:
+            hours, minutes, secs = (float(part or 0) for part in match.groups())
+            seconds = hours * 3600 + minutes * 60 + secs
+        else:
+            raise DurationError(value, like)
+    if not math.isfinite(seconds):
+        raise DurationError(value, like)
+    if not seconds > 0:
+        raise DurationError(value, "it must be more than zero")
+    return seconds
