@@ -27,10 +27,10 @@ import time
 from pathlib import Path
 
 from otto.agent import Invocation, JsonLinesReporter, run_agent
-from otto.agent.reporter import step_log_key
 from otto.isolation import SandboxSpec
 from otto.model import Context, Step, new_uuid
 from otto.objectstore import open_store
+from otto.objectstore.keys import step_log_key
 from otto.status import Status
 
 STEPS = 200

@@ -26,9 +26,10 @@ there); (b) the contexts' provisioning, step and release times by the agent's
 timestamps, and each engine command the agent runs for a context (`run --detach --rm
 --pull missing`, `exec` with the step's `--workdir`/`--env` arguments; none to end it:
 the container ends when the agent closes its lifeline, and the engine removes it) timed
-bare; (c) per-step medians, and the time
-between steps. The (c) baseline brackets Otto's run: half of the execs before it, half
-after.
+bare, and the machine's CPU per `run --rm` and per `exec`: the floor of (b) where the
+machine is CPU-bound, since a context needs a container's life and an exec per step;
+(c) per-step medians, and the time between steps. The (c) baseline brackets Otto's run:
+half of the execs before it, half after.
 
 This machine's container quirks are settings, as for the tests (tests/isolationkit.py):
 OTTO_CONTAINER_RUNTIME=runc OTTO_CONTAINER_ARGS='--ulimit nofile=1024:1024 --ulimit
@@ -412,6 +413,34 @@ def anatomy(workdir: Path) -> None:
         f"context = the sum of 2 = {(run_d + plain) * 1000:.0f} ms vs one run --rm "
         f"{whole * 1000:.0f} ms"
     )
+    with bench_container() as name:
+        exec_cpu = machine_cpu(lambda: podman("exec", name, "true"), 10)
+    run_cpu = machine_cpu(lambda: podman("run", "--rm", *container_run_args(), TEST_IMAGE, "true"))
+    print(
+        f"    CPU of the whole machine (engine, conmon, runtime, cleanup): one run --rm "
+        f"{run_cpu * 1000:.0f} ms, one exec {exec_cpu * 1000:.0f} ms: a context of one step "
+        f"(a container's life + one exec) on a CPU-bound machine is at least "
+        f"{(run_cpu + exec_cpu) / run_cpu:.2f}× one run --rm"
+    )
+
+
+def machine_cpu(action: Callable[[], object], count: int = 5, settle: float = 2.0) -> float:
+    """CPU seconds of the whole machine per call (what the engine's helper processes do
+    after a call returns included: `settle` seconds are waited, the idle load taken off)."""
+
+    def busy() -> float:
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:]]
+        return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+    start = busy()
+    time.sleep(settle)
+    idle = busy() - start
+    start = busy()
+    for _ in range(count):
+        action()
+    time.sleep(settle)
+    return max(0.0, busy() - start - idle) / count
 
 
 def part_b(bench: Bench, tmp: Path, rounds: int, contexts: int, concurrency: int) -> None:

@@ -122,7 +122,7 @@ def main() -> int:
         f"targets >= 10,000/s and >= 0.25 x)"
     )
     if not args.no_postgres:
-        from tests.pg import throwaway_postgres  # a throw-away cluster, as the tests start
+        from tests.pgkit import throwaway_postgres  # a throw-away cluster, as the tests start
 
         with throwaway_postgres() as dsn:
             elapsed, count = min(

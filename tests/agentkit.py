@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from otto.agent import Invocation, JsonLinesReporter, run_agent
-from otto.agent.reporter import context_log_key, step_log_key
 from otto.agent.runner import ContextResult
 from otto.model import Context, Step
 from otto.objectstore import FilesystemStore, ObjectNotFound
+from otto.objectstore.keys import context_log_key, step_log_key
 
 PYTHON = sys.executable
 CONTROL = f"{PYTHON} -m otto.agent.control"

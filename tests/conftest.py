@@ -1,6 +1,6 @@
 """Shared fixtures: a throw-away PostgreSQL cluster and PSMs on both backends.
 
-PostgreSQL: one cluster per test session (tests/pg.py), one fresh schema per
+PostgreSQL: one cluster per test session (tests/pgkit.py), one fresh schema per
 test. Without server binaries the PostgreSQL tests are skipped, unless
 OTTO_REQUIRE_POSTGRES=1 (set by .ci/run), which makes that a failure.
 """
@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from motokit import make_bucket, moto_endpoint  # noqa: F401 - fixtures for every folder
-from pg import Cluster, PostgresUnavailable, throwaway_cluster
+from pgkit import Cluster, PostgresUnavailable, throwaway_cluster
 
 BACKENDS = ["sqlite", "postgres"]
 _schemas = itertools.count(1)

@@ -26,7 +26,7 @@ Every answer gets `X-Content-Type-Options: nosniff` and `Referrer-Policy:
 same-origin`; pages (anything outside `/v1/`) also a strict
 `Content-Security-Policy` and `X-Frame-Options: DENY`.
 
-Without a token, the server only listens on a loopback address (`is_loopback`).
+Without a token, the server only listens on a loopback address (`otto.config.is_loopback`).
 """
 
 from __future__ import annotations
@@ -72,15 +72,6 @@ WILDCARDS = frozenset({"", "0.0.0.0", "::", "[::]"})
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 
 LoginPage = Callable[[str, str], str]  # (where to go next, an error) → the login page's HTML
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower() in ("localhost", "localhost."):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a host name other than localhost: it may well be reachable
 
 
 def needs_token(method: str, path: str) -> bool:

@@ -317,8 +317,10 @@ the uncommitted changes, without what .gitignore ignores); with --server, or --c
 
     def call() -> int:
         if not server:
+            from otto.server import build_app  # only the embedded server needs it loaded
+
             workdir = None if clean else Path.cwd()
-            return run_here(text, term, home=home, workdir=workdir, output=output)
+            return run_here(text, term, build_app, home=home, workdir=workdir, output=output)
         with connect(server, token) as client:
             return run_pipeline(client, text, term, output)
 

@@ -9,6 +9,7 @@ Every setting is a field of `Settings`; a bad value names its source.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,13 +18,21 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from otto.auth import is_loopback
 from otto.duration import parse_duration
 from otto.isolation.policy import IsolationPolicy, names
 from otto.serverlog import LogFormat, LogLevel
 from otto.validation import did_you_mean, first_mistake
 
 DEFAULT_PORT = 7670
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost: it may well be reachable
 
 
 class ConfigError(ValueError):

@@ -1,7 +1,8 @@
 """Durations as people write them: `30s`, `10m`, `1h`, `1h30m`, `1.5m`, or seconds (`90`).
 
 Stage and step timeouts (`timeout = '10m'`, `timeout: '30s'`) and duration settings
-(`default_stage_timeout`) are read here, so all of them accept the same forms.
+(`default_stage_timeout`) are read here, so all of them accept the same forms; and
+`format_duration` writes how long something took, for the CLI and the dashboard.
 """
 
 from __future__ import annotations
@@ -45,3 +46,20 @@ def parse_duration(value: str | int | float) -> float:
     if not seconds > 0:
         raise DurationError(value, "it must be more than zero")
     return seconds
+
+
+def format_duration(seconds: float, spaced: bool = False) -> str:
+    """`4.2s`, `12s`, `3m05s`, `1h02m`, as a terminal shows them; `spaced`: `850 ms`,
+    `12.3 s`, `4 m 05 s`, `1 h 02 m`, as the dashboard does (tenths up to a minute)."""
+    gap = " " if spaced else ""
+    if spaced and seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < (60 if spaced else 10):
+        return f"{seconds:.1f}{gap}s"
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}{gap}m{gap}{secs:02d}{gap}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}{gap}h{gap}{minutes:02d}{gap}m"

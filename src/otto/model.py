@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from otto.duration import parse_duration
+from otto.validation import first_error
 
 M = TypeVar("M", bound=BaseModel)
 Parameters = list[JsonValue] | dict[str, JsonValue]
@@ -125,6 +126,16 @@ class Pipeline(_Strict):
         return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
 
 
+class Checkout(_Strict):
+    """The commit a run's workspaces start from: cloned (this exact SHA) before any step
+    runs. Made by webhooks (a push) and `otto run` (the working tree), carried by the
+    orchestrator to the agent in its invocation."""
+
+    url: str = Field(min_length=1)
+    sha: str = Field(pattern=r"^[0-9a-fA-F]{4,64}$")
+    branch: str | None = None  # fetched first when given: the commit is usually on it
+
+
 def _path(loc: tuple[int | str, ...]) -> str:
     out = ""
     for part in loc:
@@ -206,9 +217,8 @@ def _validate(model: type[M], data: Any, path: str = "") -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = _path(first["loc"])
-        raise ModelError(f"{path}.{loc}" if path and loc else path or loc, first["msg"]) from None
+        loc, message = first_error(exc, _path)
+        raise ModelError(f"{path}.{loc}" if path and loc else path or loc, message) from None
 
 
 def _check_duration(value: str | None, path: str) -> None:

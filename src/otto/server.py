@@ -23,15 +23,14 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from otto import __version__, serverlog
-from otto.agent.invocation import Checkout
 from otto.agent.masking import url_secrets
-from otto.api import openapi, routes
 from otto.auction import Auctioneer
-from otto.auction.api import AuctionApi
-from otto.auction.remote import Orchestrators
+from otto.auction.remote_bidder import Orchestrators
+from otto.auction.routes import AuctionApi
 from otto.auth import Access, Guard
 from otto.config import Settings
 from otto.diskspace import SpaceWatch
+from otto.endpoints import openapi, routes
 from otto.limits import (
     KEEP_ALIVE,
     MAX_HEAD_BYTES,
@@ -42,14 +41,19 @@ from otto.limits import (
     listen_backlog,
     raise_nofile,
 )
-from otto.objectstore import http as objects_http
+from otto.model import Checkout, Pipeline
 from otto.objectstore import open_store as open_object_store
+from otto.objectstore import routes as object_routes
 from otto.objectstore.apidoc import object_paths
 from otto.objectstore.base import DEFAULT_MAX_OBJECT_SIZE
 from otto.orchestrator import Orchestrator
+from otto.parser import ParseError
+from otto.parser import routes as parser_routes
 from otto.psm import PipelineStateMachine, open_store
-from otto.psm.api import PsmApi
+from otto.psm.executor_routes import ExecutorApi
+from otto.psm.routes import PsmApi
 from otto.serverlog import fields
+from otto.steps.checking import check_model, check_ottofile
 from otto.web import Dashboard
 from otto.webhooks import Webhooks
 
@@ -85,6 +89,15 @@ def watched_paths(settings: Settings) -> list[Path]:
     return paths
 
 
+def _read_ottofile(text: str) -> tuple[Pipeline, str | None]:
+    """An Ottofile sent to create a run: parsed and its steps checked; a 400 at the line
+    and column where it does not parse."""
+    try:
+        return check_ottofile(text, filename="ottofile")
+    except ParseError as exc:
+        raise parser_routes.invalid_ottofile(exc) from None
+
+
 def build_app(settings: Settings, workspace_source: Checkout | None = None) -> Starlette:
     """The whole server; `workspace_source`: the commit every run's workspaces start from
     when no project says otherwise (`otto run`'s embedded server: the directory it runs in)."""
@@ -111,7 +124,7 @@ def build_app(settings: Settings, workspace_source: Checkout | None = None) -> S
         capacity=settings.local_capacity,
         labels=settings.local_labels or None,
         lease_seconds=settings.lease_seconds,
-        checkout=lambda pipeline: webhooks.checkout(pipeline) or workspace_source,
+        default_checkout=workspace_source,
         isolation=isolation,
         max_log_bytes=settings.max_log_bytes,
         on_trouble=space.failed,
@@ -126,10 +139,13 @@ def build_app(settings: Settings, workspace_source: Checkout | None = None) -> S
     if settings.local_orchestrator:
         auctioneer.register(local)
     remote = Orchestrators(auctioneer, psm, grace=settings.orchestrator_grace)
-    endpoints = PsmApi(psm).endpoints() + AuctionApi(auctioneer, remote, psm).endpoints()
+    pipelines = PsmApi(psm, read_ottofile=_read_ottofile, check_model=check_model)
+    endpoints = parser_routes.endpoints() + pipelines.endpoints()
+    endpoints += ExecutorApi(psm, released=auctioneer.poke).endpoints()
+    endpoints += AuctionApi(auctioneer, remote, psm).endpoints()
     endpoints += webhooks.endpoints()
     document = openapi(endpoints, "Otto", __version__)
-    document["paths"].update(object_paths(document))  # served by otto.objectstore.http
+    document["paths"].update(object_paths(document))  # served by otto.objectstore.routes
 
     async def health(request: Request) -> JSONResponse:
         # 200 either way: the server is up and answers reads; `degraded` says why writes
@@ -148,7 +164,8 @@ def build_app(settings: Settings, workspace_source: Checkout | None = None) -> S
         watcher.start()
         if settings.local_orchestrator:
             local.start()
-        auctioneer.start()  # it also tells the orchestrators of aborts, at once
+            psm.events.subscribe(local.watch)  # aborts, heard at once
+        auctioneer.start()
         webhooks.start()
         address = f"http://{settings.host}:{settings.port}"
         state = fields(url=address, state=settings.db_url, version=__version__)
@@ -160,6 +177,7 @@ def build_app(settings: Settings, workspace_source: Checkout | None = None) -> S
             webhooks.stop()
             remote.close()
             auctioneer.stop()
+            psm.events.unsubscribe(local.watch)
             local.stop(grace=settings.shutdown_grace)
             watcher.stop()
             psm.close()
@@ -171,7 +189,7 @@ def build_app(settings: Settings, workspace_source: Checkout | None = None) -> S
         Route("/health", health),
         Route("/openapi.json", openapi_json),
         *routes(endpoints),
-        *objects_http.routes(objects, space=space),
+        *object_routes.routes(objects, space=space),
         *dashboard.routes(),
         *access.routes(dashboard.login_page),
     ]

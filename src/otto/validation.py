@@ -4,13 +4,15 @@
 its location (`source.refspec`) and a message a person can act on —
 `unknown key 'secert_env' (did you mean 'secret_env'?)`, `missing key 'url'`,
 `supersede: input should be 'none', 'pending' or 'running'` — rather than
-pydantic's "Extra inputs are not permitted".
+pydantic's "Extra inputs are not permitted". `first_error(exc)` is pydantic's own
+first error where its words are kept (the model, manifests, an agent's inputs).
 """
 
 from __future__ import annotations
 
 import difflib
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, get_args
 
@@ -28,7 +30,7 @@ class Mistake:
     @property
     def where(self) -> str:
         """The dotted path of the key (`webhooks.0.secret_env`), '' for the whole input."""
-        return ".".join(str(part) for part in self.loc)
+        return dotted(self.loc)
 
 
 def did_you_mean(word: str, choices: list[str]) -> str:
@@ -44,6 +46,25 @@ def mistakes(exc: ValidationError, model: type[BaseModel]) -> list[Mistake]:
 
 def first_mistake(exc: ValidationError, model: type[BaseModel]) -> Mistake:
     return _describe(exc.errors()[0], model)
+
+
+def dotted(loc: Location) -> str:
+    """`webhooks.0.secret_env`; '' for the whole input."""
+    return ".".join(str(part) for part in loc)
+
+
+def first_error(
+    exc: ValidationError, locate: Callable[[Location], str] = dotted
+) -> tuple[str, str]:
+    """Pydantic's first error as it words it: where (`locate`d), and its message."""
+    first = exc.errors()[0]
+    return locate(tuple(first["loc"])), first["msg"]
+
+
+def first_error_text(exc: ValidationError) -> str:
+    """`where: message`, or the message alone when it is about the whole input."""
+    where, message = first_error(exc)
+    return f"{where}: {message}" if where else message
 
 
 def _describe(error: ErrorDetails, model: type[BaseModel]) -> Mistake:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from agentkit import CONTROL, PYTHON, AgentHarness, Outcome, context, sh
-from otto.agent.runner import runtime_dir
+from otto.agent.workspace import runtime_dir
 
 
 def test_capture_and_drop_variables(harness: AgentHarness) -> None:

@@ -12,8 +12,8 @@ from urllib.parse import quote
 
 from agentkit import AgentHarness, context, sh, spec, wait_for
 from otto.agent.logstream import LogWriter
-from otto.agent.reporter import step_log_key
 from otto.objectstore import FilesystemStore, ObjectNotFound
+from otto.objectstore.keys import step_log_key
 
 
 def test_the_log_is_readable_while_the_step_runs(harness: AgentHarness) -> None:

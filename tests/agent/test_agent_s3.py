@@ -11,8 +11,8 @@ from collections.abc import Callable
 import pytest
 
 from agentkit import AgentHarness, context, sh, spec
-from otto.agent.reporter import step_log_key
 from otto.objectstore import open_store
+from otto.objectstore.keys import step_log_key
 
 
 @pytest.fixture

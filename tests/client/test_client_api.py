@@ -11,7 +11,7 @@ from clientkit import wait_complete
 
 from otto.client import ClientError, NotPermitted, OttoClient, ServerUnavailable
 from otto.client.errors import EX_DATAERR, EX_UNAVAILABLE, EX_USAGE, UsageProblem
-from otto.client.sse import SseParser
+from otto.sse import SseParser
 from serverkit import Server, free_port, start_server, stop_server
 
 ECHO = "pipeline { stage { name = 'One' steps { sh 'echo one' } } }"

@@ -9,7 +9,7 @@ from pathlib import Path
 from agentkit import git_daemon, make_repo
 from serverkit import Server
 
-from .kit import (
+from .e2ekit import (
     contexts,
     object_bytes,
     poll,

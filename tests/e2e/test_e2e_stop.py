@@ -8,7 +8,7 @@ from pathlib import Path
 from agentkit import alive
 from serverkit import Server, running_server
 
-from .kit import assert_gone, contexts, poll, read_pid, submit, wait_complete
+from .e2ekit import assert_gone, contexts, poll, read_pid, submit, wait_complete
 
 
 def test_fanout_failure_aborts_a_running_sibling(unsandboxed: Server, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import httpx
 
 from serverkit import Server, running_server
 
-from .kit import assert_gone, contexts, read_pid, submit, wait_complete
+from .e2ekit import assert_gone, contexts, read_pid, submit, wait_complete
 
 
 def reasons(client: httpx.Client, uuid: str) -> dict[str, str | None]:

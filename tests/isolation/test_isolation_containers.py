@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from agentkit import AgentHarness, context, make_repo, sh, spec
-from e2e.kit import contexts, object_bytes, poll, step_log_key, submit, wait_complete
+from e2e.e2ekit import contexts, object_bytes, poll, step_log_key, submit, wait_complete
 from isolation.test_isolation_agent import MANIFEST, SCRIPT
 from isolationkit import (
     TEST_IMAGE,
@@ -25,9 +25,8 @@ from isolationkit import (
     containers,
     need_podman,
 )
-from otto.agent import Checkout
 from otto.isolation import ContainerSpec, SandboxSpec
-from otto.model import Context
+from otto.model import Checkout, Context
 from otto.steps.library import library_key
 from serverkit import Server, orchestrator, running_server
 from steps.test_step_library import library

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from e2e.kit import contexts, submit, wait_complete
+from e2e.e2ekit import contexts, submit, wait_complete
 from isolationkit import need_bubblewrap
 from otto.auction import Capabilities
 from otto.auction.requirements import Requirements

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from e2e.kit import contexts, object_bytes, step_log_key, submit, wait_complete
+from e2e.e2ekit import contexts, object_bytes, step_log_key, submit, wait_complete
 from isolationkit import need_bubblewrap
 from serverkit import Server, running_server, wait_for
 

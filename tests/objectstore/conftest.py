@@ -16,7 +16,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from otto.objectstore import FilesystemStore, HttpObjectStore, ObjectStore, S3Store
-from otto.objectstore.http import routes
+from otto.objectstore.routes import routes
 from serverkit import free_port
 
 LIMIT = 24 * 1024 * 1024  # room for the 20 MB round trip; size-limit tests use less

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from otto.httpclient import Unauthorized
 from otto.objectstore import FilesystemStore, HttpObjectStore, InvalidKey, ObjectStoreError
 
 from .conftest import HttpServer
@@ -181,6 +182,11 @@ def test_token(http_server: HttpServer, tmp_path: Path) -> None:
     assert httpx.get(f"{http_server.url}/v1/objects").status_code == 401
     with pytest.raises(ObjectStoreError):
         HttpObjectStore(http_server.url, token="wrong").put("k", b"v")
+    # A refused token is the one `Unauthorized` every client of the server raises.
+    with pytest.raises(Unauthorized, match=r"^HEAD 'k': HTTP 401$"):
+        HttpObjectStore(http_server.url, token="wrong").head("k")
+    with pytest.raises(Unauthorized, match=r"^GET 'k': missing or wrong bearer token$"):
+        HttpObjectStore(http_server.url).get("k")
     store = HttpObjectStore(http_server.url, token="s3cret")
     store.put("k", b"v")
     assert store.get("k") == b"v"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from parser_helpers import INVALID, VALID, error_path, expected_path, normalise
+from parserkit import INVALID, VALID, error_path, expected_path, normalise
 
 from otto.model import check_invariants, load
 from otto.parser import ParseError, parse, render

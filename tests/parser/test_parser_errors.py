@@ -10,7 +10,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from parser_helpers import normalise
+from parserkit import normalise
 
 from otto.model import Pipeline, check_invariants
 from otto.parser import MAX_BLOCK_DEPTH, ParseError, parse, render

@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from parser_helpers import VALID, normalise
-from parser_strategies import models
+from parserkit import VALID, models, normalise
 
 from otto.model import Pipeline
 from otto.parser import ParseError, format_ottofile, parse, render

@@ -8,8 +8,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from parser_helpers import VALID, normalise
-from parser_strategies import KEYWORDS, identifiers, models, tricky
+from parserkit import KEYWORDS, VALID, identifiers, models, normalise, tricky
 
 from otto.model import Pipeline, check_invariants
 from otto.parser import ParseError, parse, render

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from parser_helpers import normalise
+from parserkit import normalise
 
 from otto.model import Batch, BatchMode, Context, Pipeline, Step, load, new_uuid
 from otto.parser import MAX_BLOCK_DEPTH, parse, render

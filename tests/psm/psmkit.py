@@ -98,12 +98,16 @@ def last_seq(psm: PipelineStateMachine) -> int:
 
 
 def award_all(psm: PipelineStateMachine, uuid: str, orchestrator: str = ORCH) -> list[str]:
-    """Award every open context of the pipeline's live batch."""
+    """Award every unawarded Pending context of the pipeline's live batch, also those not
+    offered yet (a Linear batch's later ones): the claim rule must hold them back."""
     awarded = []
-    for ctx in psm.open_contexts():
-        if ctx["pipeline"] == uuid:
-            psm.award(ctx["uuid"], orchestrator)
-            awarded.append(ctx["uuid"])
+    for batch in psm.get(uuid)["batches"]:
+        if batch["state"] not in BATCH_LIVE:
+            continue
+        for ctx in batch["contexts"]:
+            if ctx["state"] == "Pending" and ctx["orchestrator"] is None:
+                psm.award(ctx["uuid"], orchestrator)
+                awarded.append(ctx["uuid"])
     return awarded
 
 

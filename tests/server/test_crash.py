@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import httpx
-from httpexecutor import award_open, drive_pipeline
+from executorkit import award_open, drive_pipeline
 
 from serverkit import free_port, start_server, stop_server
 

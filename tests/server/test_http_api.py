@@ -6,7 +6,7 @@ import json
 import uuid as uuidlib
 
 import httpx
-from httpexecutor import award_open, drive_context, drive_pipeline
+from executorkit import award_open, drive_context, drive_pipeline
 
 from serverkit import Server
 

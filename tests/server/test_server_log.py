@@ -132,3 +132,16 @@ def test_a_busy_port_is_one_line_and_exit_69_before_anything_is_created(tmp_path
         except httpx.TransportError:
             answered = False
     assert not answered
+
+
+def test_a_blocks_steps_are_logs_not_reports_the_psm_refuses(tmp_path: Path) -> None:
+    """A `dir` block's steps have logs but no state in the PSM: their reports stay with
+    the agent (once, each was refused, and the log said so for every nested step)."""
+    nested = "pipeline { stage { name = 'Pack' steps { dir 'dist' { sh 'true' sh 'true' } } } }"
+    with running_server(tmp_path / "home") as server, server.client() as client:
+        uuid = client.post("/v1/pipelines", json={"ottofile": nested}).json()["uuid"]
+        wait_for(lambda: client.get(f"/v1/pipelines/{uuid}").json()["state"] == "Complete")
+        assert client.get(f"/v1/pipelines/{uuid}").json()["status"] == "Success"
+        log = server_log(server)
+    assert "run created" in log
+    assert "report refused" not in log

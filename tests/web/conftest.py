@@ -23,7 +23,7 @@ import pytest
 
 from serverkit import Server, running_server, start_server, stop_server
 
-from .kit import Gates, Otto
+from .dashboardkit import Gates, Otto
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from serverkit import UNSANDBOXED, free_port
 
 from .conftest import Servers
-from .kit import Gates, contexts, expect, read_pid, wait_gone
+from .dashboardkit import Gates, contexts, expect, read_pid, wait_gone
 
 if TYPE_CHECKING:
     from playwright.sync_api import Dialog, Page, Request

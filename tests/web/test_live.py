@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from .kit import NO_POLLING, Gates, Otto, contexts, expect
+from .dashboardkit import NO_POLLING, Gates, Otto, contexts, expect
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from .conftest import Pages
-from .kit import Otto, contexts, expect
+from .dashboardkit import Otto, contexts, expect
 
 
 def test_pages_render_without_javascript(otto: Otto, pages: Pages) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from e2e.kit import contexts, step_log_key, submit, wait_complete
+from e2e.e2ekit import contexts, step_log_key, submit, wait_complete
 from serverkit import Server, running_server
 
 PIPELINE = """pipeline {

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from .kit import Otto, expect
+from .dashboardkit import Otto, expect
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page

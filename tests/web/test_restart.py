@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from serverkit import free_port
 
 from .conftest import Servers
-from .kit import NO_POLLING, Gates, expect
+from .dashboardkit import NO_POLLING, Gates, expect
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page

@@ -14,7 +14,7 @@ import pytest
 from serverkit import Server
 
 from .conftest import Pages
-from .kit import Otto, contexts, expect
+from .dashboardkit import Otto, contexts, expect
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page

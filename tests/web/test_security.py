@@ -19,7 +19,7 @@ import pytest
 from serverkit import Server, free_port
 
 from .conftest import CHROMIUM, CHROMIUM_ARGS, Pages, Servers
-from .kit import contexts, expect
+from .dashboardkit import contexts, expect
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, ConsoleMessage, Page

@@ -16,7 +16,7 @@ from otto.parser import parse
 from otto.psm import PipelineStateMachine
 from otto.status import Status
 from otto.webhooks.dispatch import Dispatcher
-from otto.webhooks.ledger import Ledger, RunInfo
+from otto.webhooks.inbox import Inbox, RunInfo
 from otto.webhooks.outbox import Outbox
 from otto.webhooks.projects import Project
 from otto.webhooks.sender import Sender
@@ -48,9 +48,9 @@ def outbound(
     outbox = Outbox(psm.store, start=psm.events.last_seq)
     sender = Sender(outbox, backoff)
     sources = [status_entries, webhook_entries]
-    ledger = Ledger(psm.store)
+    inbox = Inbox(psm.store)
     url = "http://otto.example"
-    dispatcher = Dispatcher(psm, ledger, outbox, lambda: projects, sources, url, sender.wake.set)
+    dispatcher = Dispatcher(psm, inbox, outbox, lambda: projects, sources, url, sender.wake.set)
     sender.start()
     dispatcher.start()
     try:
@@ -64,7 +64,7 @@ def pushed(psm: PipelineStateMachine, broken: bool = False) -> str:
     """A pipeline as the push worker creates one; `broken`: rejected for its Ottofile."""
     model = parse("pipeline { steps { sh 'true' } }", "Ottofile")
     sha = uuid.uuid4().hex + "0" * 8
-    Ledger(psm.store).add_run(
+    Inbox(psm.store).add_run(
         RunInfo(model.uuid, "app", "acme/app", "git://127.0.0.1/app.git", "refs/heads/main",
                 sha, True)
     )  # fmt: skip

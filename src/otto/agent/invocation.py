@@ -37,7 +37,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
 
 from otto.isolation import ContainerSpec, SandboxSpec
-from otto.model import Context
+from otto.model import Checkout, Context
+from otto.validation import first_error_text
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 DEFAULT_MAX_LOG_BYTES = 1 << 30  # a step's log; a runaway one must not fill the disk
@@ -49,14 +50,6 @@ class InvocationError(ValueError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class Checkout(_Strict):
-    """Prepare the workspace with a clone of this exact commit before any step runs."""
-
-    url: str = Field(min_length=1)
-    sha: str = Field(pattern=r"^[0-9a-fA-F]{4,64}$")
-    branch: str | None = None  # fetched first when given: the commit is usually on it
 
 
 class LibraryRef(_Strict):
@@ -147,7 +140,5 @@ def load_invocation(path: Path | str) -> Invocation:
 
 def _describe(exc: ValueError) -> str:
     if isinstance(exc, ValidationError):
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        return f"{where}: {first['msg']}" if where else first["msg"]
+        return first_error_text(exc)
     return f"not valid JSON: {exc}"

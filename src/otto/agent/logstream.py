@@ -94,7 +94,7 @@ class LogWriter:
             else:
                 soonest = due if soonest is None else min(soonest, due)
         for stream in unsealed:
-            stream._seal()
+            stream.seal()
         return soonest
 
     def close(self) -> list[str]:
@@ -112,8 +112,8 @@ class LogWriter:
         self.tick()
         return self.errors
 
-    def _flood(self, stream: LogStream) -> None:
-        """Have the helper thread append what `stream` has waiting."""
+    def flood(self, stream: LogStream) -> None:
+        """Have the helper thread append what `stream` has waiting (its buffer is full)."""
         with self._lock:
             if stream not in self._floods:
                 self._floods.append(stream)
@@ -132,7 +132,8 @@ class LogWriter:
                 stream = self._floods.pop(0)
             stream.flush()
 
-    def _closed(self, stream: LogStream, seal: bool) -> None:
+    def stream_closed(self, stream: LogStream, seal: bool) -> None:
+        """`stream` was closed: no longer open; sealed at the next tick if `seal`."""
         with self._lock:
             self._open.remove(stream)
             if seal:
@@ -184,7 +185,7 @@ class LogStream:
         if size >= MAX_PENDING:
             self.flush()  # the store is slower than the producer: wait for it
         elif size >= self._writer.flush_bytes:
-            self._writer._flood(self)
+            self._writer.flood(self)
 
     def _take(self, data: bytes) -> bytes:
         """What of `data` the size limit lets in (the lock held); the part that reaches
@@ -240,7 +241,7 @@ class LogStream:
         with self._io:
             if self.error is None and not self._started:
                 self._put_empty()
-        self._writer._closed(self, seal=self._started and self.error is None)
+        self._writer.stream_closed(self, seal=self._started and self.error is None)
         return self.error
 
     def _append(self, chunk: bytes) -> None:
@@ -289,7 +290,8 @@ class LogStream:
         except Exception as exc:
             self._fail(exc)
 
-    def _seal(self) -> None:
+    def seal(self) -> None:
+        """Compact the stored log into one object (the writer calls it once closed)."""
         with self._io:
             try:
                 self._store.compact(self.key)

@@ -30,7 +30,7 @@ def agent_main(invocation_path: str | Path) -> int:
         print(f"otto agent: cannot open the report file: {exc}", file=sys.stderr)
         return Status.ERROR.exit_code
     agent = Agent(invocation, reporter)
-    if agent.host_isolation.contains_processes:
+    if agent.workspace.host_isolation.contains_processes:
         adopt_orphans()  # this process is the agent's alone
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -19,16 +19,8 @@ from typing import IO, Any, Protocol
 from pydantic import JsonValue
 
 from otto.model import Step
+from otto.objectstore.keys import context_log_key, step_log_key
 from otto.status import Status
-
-
-def step_log_key(pipeline: str, context: str, step: str) -> str:
-    return f"{pipeline}/{context}/{step}.log"
-
-
-def context_log_key(pipeline: str, context: str) -> str:
-    """The context's own log: validation errors, the checkout, the outcome."""
-    return f"{pipeline}/{context}/context.log"
 
 
 class Reporter(Protocol):

@@ -1,31 +1,31 @@
 """The agent: runs one context's steps, in order, in the context's own workspace.
 
 1. open the object store and the context's log (`<pipeline>/<context>/context.log`);
-2. fetch the step libraries the invocation lists, then check every step (nested
-   blocks included) against its manifest: any problem fails the context before
-   anything runs, each problem written to the context's log and the reason reported;
-3. make the workspace `<workspace_root>/<pipeline>/<context>` (and the steps' home
-   beside it) afresh, check out the invocation's commit into it if asked (a failed
-   checkout is an Error);
-4. start the control socket; provision the context's container if its stage names an
-   image (`provision_failed` is an Error); run the steps, each process isolated as the
+2. fetch the step libraries the invocation lists (`workspace.py`), then check every
+   step (nested blocks included) against its manifest: any problem fails the context
+   before anything runs, each problem written to the context's log and the reason
+   reported;
+3. make the workspace and the steps' home afresh and check out the invocation's commit
+   into it if asked (`workspace.py`: a failed checkout is an Error);
+4. start the control socket; provision the context's isolation (`workspace.py`:
+   `provision_failed` is an Error); run the steps, each process isolated as the
    invocation says (`otto.isolation`): in the container, else in the host sandbox, with
    a clean environment (`step_env`); the first step that does not succeed
    ends the context. Its status is the worst of that step's and the floor a step
    set over the control socket; an abort or a terminate request ends it at once, and
    so does the stage's deadline (the running step is stopped: `Failed`, `timeout`);
 5. store and seal every log, report `context_finished`, then remove the container.
+
+Each step runs through a `StepRun` (`steprun.py`) that is given only the context's
+`ContextRuntime`: what this agent lends its steps.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import secrets
-import shutil
-import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel, Field, JsonValue
@@ -36,32 +36,19 @@ from otto.agent.control.state import ControlState
 from otto.agent.invocation import Invocation
 from otto.agent.logstream import LOG_LIMIT, LogStream, LogWriter
 from otto.agent.masking import Masker, url_secrets
-from otto.agent.process import Interrupter, Stop, run_process
-from otto.agent.reporter import Reporter, context_log_key, step_log_key
-from otto.agent.steprun import StepRun
+from otto.agent.process import Interrupter, Stop
+from otto.agent.reporter import Reporter
+from otto.agent.steprun import ContextRuntime, StepRun
 from otto.agent.validate import Plan, plan_steps
-from otto.isolation import (
-    Container,
-    Isolation,
-    Mounts,
-    ProvisionError,
-    Unsandboxed,
-    host_isolation,
-)
+from otto.agent.workspace import ContextEnded, Workspace
 from otto.model import Step
 from otto.objectstore import ObjectStore, ObjectStoreError, open_store
+from otto.objectstore.keys import context_log_key, step_log_key
 from otto.status import Status
-from otto.steps import git
-from otto.steps.api import StepFailure, StepOutcome
 from otto.steps.builtins import BUILTINS
-from otto.steps.library import (
-    LibraryError,
-    StepLibrary,
-    data_dir_of,
-    fetch_library,
-    run_library_step,
-)
+from otto.steps.library import run_library_step
 from otto.steps.manifest import Manifest, standard_manifests
+from otto.steps.runtime import StepFailure, StepOutcome
 
 
 class StepResult(BaseModel):
@@ -88,39 +75,6 @@ def run_agent(invocation: Invocation, reporter: Reporter) -> ContextResult:
     return Agent(invocation, reporter).run()
 
 
-def _new_dir(parent: str) -> Path:
-    """A new 0700 directory of this run's own: `tempfile.mkdtemp` without its machinery,
-    which a freshly forked agent would pay for in pages copied on write."""
-    while True:
-        path = Path(parent, f"otto-agent-{os.urandom(4).hex()}")
-        try:
-            path.mkdir(0o700)
-        except FileExistsError:
-            continue
-        return path
-
-
-@functools.cache
-def runtime_dir() -> str:
-    """Where control sockets go: a memory filesystem when there is one, as for any
-    runtime socket (XDG_RUNTIME_DIR, else /dev/shm), the temp dir otherwise. A socket
-    made and removed per context there costs no disk inode; on some filesystems (ext4
-    without a journal) each removed inode slows the next minutes' file creations."""
-    for candidate in (os.environ.get("XDG_RUNTIME_DIR"), "/dev/shm"):
-        if candidate and os.path.isdir(candidate) and os.access(candidate, os.W_OK | os.X_OK):
-            return candidate
-    return tempfile.gettempdir()
-
-
-class _Ended(Exception):
-    """The context ends before its steps run (bad steps, no workspace, ...)."""
-
-    def __init__(self, status: Status, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-
-
 class Agent:
     """One context's run. `abort()` may be called from any thread or a signal handler."""
 
@@ -129,10 +83,7 @@ class Agent:
         self.reporter = reporter
         self.pipeline = invocation.pipeline
         self.context = invocation.context.uuid
-        self.workspace = invocation.workspace.absolute()
-        self.cache_dir = invocation.cache.absolute()
         self.token = secrets.token_hex(24)
-        self.home = invocation.home.absolute()
         hidden = [
             *invocation.secrets.values(),
             *invocation.masked,
@@ -141,19 +92,15 @@ class Agent:
         self.masker = Masker(hidden, exact=[self.token])
         self.interrupter = Interrupter()
         self.control = ControlState(self.interrupter, self._say)
+        self.workspace = Workspace(invocation, self._say)
         self.results: list[StepResult] = []
         self.plan = Plan()
-        self.libraries: dict[str, StepLibrary] = {}
         self._store: ObjectStore | None = None
         self._writer: LogWriter | None = None
         self._log: LogStream | None = None
-        self._private: Path | None = None  # made when first asked for
-        self._control_dir: Path | None = None
+        self._runtime: ContextRuntime | None = None
         self._control: ControlServer | None = None
         self._base_env: dict[str, str] = {}
-        self.host_isolation: Isolation = host_isolation(invocation.sandbox)
-        self.container = Container(invocation.container) if invocation.container else None
-        self.isolation: Isolation = self.container or self.host_isolation
         # What Otto's own tools (the checkout, git mirrors) run with: nothing of a stage's,
         # and no home whose .gitconfig a step could have written.
         self.tool_env = {
@@ -176,14 +123,15 @@ class Agent:
                 self._open_store()
                 self._say(f"context {self.invocation.context.name or self.context}")
                 self._prepare()
-                self._control = self._open_control()
+                socket = self.workspace.control_socket()
+                self._control = ControlServer(socket, self.token, self.control.handle)
                 self._base_env = self._environment()
-                self._provision()
+                self.workspace.provision(self.runtime, self.context_log, self.masker.mask_text)
                 status, reason = self.run_steps(
-                    self.invocation.context.steps, self.workspace, self._stage_deadline()
+                    self.invocation.context.steps, self.workspace.path, self._stage_deadline()
                 )
                 status, reason = self._final(status, reason)
-            except _Ended as end:
+            except ContextEnded as end:
                 status, reason = end.status, end.reason
         except Exception as exc:  # never a traceback: the context ends in Error, saying why
             status, reason = Status.ERROR, f"agent error: {type(exc).__name__}: {exc}"
@@ -194,14 +142,13 @@ class Agent:
         try:
             self.reporter.context_finished(status, reason)
         finally:
-            if self.container is not None:  # told first: the next context need not wait
-                self.container.release()
+            self.workspace.release()  # after the report: the next context need not wait
         return ContextResult(
             status=status,
             reason=reason,
             steps=self.results,
             variables=self.control.variables(),
-            workspace=str(self.workspace),
+            workspace=str(self.workspace.path),
         )
 
     def _finish(self, status: Status, reason: str | None) -> tuple[Status, str | None]:
@@ -216,20 +163,18 @@ class Agent:
             if self._writer is not None and (errors := self._writer.close()):
                 status, reason = Status.ERROR, errors[0]
         finally:
-            if self._control_dir is not None:
-                shutil.rmtree(self._control_dir, ignore_errors=True)
-            if self._private is not None:
-                shutil.rmtree(self._private, ignore_errors=True)
+            self.workspace.remove()
             self.interrupter.close()
         return status, reason
 
     # -- preparing -----------------------------------------------------------
 
     def _open_store(self) -> None:
+        """Open the object store and the context's log; make what the steps are lent."""
         try:
             self._store = open_store(self.invocation.object_store)
         except (ObjectStoreError, ValueError) as exc:
-            raise _Ended(Status.ERROR, f"cannot open the object store: {exc}") from None
+            raise ContextEnded(Status.ERROR, f"cannot open the object store: {exc}") from None
         self._writer = LogWriter(
             self._store,
             self.masker,
@@ -237,6 +182,20 @@ class Agent:
             on_stop=self._log_stop,
         )
         self._log = self._writer.open(context_log_key(self.pipeline, self.context))
+        self._runtime = ContextRuntime(
+            pipeline=self.pipeline,
+            context=self.context,
+            place=self.workspace,
+            store=self._store,
+            object_store_url=self.invocation.object_store,
+            control_token=self.token,
+            tool_env=self.tool_env,
+            interrupter=self.interrupter,
+            kill_grace=self.invocation.kill_grace,
+            log_tick=self._writer.tick,
+            watches=self.control_wakeup,
+            run_block=self.run_steps,
+        )
 
     def _log_stop(self, log: LogStream, stop: Stop) -> None:
         """A step's log cut at `max_log_bytes`, or refused by a full store: stop the step's
@@ -255,130 +214,39 @@ class Agent:
         return self._writer
 
     @property
-    def private_dir(self) -> Path:
-        """This run's 0700 directory for files (library invocations, archives in the
-        making), in the temp dir; made on first use."""
-        if self._private is None:
-            self._private = _new_dir(tempfile.gettempdir())
-        return self._private
+    def context_log(self) -> LogStream:
+        assert self._log is not None
+        return self._log
+
+    @property
+    def runtime(self) -> ContextRuntime:
+        assert self._runtime is not None
+        return self._runtime
 
     def _prepare(self) -> None:
+        """Fetch the libraries, check every step, make the workspace, check out."""
         manifests = dict(standard_manifests())
-        self._load_libraries(manifests)
+        self.workspace.load_libraries(self.store, self.invocation.libraries, manifests)
+        self.plan = self._plan(manifests)
+        # Credentials inside repository URLs (https://user:token@...) stay out of logs too.
+        urls = [str(p["url"]) for p in self.plan.params.values() if isinstance(p.get("url"), str)]
+        checkout = self.invocation.checkout
+        if checkout is not None:
+            urls.append(checkout.url)
+        self.masker.add([secret for url in urls for secret in url_secrets(url)])
+        self.workspace.make_fresh()
+        if checkout is not None:
+            self.workspace.check_out(checkout, self.runtime, self.context_log)
+
+    def _plan(self, manifests: dict[str, Manifest]) -> Plan:
+        """Every step checked against its manifest; any problem ends the context."""
         checks = {symbol: b.check for symbol, b in BUILTINS.items() if b.check is not None}
-        self.plan, problems = plan_steps(self.invocation.context.steps, manifests, checks)
+        plan, problems = plan_steps(self.invocation.context.steps, manifests, checks)
         if problems:
             for problem in problems:
                 self._say(f"invalid: {problem}")
-            raise _Ended(Status.FAILED, "; ".join(problems))
-        # Credentials inside repository URLs (https://user:token@...) stay out of logs too.
-        urls = [str(p["url"]) for p in self.plan.params.values() if isinstance(p.get("url"), str)]
-        if self.invocation.checkout is not None:
-            urls.append(self.invocation.checkout.url)
-        self.masker.add([secret for url in urls for secret in url_secrets(url)])
-        try:
-            for fresh in (self.workspace, self.home):
-                if fresh.exists():
-                    shutil.rmtree(fresh)
-                fresh.mkdir(parents=True)
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise _Ended(Status.ERROR, f"cannot prepare the workspace: {exc}") from None
-        self._say(f"workspace {self.workspace}")
-        checkout = self.invocation.checkout
-        if checkout is not None:
-            assert self._log is not None
-            # The agent's own clone of the project's commit: not a step, not sandboxed.
-            run = StepRun(self, None, self.workspace, self._log, None, Unsandboxed(), self.tool_env)
-            try:
-                git.clone(
-                    run, checkout.url, self.workspace, branch=checkout.branch, ref=checkout.sha
-                )
-            except StepFailure as exc:
-                stop = self.interrupter.stop
-                if stop is not None:
-                    raise _Ended(stop.status, stop.reason) from None
-                raise _Ended(Status.ERROR, f"checkout failed: {exc.message}") from None
-
-    def _open_control(self) -> ControlServer:
-        try:
-            self._control_dir = _new_dir(runtime_dir())
-        except OSError:  # e.g. XDG_RUNTIME_DIR removed when its user logged out
-            self._control_dir = _new_dir(tempfile.gettempdir())
-        return ControlServer(self._control_dir / "control.sock", self.token, self.control.handle)
-
-    def _load_libraries(self, manifests: dict[str, Manifest]) -> None:
-        for ref in self.invocation.libraries:
-            try:
-                library = fetch_library(self.store, ref.name, ref.version, self.cache_dir)
-            except LibraryError as exc:
-                self._say(f"invalid: {exc}")
-                raise _Ended(Status.FAILED, str(exc)) from None
-            except ObjectStoreError as exc:
-                raise _Ended(Status.ERROR, f"cannot fetch step library {ref.name}: {exc}") from None
-            symbol = library.manifest.symbol
-            if symbol in manifests:
-                what = "a standard step" if symbol in BUILTINS else "another library's step"
-                message = f"step library {ref.name} {ref.version}: `{symbol}` is {what}"
-                self._say(f"invalid: {message}")
-                raise _Ended(Status.FAILED, message)
-            manifests[symbol] = library.manifest
-            self.libraries[symbol] = library
-
-    def _provision(self) -> None:
-        """Say how the steps are isolated; start the context's container, if it has one."""
-        if self.container is None:
-            if self.host_isolation.kind == "none":
-                self._say("sandbox: none — steps run unsandboxed, with the agent's access")
-            else:
-                self._say(f"sandbox: {self.host_isolation.kind}")
-            return
-        spec = self.container.spec
-        self._say(f"container: {spec.image} ({spec.engine}, {spec.name})")
-        # A container's mounts are fixed when it starts: what this context's libraries
-        # need, and no other library's files or data.
-        data = tuple(data_dir_of(self.cache_dir, lib) for lib in self.libraries.values())
-        for directory in data:
-            directory.mkdir(parents=True, exist_ok=True)
-        libraries = tuple(lib.root for lib in self.libraries.values())
-        mounts = self.mounts() + Mounts(writable=data, readable=(*libraries, self.private_dir))
-        try:
-            self.container.provision(mounts, self.workspace, self._run_on_host)
-        except ProvisionError as exc:
-            raise _Ended(Status.ERROR, f"provision_failed: {exc}") from None
-        stop = self.interrupter.stop
-        if stop is not None:
-            raise _Ended(stop.status, stop.reason)
-
-    def _run_on_host(self, argv: Sequence[str], stdin: int | None = None) -> tuple[int, str]:
-        """A provisioning command of the agent's own (`otto.isolation.HostRunner`)."""
-        assert self._log is not None
-        log = self._log
-        tail = bytearray()
-
-        def output(data: bytes) -> None:
-            log.write(data)
-            tail.extend(data)
-            del tail[:-4096]
-
-        result = run_process(
-            argv,
-            cwd=self.workspace,
-            env=os.environ,
-            output=output,
-            interrupter=self.interrupter,
-            grace=self.invocation.kill_grace,
-            tick=self.logs.tick,
-            stdin=stdin,
-        )
-        return result.exit_code, self.masker.mask_text(tail.decode(errors="replace"))
-
-    def mounts(self) -> Mounts:
-        """What every step process sees besides the system: its workspace, its home,
-        its control socket, the files the agent made for it."""
-        control = (self._control_dir,) if self._control_dir is not None else ()
-        private = (self._private,) if self._private is not None else ()
-        return Mounts(writable=(self.workspace, self.home, *control), readable=private)
+            raise ContextEnded(Status.FAILED, "; ".join(problems))
+        return plan
 
     def _environment(self) -> dict[str, str]:
         """A step's environment: only what its run declared, nothing of the agent's own
@@ -386,7 +254,7 @@ class Agent:
         inv = self.invocation
         env = {
             "PATH": os.environ.get("PATH") or DEFAULT_PATH,
-            "HOME": str(self.home),
+            "HOME": str(self.workspace.home),
             "LANG": "C.UTF-8",
         }
         env.update(inv.passthrough)
@@ -397,7 +265,7 @@ class Agent:
             CI="true",
             OTTO_PIPELINE=self.pipeline,
             OTTO_CONTEXT=self.context,
-            OTTO_WORKSPACE=str(self.workspace),
+            OTTO_WORKSPACE=str(self.workspace.path),
         )
         if self._control is not None:  # not yet while the workspace's checkout runs
             env[ENV_SOCKET] = str(self._control.path)
@@ -434,7 +302,7 @@ class Agent:
             deadline = own if deadline is None else min(deadline, own)
         self.reporter.step_started(step)
         log = self.logs.open(step_log_key(self.pipeline, self.context, step.uuid))
-        run = StepRun(self, step, cwd, log, deadline)
+        run = StepRun(self.runtime, step, cwd, log, deadline, self.step_env(step))
         exit_code: int | None
         try:
             outcome = self._execute(run, step, params)
@@ -477,7 +345,7 @@ class Agent:
         return result
 
     def _execute(self, run: StepRun, step: Step, params: dict[str, JsonValue]) -> StepOutcome:
-        library = self.libraries.get(step.symbol)
+        library = self.workspace.libraries.get(step.symbol)
         if library is not None:
             return run_library_step(run, library, params)
         return BUILTINS[step.symbol].run(run, params)

@@ -1,77 +1,130 @@
-"""The runtime the agent gives each step it runs (`otto.steps.api.StepRuntime`)."""
+"""The runtime the agent gives each step it runs (`otto.steps.runtime.StepRuntime`).
+
+A step run sees one context's `ContextRuntime` (what the agent lends every step of the
+context, given explicitly) and its own step, directory, log, deadline and environment.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from otto.agent.control import ENV_SOCKET
 from otto.agent.logstream import LogStream
-from otto.agent.process import Stop, reap_orphans, run_process
+from otto.agent.process import Interrupter, Stop, reap_orphans, run_process
 from otto.isolation import Isolation, Mounts
 from otto.model import Step
 from otto.objectstore import ObjectStore
-from otto.steps.api import StepFailure, StepOutcome
+from otto.status import Status
+from otto.steps.runtime import StepFailure, StepOutcome
 
-if TYPE_CHECKING:
-    from otto.agent.runner import Agent
+
+class Place(Protocol):
+    """A context's files and isolation, as its steps use them (`workspace.Workspace`)."""
+
+    @property
+    def path(self) -> Path:
+        """The context's workspace."""
+
+    @property
+    def cache_dir(self) -> Path: ...
+
+    @property
+    def private_dir(self) -> Path:
+        """This run's 0700 directory, made on first use."""
+
+    @property
+    def isolation(self) -> Isolation:
+        """The context's own: its container, else the host sandbox."""
+
+    @property
+    def host_isolation(self) -> Isolation: ...
+
+    def mounts(self) -> Mounts:
+        """What every step process sees besides the system."""
+
+
+BlockRunner = Callable[[list[Step], Path, float | None], tuple[Status, str | None]]
+"""Runs nested steps in a directory under a deadline: (the block's status, its reason)."""
+
+Watches = Callable[[], dict[int, Callable[[], None]]]
+"""What a step's process loop watches besides the process: descriptor -> when readable."""
+
+
+@dataclass(frozen=True)
+class ContextRuntime:
+    """What the agent lends every step run of one context, and nothing more."""
+
+    pipeline: str
+    context: str
+    place: Place
+    store: ObjectStore
+    object_store_url: str
+    control_token: str
+    tool_env: Mapping[str, str]
+    interrupter: Interrupter
+    kill_grace: float
+    log_tick: Callable[[], None]
+    watches: Watches
+    run_block: BlockRunner
 
 
 class StepRun:
-    """One step's view of its agent: where it runs, its log, its processes, its deadline."""
+    """One step's runtime: its context's, plus where it runs, its log, its deadline."""
 
     def __init__(
         self,
-        agent: Agent,
+        runtime: ContextRuntime,
         step: Step | None,
         cwd: Path,
         log: LogStream,
         deadline: float | None,
+        env: Mapping[str, str],
         isolation: Isolation | None = None,
-        env: Mapping[str, str] | None = None,
     ) -> None:
-        self.agent = agent
+        self.runtime = runtime
         self.step = step
         self.cwd = cwd
         self.log = log
         self.deadline = deadline
         self.stop: Stop | None = None  # set when one of its processes was stopped
-        self.env: Mapping[str, str] = agent.step_env(step) if env is None else env
+        self.env = env
         self.isolation = isolation  # None: the context's own (its container or sandbox)
 
     @property
     def pipeline(self) -> str:
-        return self.agent.pipeline
+        return self.runtime.pipeline
 
     @property
     def context(self) -> str:
-        return self.agent.context
+        return self.runtime.context
 
     @property
     def workspace(self) -> Path:
-        return self.agent.workspace
+        return self.runtime.place.path
 
     @property
     def cache_dir(self) -> Path:
-        return self.agent.cache_dir
+        return self.runtime.place.cache_dir
 
     @property
     def private_dir(self) -> Path:
-        return self.agent.private_dir
+        return self.runtime.place.private_dir
 
     @property
     def store(self) -> ObjectStore:
-        return self.agent.store
+        return self.runtime.store
 
     @property
     def object_store_url(self) -> str:
-        return self.agent.invocation.object_store
+        return self.runtime.object_store_url
 
     @property
     def tool_env(self) -> Mapping[str, str]:
-        return self.agent.tool_env
+        return self.runtime.tool_env
 
     @property
     def control_socket(self) -> str:
@@ -79,12 +132,12 @@ class StepRun:
 
     @property
     def control_token(self) -> str:
-        return self.agent.token
+        return self.runtime.control_token
 
     @property
     def interrupted(self) -> bool:
         late = self.deadline is not None and time.monotonic() >= self.deadline
-        return late or self.agent.interrupter.stop is not None
+        return late or self.runtime.interrupter.stop is not None
 
     def write(self, data: bytes) -> None:
         self.log.write(data)
@@ -102,14 +155,15 @@ class StepRun:
         mounts: Mounts | None = None,
         replace_env: bool = False,
     ) -> int:
-        isolation = self.isolation or (self.agent.host_isolation if host else self.agent.isolation)
+        place = self.runtime.place
+        isolation = self.isolation or (place.host_isolation if host else place.isolation)
         cwd = cwd or self.cwd
         try:
             command = isolation.command(
                 argv,
                 cwd=cwd,
                 env=dict(env or {}) if replace_env else {**self.env, **(env or {})},
-                mounts=self.agent.mounts() + mounts if mounts else self.agent.mounts(),
+                mounts=place.mounts() + mounts if mounts else place.mounts(),
             )
         except ValueError as exc:
             raise StepFailure(f"cannot run {argv[0]}: {exc}") from None
@@ -119,11 +173,11 @@ class StepRun:
                 cwd=cwd,
                 env=command.env,
                 output=self.log.write,
-                interrupter=self.agent.interrupter,
+                interrupter=self.runtime.interrupter,
                 deadline=self.deadline,
-                grace=self.agent.invocation.kill_grace,
-                tick=self.agent.logs.tick,
-                on_readable=self.agent.control_wakeup(),
+                grace=self.runtime.kill_grace,
+                tick=self.runtime.log_tick,
+                on_readable=self.runtime.watches(),
                 contained=isolation.contains_processes,
                 pass_fds=command.fds,
             )
@@ -138,5 +192,5 @@ class StepRun:
         return result.exit_code
 
     def run_block(self, steps: list[Step], cwd: Path) -> StepOutcome:
-        status, reason = self.agent.run_steps(steps, cwd, self.deadline)
+        status, reason = self.runtime.run_block(steps, cwd, self.deadline)
         return StepOutcome(status.exit_code, reason=reason, status=status)

@@ -10,6 +10,7 @@ from pydantic import JsonValue, ValidationError
 
 from otto.model import Step
 from otto.steps.manifest import Manifest, StepCallError, check_step, step_timeout
+from otto.validation import first_error
 
 Check = Callable[[dict[str, JsonValue]], None]
 
@@ -60,9 +61,8 @@ def plan_steps(
                 try:
                     inner = Step.model_validate(raw)
                 except ValidationError as exc:
-                    first = exc.errors()[0]
-                    loc = ".".join(str(p) for p in first["loc"])
-                    problems.append(f"step {where}.{i}: {loc}: {first['msg']}")
+                    loc, message = first_error(exc)
+                    problems.append(f"step {where}.{i}: {loc}: {message}")
                     continue
                 visit(inner, f"{where}.{i}")
 

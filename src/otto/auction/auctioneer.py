@@ -10,6 +10,12 @@ to its cheapest bid (ties: the orchestrator's name), which the PSM records as
 the award. A context nobody bid for stays open and is auctioned again on the
 next change. With one in-process orchestrator, which answers inside
 `announce`, an auction closes without waiting at all.
+
+Only contexts that may start now are auctioned (the PSM's `open_contexts`: a Linear
+batch's next one), and a winner hears of its award once it may claim it: at once,
+or, while its batch still waits for a bid on another context, when that batch is
+provisioned. Aborts do not pass through here: orchestrators hear them from the
+event hub themselves.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from typing import Any, Protocol
 from otto.auction.requirements import Capabilities, Requirements
 from otto.psm import Conflict, NotFound, PipelineStateMachine
 from otto.psm.records import Transition
-from otto.psm.states import ABORTING, AUCTION_STARTED, PROVISIONING, RUNNING
+from otto.psm.states import ABORTING, AUCTION_STARTED, RUNNING, Entity
 from otto.serverlog import fields
 
 log = logging.getLogger("otto.auction")
@@ -101,14 +107,7 @@ class Bidder(Protocol):
         """Hear of an auction; answer (now or later) with `Auctioneer.bid`."""
 
     def awarded(self, lot: Lot) -> None:
-        """The orchestrator won `lot`: it may claim the context."""
-
-    def moved(self, pipeline: str, context: str | None, state: str) -> None:
-        """A context of `pipeline` changed state (an abort to carry out?), or one of its
-        batches (`context` None) reached `Provisioning`. When a context ends or a batch is
-        provisioned, awards the orchestrator holds there may have become claimable (Linear
-        order; a batch whose auction was still open). Called as each commit is published:
-        must not block."""
+        """The orchestrator won `lot`: it may claim the context now."""
 
 
 class Auctioneer:
@@ -119,6 +118,9 @@ class Auctioneer:
         self._open: Auction | None = None
         self._history: deque[Auction] = deque(maxlen=HISTORY)
         self._ids = itertools.count(1)
+        # Awards in batches whose auction is still open, by pipeline: told when it closes.
+        self._unclaimable: dict[str, list[tuple[Lot, str]]] = {}
+        self._to_tell: list[tuple[Lot, str]] = []  # awards claimable since, to tell
         self._lock = threading.Condition()
         self._poked = threading.Event()
         self._stopping = threading.Event()
@@ -193,18 +195,14 @@ class Auctioneer:
 
     def _heard(self, transitions: list[Transition]) -> None:
         """Committed transitions (an event listener: quick, never blocking): poke on those
-        that can open or free work; tell bidders of context moves."""
-        bidders = self.bidders()
+        that can open or free work, or that close a batch's auction (awards to tell)."""
         for t in transitions:
-            if _opens_or_frees(t):
+            if t.entity == Entity.BATCH and t.from_state == AUCTION_STARTED:
+                with self._lock:
+                    self._to_tell += self._unclaimable.pop(t.pipeline, [])
                 self.poke()
-            if t.entity == "context" or (t.entity == "batch" and t.to_state == PROVISIONING):
-                context = t.id if t.entity == "context" else None
-                for bidder in bidders:
-                    try:
-                        bidder.moved(t.pipeline, context, t.to_state)
-                    except Exception:
-                        log.exception("orchestrator %s failed to hear of a move", bidder.name)
+            elif _opens_or_frees(t):
+                self.poke()
 
     def _run(self) -> None:
         while not self._stopping.is_set():
@@ -213,9 +211,16 @@ class Auctioneer:
             if self._stopping.is_set():
                 return
             try:
+                self._tell_claimable()
                 self.run_round()
             except Exception:  # keep auctioning; the next round retries
                 log.exception("auction round failed")
+
+    def _tell_claimable(self) -> None:
+        with self._lock:
+            due, self._to_tell = self._to_tell, []
+        for lot, winner in due:
+            self._tell(lot, winner)
 
     def run_round(self) -> Auction | None:
         """Auction every context that waits for an orchestrator; None if nothing to do."""
@@ -268,33 +273,54 @@ class Auctioneer:
                 chosen.append((lot, winner))
         if not chosen:
             return
-        refused = self.psm.award_each([(lot.context, winner) for lot, winner in chosen])
-        won: list[tuple[Lot, str]] = []
-        for (lot, winner), error in zip(chosen, refused, strict=True):
-            if isinstance(error, Conflict):
+        outcomes = self.psm.award_each([(lot.context, winner) for lot, winner in chosen])
+        claimable: list[tuple[Lot, str]] = []
+        deferred: set[str] = set()
+        for (lot, winner), outcome in zip(chosen, outcomes, strict=True):
+            if isinstance(outcome, Conflict):
                 continue  # the context moved on meanwhile (e.g. the run was aborted)
-            if error is not None:  # still open: the next round tries it again
-                log.error("awarding %s to %s failed: %s", lot.context, winner, error)
+            if isinstance(outcome, Exception):  # still open: the next round tries it again
+                log.error("awarding %s to %s failed: %s", lot.context, winner, outcome)
                 continue
             auction.awards[lot.context] = winner
-            won.append((lot, winner))
+            if outcome:
+                claimable.append((lot, winner))
+            else:  # its batch waits for a bid on another context: told once it is provisioned
+                with self._lock:
+                    self._unclaimable.setdefault(lot.pipeline, []).append((lot, winner))
+                deferred.add(lot.pipeline)
         # Told only once every award is recorded: a batch fully awarded is claimable by then.
-        for lot, winner in won:
+        for lot, winner in claimable:
+            self._tell(lot, winner)
+        for pipeline in deferred:
+            self._closed_meanwhile(pipeline)
+
+    def _closed_meanwhile(self, pipeline: str) -> None:
+        """Awards deferred just now whose batch's auction closed before they were put aside
+        (its transition heard first): tell them now."""
+        batches = self.psm.get(pipeline)["batches"]
+        if all(b["state"] != AUCTION_STARTED for b in batches):
             with self._lock:
-                bidder = self._bidders.get(winner)
-            try:
-                if bidder is None:
-                    raise LookupError(f"orchestrator {winner} left before its award")
-                bidder.awarded(lot)
-            except Exception as exc:  # nobody will claim it: give it back, auction it again
-                log.warning("award of %s to %s failed: %s", lot.context, winner, exc)
-                self.psm.release(lot.context, winner)
-                self.poke()
+                self._to_tell += self._unclaimable.pop(pipeline, [])
+            self.poke()
+
+    def _tell(self, lot: Lot, winner: str) -> None:
+        """Tell the winner of its award; one that cannot take it gives the context back."""
+        with self._lock:
+            bidder = self._bidders.get(winner)
+        try:
+            if bidder is None:
+                raise LookupError(f"orchestrator {winner} left before its award")
+            bidder.awarded(lot)
+        except Exception as exc:  # nobody will claim it: give it back, auction it again
+            log.warning("award of %s to %s failed: %s", lot.context, winner, exc)
+            self.psm.release(lot.context, winner)
+            self.poke()
 
 
 def _opens_or_frees(t: Transition) -> bool:
     """Whether a transition may let a context wait for an orchestrator (its batch's auction
     opens, it is Pending again) or let a waiting one go (one ends: capacity is freed)."""
-    if t.entity == "batch":
+    if t.entity == Entity.BATCH:
         return t.to_state == AUCTION_STARTED
-    return t.entity == "context" and t.to_state not in (RUNNING, ABORTING)
+    return t.entity == Entity.CONTEXT and t.to_state not in (RUNNING, ABORTING)

@@ -1,6 +1,6 @@
 """The client side of Otto: its HTTP API as Python calls, and what the CLI shows.
 
-Entry point: `OttoClient(base_url, token=None)` (`otto.client.http`), raising
+Entry point: `OttoClient(base_url, token=None)` (`otto.client.ottoclient`), raising
 `ClientError` (`ServerUnavailable`, `NotPermitted`) with the server's message.
 `client.stream_events()` follows transitions over SSE and resumes after a
 dropped connection. The `otto` commands built on it live in
@@ -10,7 +10,7 @@ workspaces a copy of the directory it runs in: `otto.client.workspace`).
 """
 
 from otto.client.errors import ClientError, NotPermitted, ServerUnavailable
-from otto.client.http import Created, OttoClient, Page
+from otto.client.ottoclient import Created, OttoClient, Page
 from otto.client.sse import EventStream
 
 __all__ = [

@@ -17,8 +17,8 @@ from typing import Any
 
 from otto.client import render
 from otto.client.errors import ClientError, UsageProblem
-from otto.client.http import PREFIX_SEARCH_LIMIT, OttoClient
 from otto.client.logs import LogPrinter, select_contexts
+from otto.client.ottoclient import PREFIX_SEARCH_LIMIT, OttoClient
 from otto.client.terminal import Cell, Terminal, plural, table
 from otto.client.view import RunView
 from otto.status import Status

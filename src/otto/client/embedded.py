@@ -1,7 +1,8 @@
 """An ephemeral `otto server` inside this process, for `otto run` without `--server`.
 
-The same Starlette app as `otto server` (`otto.server.build_app`), served by
-uvicorn in a background thread on a free 127.0.0.1 port. Leaving the `with`
+The same Starlette app as `otto server`, served by uvicorn in a background thread
+on a free 127.0.0.1 port. The app is built by the factory it is given (`otto run`
+gives `otto.server.build_app`): the client never imports the server it starts. Leaving the `with`
 block shuts it down the way `otto server` does on SIGTERM: the lifespan stops
 the local orchestrator (its agents with it) and closes the state store.
 """
@@ -11,15 +12,20 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from otto.agent.invocation import Checkout
 from otto.client.errors import ServerUnavailable
 from otto.config import Settings
+from otto.model import Checkout
 
 if TYPE_CHECKING:
     import uvicorn
+    from starlette.types import ASGIApp
+
+# Settings and the commit every workspace starts from → the server's ASGI app.
+AppFactory = Callable[[Settings, Checkout | None], "ASGIApp"]
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0  # the lifespan gives running agents 10 s to stop
@@ -27,8 +33,14 @@ FORCE_TIMEOUT = 5.0
 
 
 class EmbeddedServer:
-    def __init__(self, settings: Settings, workspace_source: Checkout | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        build_app: AppFactory,
+        workspace_source: Checkout | None = None,
+    ) -> None:
         self.settings = settings
+        self.build_app = build_app
         self.workspace_source = workspace_source  # what every context's workspace starts as
         self.url = ""
         self._server: uvicorn.Server | None = None
@@ -37,9 +49,7 @@ class EmbeddedServer:
     def __enter__(self) -> EmbeddedServer:
         import uvicorn
 
-        from otto.server import build_app
-
-        app = build_app(self.settings, self.workspace_source)
+        app = self.build_app(self.settings, self.workspace_source)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))

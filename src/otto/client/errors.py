@@ -5,13 +5,14 @@ Exit codes come from sysexits(3), so they never read as a pipeline status (0–4
 65 EX_DATAERR the server refused the request (unknown uuid, a run already complete…),
 69 EX_UNAVAILABLE the server cannot be reached or failed (5xx),
 77 EX_NOPERM a missing or wrong API token.
+The server's answer is read by `otto.httpclient`, the base of every client of it.
 """
 
 from __future__ import annotations
 
-import json
-
 import httpx
+
+from otto.httpclient import Unauthorized, read_error
 
 EX_USAGE = 64
 EX_DATAERR = 65
@@ -44,7 +45,7 @@ class ServerUnavailable(ClientError):
     exit_code = EX_UNAVAILABLE
 
 
-class NotPermitted(ClientError):
+class NotPermitted(ClientError, Unauthorized):
     """401/403: the server wants a (different) API token."""
 
     exit_code = EX_NOPERM
@@ -53,11 +54,9 @@ class NotPermitted(ClientError):
 def error_from(response: httpx.Response) -> ClientError:
     """The ClientError for an HTTP error answer, with the server's message when it sent one."""
     status = response.status_code
-    code: str | None = None
-    try:
-        error = json.loads(response.content).get("error", {})
-        message, code = str(error["message"]), error.get("code")
-    except (ValueError, AttributeError, KeyError, TypeError):
+    answer = read_error(response)
+    message, code = answer.message, answer.code
+    if message is None:
         request = response.request
         message = f"{request.method} {request.url.path}: HTTP {status} {response.reason_phrase}"
         if status in (404, 405) and request.method != "GET":

@@ -14,11 +14,11 @@ import time
 from collections.abc import Callable
 from typing import BinaryIO
 
-from otto.agent.reporter import context_log_key, step_log_key
 from otto.client.errors import ClientError
-from otto.client.http import OttoClient
+from otto.client.ottoclient import OttoClient
 from otto.client.terminal import Terminal, duration, exit_note
 from otto.client.view import ContextView, NestedStep, RunView, StepView
+from otto.objectstore.keys import context_log_key, step_log_key
 
 TAIL_BYTES = 256 * 1024
 

@@ -21,10 +21,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from otto.client.embedded import EmbeddedServer
+from otto.client.embedded import AppFactory, EmbeddedServer
 from otto.client.errors import ClientError, UsageProblem
-from otto.client.http import OttoClient
 from otto.client.logs import LogPrinter
+from otto.client.ottoclient import OttoClient
 from otto.client.progress import Progress, progress_for
 from otto.client.render import rejection
 from otto.client.terminal import Terminal, duration
@@ -49,12 +49,13 @@ class Output:
 def run_here(
     ottofile: str,
     term: Terminal,
+    build_app: AppFactory,
     home: str | None = None,
     workdir: Path | None = None,
     output: Output = Output(),
 ) -> int:
-    """Run `ottofile` on an embedded server of its own, its workspaces a copy of `workdir`
-    (None: empty); the exit code of its status."""
+    """Run `ottofile` on an embedded server of its own (its app made by `build_app`), its
+    workspaces a copy of `workdir` (None: empty); the exit code of its status."""
     with _home(home) as settings_home:
         try:
             settings = load_settings(home=settings_home)
@@ -70,7 +71,7 @@ def run_here(
         token = settings.token or None
         source = snapshot(workdir, Path(settings_home)) if workdir is not None else None
         with (
-            EmbeddedServer(settings, source) as server,
+            EmbeddedServer(settings, build_app, source) as server,
             OttoClient(server.url, token) as client,
         ):
             return run_pipeline(client, ottofile, term, output)

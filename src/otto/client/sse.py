@@ -1,4 +1,4 @@
-"""Server-sent events: a line parser, and the event stream of `GET /v1/events`.
+"""The event stream of `GET /v1/events`, read with `otto.sse`'s line parser.
 
 `EventStream` yields each transition once, in order. When the connection drops
 (a server restart, a proxy timeout) it reconnects with `Last-Event-ID` set to
@@ -12,54 +12,15 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from otto.client.errors import ServerUnavailable, error_from
+from otto.sse import SseParser
 
 # The server sends a keep-alive comment every 15 s; a longer silence is a dead connection.
 READ_TIMEOUT = 45.0
-
-
-@dataclass(frozen=True)
-class ServerSentEvent:
-    id: str | None
-    event: str
-    data: str
-
-
-class SseParser:
-    """Feed it lines (without their line ends); it returns each event when complete."""
-
-    def __init__(self) -> None:
-        self.retry: float | None = None  # seconds, when the server asked for a delay
-        self._id: str | None = None
-        self._event = ""
-        self._data: list[str] = []
-
-    def feed(self, line: str) -> ServerSentEvent | None:
-        if not line:
-            if not self._data:
-                self._event = ""
-                return None
-            event = ServerSentEvent(self._id, self._event or "message", "\n".join(self._data))
-            self._event, self._data = "", []
-            return event
-        if line.startswith(":"):
-            return None
-        name, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if name == "data":
-            self._data.append(value)
-        elif name == "event":
-            self._event = value
-        elif name == "id" and "\0" not in value:
-            self._id = value
-        elif name == "retry" and value.isdigit():
-            self.retry = int(value) / 1000
-        return None
 
 
 class EventStream:

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.text import Text
 
 from otto.client.view import now
+from otto.duration import format_duration
 
 # state → (symbol, ASCII stand-in, rich style)
 _LOOKS: dict[str, tuple[str, str, str]] = {
@@ -35,17 +36,8 @@ _UNKNOWN = ("?", "?", "")
 
 
 def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 10:
-        return f"{seconds:.1f}s"
-    if seconds < 60:
-        return f"{seconds:.0f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
+    """`4.2s`, `3m05s`; `-` when it is not known."""
+    return "-" if seconds is None else format_duration(seconds)
 
 
 def exit_note(code: int | None) -> str:

@@ -5,7 +5,7 @@ not, untracked files too, but nothing `.gitignore` ignores — written with an i
 of its own, as `git stash create` does: the repository's branches, index and
 working tree stay as they were (only objects are added to it). Elsewhere, the
 directory's files are committed to a scratch repository. Either way the agent
-checks the commit out as it checks out a pushed one (`otto.agent.invocation.Checkout`,
+checks the commit out as it checks out a pushed one (`otto.model.Checkout`,
 a local clone).
 """
 
@@ -17,8 +17,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from otto.agent.invocation import Checkout
 from otto.client.errors import ClientError, UsageProblem
+from otto.model import Checkout
 
 # The snapshot is a throw-away commit: it never needs the user's git identity.
 _IDENTITY = {

@@ -6,7 +6,7 @@ shared test suite runs against all of them):
 - `FilesystemStore(root)` — the default, under `$OTTO_HOME/objects` (module `fs`);
 - `S3Store(bucket, endpoint_url=..., prefix=...)` — any S3-compatible server (`s3`);
 - `HttpObjectStore(base_url, token=None)` — the server's `/v1/objects` API (`client`),
-  served by `otto.objectstore.http.routes(store)`.
+  served by `otto.objectstore.routes.routes(store)`.
 
 `S3Store` and `HttpObjectStore` are imported when first used: boto3 and httpx would
 otherwise weigh on every process that only needs the filesystem (each forked agent).

@@ -1,6 +1,6 @@
 """The object store's routes in the server's OpenAPI document.
 
-They are served by `otto.objectstore.http` (Starlette routes of their own, raw bytes
+They are served by `otto.objectstore.routes` (Starlette routes of their own, raw bytes
 rather than JSON bodies), so they are described here, answers included, for the
 document to list every endpoint and every 4xx it may give.
 """

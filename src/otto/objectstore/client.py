@@ -1,10 +1,12 @@
 """`HttpObjectStore`: the `ObjectStore` interface over the server's HTTP API (see
-`otto.objectstore.http`), for agents and tools on other machines. Errors come back
-as the same exception classes the server-side store raised."""
+`otto.objectstore.routes`), for agents and tools on other machines, built on
+`otto.httpclient`. Errors come back as the same exception classes the server-side
+store raised."""
 
 from __future__ import annotations
 
-import contextlib
+import itertools
+import math
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -13,6 +15,7 @@ from urllib.parse import quote
 
 import httpx
 
+from otto.httpclient import backoff, connect, read_error
 from otto.objectstore.base import (
     CHUNK_SIZE,
     DEFAULT_CONTENT_TYPE,
@@ -34,8 +37,8 @@ from otto.objectstore.errors import (
     StoreFull,
     StoreUnavailable,
 )
-from otto.objectstore.http import APPEND_HEADER
 from otto.objectstore.keys import validate_key, validate_prefix
+from otto.objectstore.routes import APPEND_HEADER, Unauthorized
 
 _SIMPLE: dict[str, type[ObjectStoreError]] = {
     "invalid_key": InvalidKey,
@@ -45,6 +48,8 @@ _SIMPLE: dict[str, type[ObjectStoreError]] = {
     "disk_full": StoreFull,  # the server's disk: the same append may be sent again later
     "unavailable": StoreUnavailable,
 }
+# Refusals worded as "METHOD 'key': the server's message".
+_NAMED: dict[str, type[ObjectStoreError]] = {"unauthorized": Unauthorized}
 
 
 CONNECT_RETRIES = 6
@@ -63,7 +68,7 @@ class _Reconnecting(httpx.BaseTransport):
 
     def __init__(self, retries: int, known_up: bool = False) -> None:
         self.inner = httpx.HTTPTransport()
-        self.pauses = [0.25 * 2**n for n in range(retries)]
+        self.pauses = list(itertools.islice(backoff(0.25, math.inf), retries))
         self.answered = known_up
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -108,11 +113,10 @@ class HttpObjectStore(ObjectStore):
         connect_retries: int = CONNECT_RETRIES,
         known_up: bool = False,
     ) -> None:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(
-            base_url=self.base_url,
-            headers=headers,
+        self._http = connect(
+            base_url,
+            token,
             timeout=httpx.Timeout(timeout, connect=10.0),
             transport=_Translating(_Reconnecting(connect_retries, known_up)),
         )
@@ -129,19 +133,16 @@ class HttpObjectStore(ObjectStore):
 
     @staticmethod
     def _error(key: str, response: httpx.Response, offset: int = 0) -> ObjectStoreError:
-        code = response.headers.get("x-otto-error", "")
-        error: dict[str, Any] = {"code": code, "message": f"HTTP {response.status_code}"}
-        if response.request.method != "HEAD":
-            with contextlib.suppress(ValueError, KeyError, TypeError):
-                error = {**error, **response.json()["error"]}
-        message = str(error["message"])
+        answer = read_error(response)
+        code, error = answer.code or "", answer.details
+        message = answer.message if answer.message is not None else f"HTTP {answer.status}"
         if code == "offset_mismatch":
             return OffsetMismatch(key, offset, int(error.get("current_size", 0)))
         if code == "too_large":
             return ObjectTooLarge(key, int(error.get("limit", 0)))
         if code in _SIMPLE:
             return _SIMPLE[code](message)
-        return ObjectStoreError(f"{response.request.method} {key!r}: {message}")
+        return _NAMED.get(code, ObjectStoreError)(f"{response.request.method} {key!r}: {message}")
 
     def _check(self, key: str, response: httpx.Response, offset: int = 0) -> httpx.Response:
         if response.status_code >= 400:

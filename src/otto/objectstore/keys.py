@@ -7,6 +7,10 @@ escape still present after that is a double-encoding trick), and no segment star
 with `.otto` (reserved for the backends' own temp, metadata and chunk files). A key is
 at most 1024 bytes of UTF-8 and each segment at most 240 bytes (the filesystem limit
 of 255, less room for the backends' side files).
+
+It also names the logs every part reads and writes: an agent writes
+`<pipeline>/<context>/context.log` and one `<pipeline>/<context>/<step>.log` per step;
+the dashboard and the CLI read them.
 """
 
 from __future__ import annotations
@@ -77,6 +81,15 @@ def validate_prefix(prefix: object) -> str:
             f"prefix {text!r}: segments starting with {RESERVED_PREFIX!r} are reserved"
         )
     return text
+
+
+def step_log_key(pipeline: str, context: str, step: str) -> str:
+    return f"{pipeline}/{context}/{step}.log"
+
+
+def context_log_key(pipeline: str, context: str) -> str:
+    """The context's own log: validation errors, the checkout, the outcome."""
+    return f"{pipeline}/{context}/context.log"
 
 
 def is_valid_key(key: str) -> bool:

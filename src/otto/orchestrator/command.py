@@ -18,7 +18,7 @@ from types import FrameType
 
 from otto.auction.requirements import labels_of
 from otto.config import ConfigError, Settings, load_settings
-from otto.orchestrator.remote import EX_USAGE, RemoteOrchestrator, RemoteSettings
+from otto.orchestrator.remote_orchestrator import EX_USAGE, RemoteOrchestrator, RemoteSettings
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$")

@@ -3,12 +3,16 @@
 The same class serves in `otto server` (talking to the PSM in process) and as
 `otto orchestrator --server URL` on another machine (talking to it over
 HTTP): all it needs of the PSM is the executor interface, `Executor` below.
-Each awarded context is claimed (a lease with an epoch), handed to an agent
+Each awarded context is claimed, which answers with its whole work order (the lease
+with its epoch, the context's model, the commit to check out), handed to an agent
 process forked from the agent zygote, and its reports are relayed to the PSM under
-that lease. A renewal thread keeps the leases alive and stops the agents of
-contexts the PSM wants aborted. How an agent isolates its context's steps (the host
-sandbox, a container of its image) is the orchestrator's `IsolationPolicy`
-(`otto.isolation.policy`).
+that lease. An award is only made once the context may start, so a claim is refused
+only when the context moved on (aborted, given to another): it is then dropped.
+Aborts are heard as they happen (`watch`, fed by the PSM's event hub in process, or
+`abort` by a remote orchestrator's message stream); the renewal thread keeps the
+leases alive and stops the agents of contexts the PSM no longer counts on. How an
+agent isolates its context's steps (the host sandbox, a container of its image) is
+the orchestrator's `IsolationPolicy` (`otto.isolation.policy`).
 """
 
 from __future__ import annotations
@@ -22,17 +26,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from otto.agent.invocation import DEFAULT_MAX_LOG_BYTES, Checkout, Invocation
+from otto.agent.invocation import DEFAULT_MAX_LOG_BYTES, Invocation
 from otto.auction import Auction, Capabilities, Lot
 from otto.diskspace import DISK_FULL, STORE_UNAVAILABLE, trouble
 from otto.isolation import ContainerSpec
 from otto.isolation.container import remove as remove_container
 from otto.isolation.container import remove_stale
 from otto.isolation.policy import IsolationPolicy
-from otto.model import Context
+from otto.model import Checkout
 from otto.orchestrator.pool import AgentPool, AgentProcess
 from otto.psm import Conflict, Lease, NotFound, Transition
-from otto.psm.states import ABORTING, PENDING, PROVISIONING, TERMINAL, Entity
+from otto.psm.records import WorkOrder
+from otto.psm.states import ABORTING, Entity
 from otto.status import Status
 
 log = logging.getLogger("otto.orchestrator")
@@ -41,7 +46,9 @@ log = logging.getLogger("otto.orchestrator")
 class Executor(Protocol):
     """What an orchestrator needs of the PSM (the PSM itself, or its HTTP client)."""
 
-    def claim(self, context: str, orchestrator: str, isolation: str | None = None) -> Lease: ...
+    def claim_work(
+        self, context: str, orchestrator: str, isolation: str | None = None
+    ) -> WorkOrder: ...
     def renew(self, lease: Lease) -> Lease: ...
     def release(self, context: str, orchestrator: str) -> None: ...
     def step_started(self, lease: Lease, step: str) -> None: ...
@@ -54,7 +61,6 @@ class Executor(Protocol):
         reason: str | None = None,
     ) -> Status: ...
     def context_finished(self, lease: Lease, status: Status, reason: str | None = None) -> None: ...
-    def context_model(self, pipeline: str, context: str) -> Context: ...
     def hand_back(self, lease: Lease) -> None: ...
 
 
@@ -72,6 +78,8 @@ class Running:
     agent: AgentProcess
     container: ContainerSpec | None = None
     stopping: bool = False
+    # The steps the PSM keeps a state of: the context's own (a block's live in its log).
+    steps: frozenset[str] = frozenset()
 
 
 class Orchestrator:
@@ -88,7 +96,7 @@ class Orchestrator:
         cost_factor: float = 1.0,
         labels: str | None = None,
         lease_seconds: float = 30.0,
-        checkout: Callable[[str], Checkout | None] | None = None,
+        default_checkout: Checkout | None = None,
         masked: Callable[[], list[str]] | None = None,
         max_log_bytes: int = DEFAULT_MAX_LOG_BYTES,
         on_trouble: Callable[[str, str], None] | None = None,
@@ -110,18 +118,15 @@ class Orchestrator:
             labels, containers=self.isolation.engine is not None
         )
         self.lease_seconds = lease_seconds
-        self.checkout = checkout  # a pipeline → the commit its workspaces start from
+        # The commit a workspace starts from when the work order names none (`otto run`'s
+        # embedded server: the working tree).
+        self.default_checkout = default_checkout
         self.pool = AgentPool(objects_url, environ=self.isolation.agent_environ())
         self._running: dict[str, Running] = {}
         self._waiting: dict[str, Lot] = {}  # awarded, not started yet, in award order
-        # Of those, the ones found not claimable yet (Linear order, an open auction), by
-        # context → pipeline: tried again when their pipeline moves.
-        self._blocked: dict[str, str] = {}
-        self._claiming: Lot | None = None
         # Being claimed or started, no agent yet → whether an abort came meanwhile (applied
         # once the agent runs: the abort is said once, not repeated till the next renewal).
         self._launching: dict[str, bool] = {}
-        self._claim_stale = False  # its pipeline moved while it was being claimed
         self._lock = threading.Lock()
         self._wakeup = threading.Condition(self._lock)  # a slot or a context to try
         self._stopping = threading.Event()
@@ -153,34 +158,25 @@ class Orchestrator:
             if lot.context in self._running or self._stopping.is_set():
                 return  # told twice (a remote orchestrator's reconnection)
             self._waiting[lot.context] = lot
-            self._blocked.pop(lot.context, None)
             self._wakeup.notify()
 
-    def moved(self, pipeline: str, context: str | None, state: str) -> None:
-        """A context changed state (`Bidder.moved`): stop its agent if it is to be aborted;
-        when one ends or a batch is provisioned, what waits here in that pipeline may start."""
-        if state == ABORTING and context is not None:
-            with self._lock:
-                run = self._running.get(context)
-                if run is None and context in self._launching:
-                    self._launching[context] = True
-            if run is not None and not run.stopping:
-                run.stopping = True
-                run.agent.terminate()
-        elif state in TERMINAL[Entity.CONTEXT] or state == PROVISIONING:
-            with self._lock:
-                for blocked in [c for c, p in self._blocked.items() if p == pipeline]:
-                    del self._blocked[blocked]
-                if self._claiming is not None and self._claiming.pipeline == pipeline:
-                    self._claim_stale = True
-                self._wakeup.notify()
+    # -- aborts ---------------------------------------------------------------------
+    def watch(self, transitions: Iterable[Transition]) -> None:
+        """An event hub listener (quick, never blocking): stop an agent as soon as its
+        context is to be aborted, not at the next renewal."""
+        for t in transitions:
+            if t.entity == Entity.CONTEXT and t.to_state == ABORTING:
+                self.abort(t.id)
 
-    def retry_waiting(self) -> None:
-        """Try every waiting context again (a safety net: a move missed must not strand one)."""
+    def abort(self, context: str) -> None:
+        """Stop the agent of `context` if it runs here (or as soon as it starts)."""
         with self._lock:
-            self._blocked.clear()
-            self._claim_stale = True
-            self._wakeup.notify()
+            run = self._running.get(context)
+            if run is None and context in self._launching:
+                self._launching[context] = True
+        if run is not None and not run.stopping:
+            run.stopping = True
+            run.agent.terminate()
 
     # -- lifecycle ----------------------------------------------------------------
     def start(self) -> None:
@@ -205,7 +201,6 @@ class Orchestrator:
         self._stopping.set()
         with self._lock:
             waiting, self._waiting = list(self._waiting), {}
-            self._blocked.clear()
             self._wakeup.notify()
         for context in waiting:  # awarded, never started: someone else may run them
             self._report(lambda c=context: self.executor.release(c, self.name))
@@ -236,40 +231,32 @@ class Orchestrator:
         while (lot := self._next()) is not None:
             try:
                 isolation = self.isolation.kind_for(lot.needs.container)
-                lease = self.executor.claim(lot.context, self.name, isolation)
-            except (Conflict, NotFound) as exc:
+                order = self.executor.claim_work(lot.context, self.name, isolation)
+            except (Conflict, NotFound) as exc:  # aborted, given back, or run elsewhere
+                log.info("claim of %s refused: %s", lot.context, exc)
                 with self._lock:
-                    self._claiming = None
                     self._launching.pop(lot.context, None)
-                    if isinstance(exc, NotFound) or exc.current != PENDING:
-                        self._waiting.pop(lot.context, None)  # gone, or run elsewhere
-                    elif not self._claim_stale and lot.context in self._waiting:
-                        # Not yet: the one before it runs (Linear), or its batch's auction is
-                        # still open. Tried again on the next move in the pipeline.
-                        self._blocked[lot.context] = lot.pipeline
+                    self._waiting.pop(lot.context, None)
                 continue
             with self._lock:
-                self._claiming = None
                 self._waiting.pop(lot.context, None)
-            self._launch(lot, lease)
+            self._launch(lot, order)
 
     def _next(self) -> Lot | None:
-        """Once a slot is free, the first waiting context not known to be blocked (None:
-        stopping). Waiting here costs nothing per context, however many wait."""
+        """Once a slot is free, the first waiting context (None: stopping). Waiting here
+        costs nothing per context, however many wait."""
         with self._lock:
             while not self._stopping.is_set():
-                if len(self._running) < self.capacity:
-                    for context, lot in self._waiting.items():
-                        if context not in self._blocked:
-                            self._claiming, self._claim_stale = lot, False
-                            self._launching[context] = False
-                            return lot
+                if len(self._running) < self.capacity and self._waiting:
+                    lot = next(iter(self._waiting.values()))
+                    self._launching[lot.context] = False
+                    return lot
                 self._wakeup.wait()
         return None
 
-    def _launch(self, lot: Lot, lease: Lease) -> None:
+    def _launch(self, lot: Lot, order: WorkOrder) -> None:
+        lease, context = order.lease, order.context
         try:
-            context = self.executor.context_model(lot.pipeline, lot.context)
             refusal = self.isolation.refusal(context)
             if refusal is not None:
                 self._refuse(lot, lease, refusal)
@@ -283,7 +270,7 @@ class Orchestrator:
                 object_store=self.objects_url,
                 workspace_root=self.workspace_root,
                 lease={"epoch": lease.epoch, "orchestrator": self.name},
-                checkout=self.checkout(lot.pipeline) if self.checkout else None,
+                checkout=order.checkout or self.default_checkout,
                 passthrough=self.isolation.passthrough_values(),
                 masked=self.masked(),
                 sandbox=self.isolation.sandbox_spec(),
@@ -297,7 +284,7 @@ class Orchestrator:
             log.exception("cannot start context %s", lot.context)
             self._refuse(lot, lease, f"provision_failed: cannot start an agent: {exc}")
             return
-        run = Running(lot, lease, agent, container)
+        run = Running(lot, lease, agent, container, steps=frozenset(s.uuid for s in context.steps))
         with self._lock:
             self._running[lot.context] = run
             run.stopping = self._launching.pop(lot.context, False)  # aborted while starting
@@ -320,6 +307,8 @@ class Orchestrator:
             except ValueError:
                 continue
             event = report.get("event")
+            if event in ("step_started", "step_finished") and report.get("step") not in run.steps:
+                continue
             if event == "step_started":
                 self._report(lambda r=report: self.executor.step_started(run.lease, r["step"]))
             elif event == "step_finished":
@@ -380,13 +369,6 @@ class Orchestrator:
                     return
             time.sleep(0.5)
 
-    # -- aborts ---------------------------------------------------------------------
-    def watch(self, transitions: Iterable[Transition]) -> None:
-        """Stop an agent as soon as its context is to be aborted (not at the next renewal)."""
-        for t in transitions:
-            if t.entity == "context":
-                self.moved(t.pipeline, t.id, t.to_state)
-
     # -- leases -------------------------------------------------------------------
     def _renew_loop(self) -> None:
         due = 0.0
@@ -395,7 +377,6 @@ class Orchestrator:
             if time.monotonic() < due:
                 continue
             due = time.monotonic() + self.lease_seconds / 3
-            self.retry_waiting()  # a safety net: a missed move must not strand a context
             with self._lock:
                 running = list(self._running.values())
             for run in running:

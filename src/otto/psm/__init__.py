@@ -4,16 +4,9 @@ Entry point: `PipelineStateMachine(open_store(url))`. Which module holds which r
 transition table, batch flow, leases): docs/architecture.md.
 """
 
+from otto.psm.errors import Conflict, IllegalTransition, NotFound, StaleLease
 from otto.psm.machine import CONFIG_ERROR, Created, PipelineStateMachine
-from otto.psm.records import (
-    About,
-    Conflict,
-    IllegalTransition,
-    Lease,
-    NotFound,
-    StaleLease,
-    Transition,
-)
+from otto.psm.records import About, Lease, Transition
 from otto.psm.store import open_store
 
 __all__ = [

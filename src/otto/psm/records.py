@@ -1,4 +1,4 @@
-"""What the PSM hands out: transitions, leases, errors."""
+"""What the PSM hands out and records: transitions, their causes, leases, work orders."""
 
 from __future__ import annotations
 
@@ -7,17 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from otto.psm.errors import Conflict, IllegalTransition, NotFound, StaleLease
-
-__all__ = [
-    "About",
-    "Conflict",
-    "IllegalTransition",
-    "Lease",
-    "NotFound",
-    "StaleLease",
-    "Transition",
-]
+from otto.model import Checkout, Context
 
 
 def iso(ts: float | None) -> str | None:
@@ -31,6 +21,15 @@ class About:
     project: str | None = None
     trigger: str | None = None  # who or what started it: "push by alice", "otto run", …
     message: str | None = None  # the commit message's first line, when known
+
+
+@dataclass(frozen=True)
+class Cause:
+    """Who caused a change and why; every transition records it."""
+
+    actor: str
+    reason: str | None = None  # a `Reason`, or an executor's own words
+    data: dict[str, Any] | None = None  # carried by every transition it causes
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,4 +100,21 @@ class Lease:
             "expires_at": self.expires_at,
             "aborting": self.aborting,
             "deadline": self.deadline,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class WorkOrder:
+    """What a claim hands its executor: everything it needs to start the context."""
+
+    lease: Lease
+    context: Context  # the model: its properties and steps
+    checkout: Checkout | None = None  # the commit its workspace starts from, if any
+
+    def to_dict(self) -> dict[str, Any]:
+        """The lease's fields, with the context's model and the checkout beside them."""
+        return {
+            **self.lease.to_dict(),
+            "model": self.context.model_dump(mode="json"),
+            "checkout": self.checkout.model_dump() if self.checkout else None,
         }

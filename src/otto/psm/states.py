@@ -1,12 +1,14 @@
 """Every state of every entity and the one table of allowed transitions.
 
-The table is data: `ALLOWED[entity][from]` is the set of states `from` may
-become. `Store`/`Engine` code changes state only through `check()`, and the
-HTTP API serves `table()` at `GET /v1/transitions`.
+The table is data: `TRANSITIONS[entity][from][reason]` is the set of states `from`
+may become (reason None: for any reason). State changes only through `check()` (in
+`ledger.move`), and the HTTP API serves `table()` at `GET /v1/transitions`. `Reason`
+names why the PSM itself moves something.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 
 from otto.psm.errors import IllegalTransition
@@ -37,52 +39,95 @@ OUTCOMES = [s.value for s in Status]  # a context's or step's terminal outcome
 
 _BATCH_LIVE = [AUCTION_STARTED, AUCTION_COMPLETED, PROVISIONING, EXECUTING]
 
-ALLOWED: dict[Entity, dict[str, frozenset[str]]] = {
+
+class Reason(StrEnum):
+    """Why the PSM itself moves something; each value is the string on the wire (the
+    `reason` of a transition). Executors report reasons of their own (`exit code 2`,
+    `provision_failed: …`), which stay free text."""
+
+    CREATED = "created"
+    CONFIG_ERROR = "config_error"  # a run refused at creation: its pipeline cannot run
+    AWARDED = "awarded"
+    CLAIMED = "claimed"
+    USER_ABORT = "user_abort"
+    SUPERSEDED = "superseded"  # aborted by a newer run of the same branch
+    PREVIOUS_CONTEXT_FAILED = "previous_context_failed"  # Linear: an earlier context failed
+    FANOUT_SIBLING_FAILED = "fanout_sibling_failed"
+    PREVIOUS_BATCH_FAILED = "previous_batch_failed"
+    AGENT_LOST = "agent_lost"  # its lease ran out
+    TIMEOUT = "timeout"  # stopped at its stage's deadline
+    RETRY = "retry"
+    HANDED_BACK = "handed_back"  # its executor shut down before it ended
+
+
+def _moves(
+    always: Iterable[str] = (), retry: Iterable[str] = (), handed_back: Iterable[str] = ()
+) -> dict[Reason | None, frozenset[str]]:
+    """Where one state may go: always, or only by a transition of the given reason."""
+    return {
+        None: frozenset(always),
+        Reason.RETRY: frozenset(retry),
+        Reason.HANDED_BACK: frozenset(handed_back),
+    }
+
+
+_RERUN = (*OUTCOMES, NOT_RUN)  # a retry runs a context or step in any end state again
+
+# The transition table: `TRANSITIONS[entity][from][reason]` is the set of states `from`
+# may become, for any reason (None) or only for that one. A retry
+# (`POST /v1/pipelines/{uuid}/retry`) is the one way out of a terminal state; a server
+# that shuts down hands its unfinished contexts back, to run again after the restart.
+TRANSITIONS: dict[Entity, dict[str, dict[Reason | None, frozenset[str]]]] = {
     Entity.PIPELINE: {
-        PENDING: frozenset({RUNNING, COMPLETE}),
-        RUNNING: frozenset({COMPLETE}),
-        COMPLETE: frozenset(),
+        PENDING: _moves({RUNNING, COMPLETE}),
+        RUNNING: _moves({COMPLETE}),
+        COMPLETE: _moves(retry={RUNNING}),
     },
     Entity.BATCH: {
-        PENDING: frozenset({AUCTION_STARTED, NOT_RUN}),
-        AUCTION_STARTED: frozenset({AUCTION_COMPLETED, COMPLETE}),
-        AUCTION_COMPLETED: frozenset({PROVISIONING, COMPLETE}),
-        PROVISIONING: frozenset({EXECUTING, COMPLETE}),
-        EXECUTING: frozenset({COMPLETE}),
-        COMPLETE: frozenset(),
-        NOT_RUN: frozenset(),
+        PENDING: _moves({AUCTION_STARTED, NOT_RUN}),
+        AUCTION_STARTED: _moves({AUCTION_COMPLETED, COMPLETE}),
+        AUCTION_COMPLETED: _moves({PROVISIONING, COMPLETE}),
+        PROVISIONING: _moves({EXECUTING, COMPLETE}),
+        EXECUTING: _moves({COMPLETE}),
+        COMPLETE: _moves(retry={PENDING}),
+        NOT_RUN: _moves(retry={PENDING}),
     },
     Entity.CONTEXT: {
         # Pending → Error: provisioning failed before the context started.
-        PENDING: frozenset({RUNNING, NOT_RUN, Status.ERROR.value}),
-        RUNNING: frozenset({ABORTING, *OUTCOMES}),
+        PENDING: _moves({RUNNING, NOT_RUN, Status.ERROR.value}),
+        RUNNING: _moves({ABORTING, *OUTCOMES}, handed_back={PENDING}),
         # An abort races the context's own end: whatever really happened is recorded.
-        ABORTING: frozenset(OUTCOMES),
-        **{outcome: frozenset() for outcome in OUTCOMES},
-        NOT_RUN: frozenset(),
+        ABORTING: _moves(OUTCOMES),
+        **{state: _moves(retry={PENDING}) for state in _RERUN},
     },
     Entity.STEP: {
-        PENDING: frozenset({RUNNING, NOT_RUN}),
-        RUNNING: frozenset(OUTCOMES),
-        **{outcome: frozenset() for outcome in OUTCOMES},
-        NOT_RUN: frozenset(),
+        PENDING: _moves({RUNNING, NOT_RUN}),
+        RUNNING: _moves(OUTCOMES, handed_back={PENDING}),
+        **{outcome: _moves(retry={PENDING}, handed_back={PENDING}) for outcome in OUTCOMES},
+        NOT_RUN: _moves(retry={PENDING}),
     },
 }
+
+
+def _view(reason: Reason | None, every_state: bool) -> dict[Entity, dict[str, frozenset[str]]]:
+    return {
+        entity: {s: m[reason] for s, m in states.items() if every_state or m[reason]}
+        for entity, states in TRANSITIONS.items()
+    }
+
+
+# The table's views, as served: the moves any transition may make, and those only a
+# given reason may make beyond them.
+ALLOWED = _view(None, every_state=True)
+RETRY = Reason.RETRY
+RETRY_ALLOWED = _view(Reason.RETRY, every_state=False)
+HANDED_BACK = Reason.HANDED_BACK
+HAND_BACK_ALLOWED = _view(Reason.HANDED_BACK, every_state=False)
+BY_REASON = {RETRY: RETRY_ALLOWED, HANDED_BACK: HAND_BACK_ALLOWED}
 
 TERMINAL: dict[Entity, frozenset[str]] = {
     entity: frozenset(s for s, nexts in table.items() if not nexts)
     for entity, table in ALLOWED.items()
-}
-
-# A retry (`POST /v1/pipelines/{uuid}/retry`) is the one way out of a terminal state:
-# these moves are allowed only to a transition whose reason is RETRY.
-RETRY = "retry"
-RETRY_ALLOWED: dict[Entity, dict[str, frozenset[str]]] = {
-    Entity.PIPELINE: {COMPLETE: frozenset({RUNNING})},
-    Entity.BATCH: {COMPLETE: frozenset({PENDING}), NOT_RUN: frozenset({PENDING})},
-    # Any outcome: `?all=true` runs successful contexts again too.
-    Entity.CONTEXT: {state: frozenset({PENDING}) for state in (*OUTCOMES, NOT_RUN)},
-    Entity.STEP: {state: frozenset({PENDING}) for state in (*OUTCOMES, NOT_RUN)},
 }
 
 # Batch states in which its contexts have been handed out (auction is over).
@@ -90,31 +135,13 @@ BATCH_AWARDED = frozenset({AUCTION_COMPLETED, PROVISIONING, EXECUTING})
 BATCH_LIVE = frozenset(_BATCH_LIVE)
 
 
-# A server that shuts down hands its unfinished contexts back, to run again after
-# the restart: allowed only to a transition whose reason is HANDED_BACK.
-HANDED_BACK = "handed_back"
-HAND_BACK_ALLOWED: dict[Entity, dict[str, frozenset[str]]] = {
-    Entity.PIPELINE: {},
-    Entity.BATCH: {},
-    Entity.CONTEXT: {RUNNING: frozenset({PENDING})},
-    Entity.STEP: {state: frozenset({PENDING}) for state in (RUNNING, *OUTCOMES)},
-}
-
-# The moves only a given reason may make, beyond the table.
-BY_REASON = {RETRY: RETRY_ALLOWED, HANDED_BACK: HAND_BACK_ALLOWED}
-
-
 def check(entity: Entity, ident: str, current: str, wanted: str, reason: str | None = None) -> None:
     if wanted in ALLOWED[entity].get(current, frozenset()):
         return
-    extra = BY_REASON.get(reason or "")
-    if extra is not None and wanted in extra[entity].get(current, frozenset()):
+    moves = TRANSITIONS[entity].get(current)
+    if reason in BY_REASON and moves is not None and wanted in moves[Reason(reason)]:
         return
     raise IllegalTransition(entity, ident, current, wanted)
-
-
-def is_terminal(entity: Entity, state: str) -> bool:
-    return state in TERMINAL[entity]
 
 
 def table(

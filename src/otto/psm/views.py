@@ -6,8 +6,9 @@ import base64
 import json
 from typing import Any
 
-from otto.psm.records import NotFound, Transition, iso
-from otto.psm.states import BATCH_LIVE, OUTCOMES, PENDING
+from otto.psm.errors import NotFound
+from otto.psm.records import Transition, iso
+from otto.psm.states import OUTCOMES
 from otto.psm.store.base import Row, Tx
 from otto.redact import redact_url
 
@@ -204,17 +205,3 @@ def transitions(tx: Tx, uuid: str) -> list[Transition]:
     pipeline_row(tx, uuid)
     rows = tx.all("SELECT * FROM transitions WHERE pipeline = ? ORDER BY seq", uuid)
     return [Transition.from_row(r) for r in rows]
-
-
-def open_contexts(tx: Tx) -> list[dict[str, Any]]:
-    """Pending contexts without an orchestrator, in batches that are running."""
-    live = ", ".join("?" for _ in BATCH_LIVE)
-    rows = tx.all(
-        "SELECT c.uuid, c.pipeline, c.batch, c.position, c.name FROM contexts c"
-        " JOIN batches b ON b.pipeline = c.pipeline AND b.idx = c.batch"
-        # Literal, as in the partial index `contexts_open` that serves it.
-        f" WHERE c.state = '{PENDING}' AND c.orchestrator IS NULL AND b.state IN ({live})"
-        " ORDER BY c.pipeline, c.batch, c.position",
-        *sorted(BATCH_LIVE),
-    )
-    return [dict(r) for r in rows]

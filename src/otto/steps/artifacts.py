@@ -25,9 +25,9 @@ from pathlib import Path
 from pydantic import JsonValue
 
 from otto.objectstore import ObjectNotFound, ObjectStore
-from otto.steps.api import StepFailure, StepOutcome, StepRuntime
 from otto.steps.manifest import StepCallError
 from otto.steps.paths import check_relative
+from otto.steps.runtime import StepFailure, StepOutcome, StepRuntime
 from otto.steps.safetar import UnsafeArchive, safe_extract
 
 BUNDLE_TYPE = "application/vnd.otto.artifact+gzip"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pydantic import JsonValue
 
 from otto.steps import artifacts, directory, git, messages, sh
-from otto.steps.api import StepOutcome, StepRuntime
+from otto.steps.runtime import StepOutcome, StepRuntime
 
 Params = dict[str, JsonValue]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pydantic import JsonValue
 
 from otto.model import Step
-from otto.steps.api import StepOutcome, StepRuntime
 from otto.steps.paths import check_relative, resolve_inside
+from otto.steps.runtime import StepOutcome, StepRuntime
 
 
 def check(params: dict[str, JsonValue]) -> None:

@@ -26,9 +26,9 @@ from pathlib import Path
 from pydantic import JsonValue
 
 from otto.isolation import Mounts
-from otto.steps.api import StepFailure, StepOutcome, StepRuntime
 from otto.steps.manifest import StepCallError
 from otto.steps.paths import check_relative, resolve_inside
+from otto.steps.runtime import StepFailure, StepOutcome, StepRuntime
 
 NEVER_PROMPT = {"GIT_TERMINAL_PROMPT": "0", "GCM_INTERACTIVE": "never"}
 

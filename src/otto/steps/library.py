@@ -29,8 +29,8 @@ from pydantic import JsonValue
 
 from otto.isolation import Mounts
 from otto.objectstore import ObjectNotFound, ObjectStore
-from otto.steps.api import StepOutcome, StepRuntime
 from otto.steps.manifest import BUILTIN, Manifest, ManifestError, load_manifest
+from otto.steps.runtime import StepOutcome, StepRuntime
 from otto.steps.safetar import UnsafeArchive, safe_extract
 
 

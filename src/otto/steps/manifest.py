@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError
 
 from otto.duration import EXAMPLES, DurationError, parse_duration
 from otto.model import Parameters, Step
+from otto.validation import first_error
 
 BUILTIN = "builtin"
 # Any step accepts these on top of its own parameters: `timeout` (`sh 'make', timeout:
@@ -121,9 +122,8 @@ def load_manifest(path: Path | str, text: str | None = None) -> Manifest:
     except yaml.YAMLError as exc:
         raise ManifestError(f"{path}: not valid YAML: {exc}") from None
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ManifestError(f"{path}: {where}: {first['msg']}") from None
+        where, message = first_error(exc)
+        raise ManifestError(f"{path}: {where}: {message}") from None
 
 
 @cache

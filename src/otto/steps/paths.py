@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from otto.steps.api import StepFailure
 from otto.steps.manifest import StepCallError
+from otto.steps.runtime import StepFailure
 
 
 def check_relative(value: str, what: str) -> None:
@@ -26,8 +26,3 @@ def resolve_inside(workspace: Path, base: Path, relative: str, what: str = "path
     if not path.is_relative_to(root):
         raise StepFailure(f"{what} `{relative}` leaves the workspace")
     return path
-
-
-def is_inside(root: Path, path: Path) -> bool:
-    """Whether `path` (symlinks resolved) is `root` or below it."""
-    return path.resolve().is_relative_to(root.resolve())

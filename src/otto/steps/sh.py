@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import JsonValue
 
-from otto.steps.api import StepOutcome, StepRuntime
+from otto.steps.runtime import StepOutcome, StepRuntime
 
 SHELL = "/bin/sh"
 

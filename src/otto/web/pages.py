@@ -13,12 +13,12 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from otto.agent.reporter import context_log_key, step_log_key
 from otto.auction import Auctioneer
 from otto.objectstore.base import ObjectStore
 from otto.objectstore.errors import ObjectStoreError
+from otto.objectstore.keys import context_log_key, step_log_key
 from otto.psm import NotFound, PipelineStateMachine, Transition
-from otto.psm.states import OUTCOMES, PENDING, RUNNING
+from otto.psm.states import OUTCOMES, PENDING, RUNNING, Entity
 from otto.status import Status
 from otto.web import logview
 from otto.web.logview import LogWindow
@@ -212,7 +212,7 @@ class Dashboard:
         self, run: dict[str, Any], described: dict[str, Described], history: list[Transition]
     ) -> dict[str, Failure]:
         """Each failed context's reason, and the log that shows why, in the run's order."""
-        reasons = {t.id: t.reason for t in history if t.entity == "context" and t.reason}
+        reasons = {t.id: t.reason for t in history if t.entity == Entity.CONTEXT and t.reason}
         found: dict[str, Failure] = {}
         for batch in run["batches"]:
             for context in batch["contexts"]:
@@ -298,5 +298,5 @@ def _isolation(transitions: list[Transition]) -> dict[str, str]:
     return {
         t.id: str(t.data["isolation"])
         for t in transitions
-        if t.entity == "context" and t.data and "isolation" in t.data
+        if t.entity == Entity.CONTEXT and t.data and "isolation" in t.data
     }

@@ -12,8 +12,9 @@ from typing import Any
 from markupsafe import Markup, escape
 from pydantic import JsonValue
 
-from otto.agent.reporter import step_log_key
+from otto.duration import format_duration
 from otto.model import Step
+from otto.objectstore.keys import step_log_key
 from otto.psm import Transition
 from otto.redact import redact_url
 
@@ -79,16 +80,7 @@ def duration(start: str | float | None, end: str | float | None = None) -> str:
         return ""
     ended = moment(end)
     seconds = (ended.timestamp() if ended else time.time()) - began.timestamp()
-    seconds = max(0.0, seconds)
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} m {secs:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} m"
+    return format_duration(max(0.0, seconds), spaced=True)
 
 
 def bytesize(size: int) -> str:

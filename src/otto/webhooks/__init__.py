@@ -4,8 +4,9 @@
 endpoints, its background threads (the push worker; the project watcher, which
 reloads `projects.d` when a file in it changes, or on SIGHUP; the dispatcher, which
 turns transitions into commit statuses and outbound webhook deliveries in the
-outbox; the sender, which delivers them) and `checkout(pipeline)`, which
-tells the orchestrator which commit a context's workspace starts from.
+outbox; the sender, which delivers them). A run from a push carries the commit its
+workspaces start from (unless its project says `checkout: false`): the PSM hands it
+out with every claim.
 
 `OTTO_DELIVERY_BACKOFF` (seconds, comma-separated) replaces the default
 retry delays of outbound requests; as many retries as delays.
@@ -19,11 +20,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-
-from otto.agent.invocation import Checkout
-from otto.api import Endpoint
+from otto.endpoints import Endpoint
 from otto.isolation.policy import MIN_SECRET
 from otto.psm import PipelineStateMachine
 from otto.redact import redact_url
@@ -31,10 +28,10 @@ from otto.serverlog import fields
 from otto.webhooks.deliveries import DeliveriesApi
 from otto.webhooks.dispatch import Dispatcher
 from otto.webhooks.github import ForgeHooks
-from otto.webhooks.ledger import Ledger
+from otto.webhooks.inbox import Inbox
 from otto.webhooks.mirror import Mirrors
 from otto.webhooks.outbox import Outbox
-from otto.webhooks.projects import PROJECT_FILES, Problem, Project, load_projects, short_ref
+from otto.webhooks.projects import PROJECT_FILES, Problem, Project, load_projects
 from otto.webhooks.sender import BACKOFF, Sender
 from otto.webhooks.statuses import status_entries
 from otto.webhooks.subscribers import webhook_entries
@@ -52,7 +49,7 @@ class Webhooks:
         self.problems: list[Problem] = []
         self.watcher = ProjectWatcher(self.directory, self.reload)
         self.reload()
-        self.ledger = Ledger(psm.store)
+        self.ledger = Inbox(psm.store)
         self.worker = PushWorker(
             psm, self.ledger, Mirrors(home / "mirrors"), lambda name: self.projects.get(name)
         )
@@ -106,17 +103,7 @@ class Webhooks:
         self.watcher.wake.set()
 
     def endpoints(self) -> list[Endpoint]:
-        checkout = Endpoint(
-            "GET",
-            "/v1/pipelines/{uuid}/checkout",
-            self.checkout_endpoint,
-            "The commit a run's workspaces start from (null: none), for remote orchestrators",
-        )
-        return [*self.forges.endpoints(), *self.deliveries.endpoints(), checkout]
-
-    def checkout_endpoint(self, request: Request) -> Response:
-        found = self.checkout(request.path_params["uuid"])
-        return JSONResponse({"checkout": found.model_dump() if found else None})
+        return [*self.forges.endpoints(), *self.deliveries.endpoints()]
 
     def start(self) -> None:
         self.sender.start()
@@ -138,14 +125,6 @@ class Webhooks:
         """The values of those variables that are set: what no step's log may show."""
         values = (os.environ.get(name, "") for name in self.secret_variables())
         return [value for value in values if len(value) >= MIN_SECRET]
-
-    def checkout(self, pipeline: str) -> Checkout | None:
-        """The commit a run from a push starts from, unless its project said `checkout: false`."""
-        run = self.ledger.run(pipeline)
-        if run is None or not run.checkout:
-            return None
-        branch = short_ref(run.ref) if run.ref.startswith(("refs/heads/", "refs/tags/")) else None
-        return Checkout(url=run.clone_url, sha=run.sha, branch=branch)
 
 
 def backoff_from_env() -> tuple[float, ...]:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from otto.api import ApiError, Endpoint, query_int
+from otto.endpoints import ApiError, Endpoint, query_int
 from otto.webhooks.outbox import KINDS, STATES, Outbox, as_dict
 
 MAX_LIMIT = 500

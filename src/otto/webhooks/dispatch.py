@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 
 from otto.psm import PipelineStateMachine, Transition
-from otto.webhooks.ledger import Ledger, RunInfo
+from otto.webhooks.inbox import Inbox, RunInfo
 from otto.webhooks.outbox import Entry, Outbox
 from otto.webhooks.projects import Project
 
@@ -35,7 +35,7 @@ class Dispatcher(threading.Thread):
     def __init__(
         self,
         psm: PipelineStateMachine,
-        ledger: Ledger,
+        inbox: Inbox,
         outbox: Outbox,
         projects: Callable[[], list[Project]],
         sources: list[Source],
@@ -43,7 +43,7 @@ class Dispatcher(threading.Thread):
         enqueued: Callable[[], None],
     ) -> None:
         super().__init__(name="webhook-dispatch", daemon=True)
-        self.psm, self.ledger, self.outbox = psm, ledger, outbox
+        self.psm, self.inbox, self.outbox = psm, inbox, outbox
         self.projects, self.sources = projects, sources
         self.public_url, self.enqueued = public_url, enqueued
         self.stopping = threading.Event()
@@ -61,7 +61,7 @@ class Dispatcher(threading.Thread):
                 continue
             try:
                 entries = self.entries(batch)
-            except Exception:  # the ledger could not be read: try the batch again
+            except Exception:  # the inbox could not be read: try the batch again
                 log.exception("reading the runs of transitions failed")
                 self.stopping.wait(1.0)
                 continue
@@ -114,5 +114,5 @@ class Dispatcher(threading.Thread):
         if pipeline not in self._runs:
             if len(self._runs) >= RUN_CACHE:
                 self._runs.pop(next(iter(self._runs)))
-            self._runs[pipeline] = self.ledger.run(pipeline)
+            self._runs[pipeline] = self.inbox.run(pipeline)
         return self._runs[pipeline]

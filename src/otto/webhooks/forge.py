@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from otto.webhooks.ledger import Push
+from otto.webhooks.inbox import Push
 from otto.webhooks.signature import verify as verify_github
 
 

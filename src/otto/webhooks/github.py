@@ -20,13 +20,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from otto.api import MAX_BODY, ApiError, Endpoint, json_body, query_int
+from otto.endpoints import MAX_BODY, ApiError, Endpoint, json_body, query_int
 from otto.limits import MAX_NAME, has_control
 from otto.psm.records import iso
 from otto.serverlog import fields
 from otto.webhooks.forge import Forge, repository_names, verify_hex, verify_signature, verify_token
 from otto.webhooks.gitlab import gitlab_names, gitlab_push
-from otto.webhooks.ledger import BUILT, IGNORED, QUEUED, REDELIVERY, REFUSED, Ledger, Push, Received
+from otto.webhooks.inbox import BUILT, IGNORED, QUEUED, REDELIVERY, REFUSED, Inbox, Push, Received
 from otto.webhooks.projects import Project
 from otto.webhooks.statuses import run_page
 
@@ -41,12 +41,12 @@ class ForgeHooks:
     def __init__(
         self,
         projects: Callable[[], list[Project]],
-        ledger: Ledger,
+        inbox: Inbox,
         queued: Callable[[], None],
         built: Callable[[str, str], str | None],
         public_url: str,
     ) -> None:
-        self.projects, self.ledger, self.queued = projects, ledger, queued
+        self.projects, self.inbox, self.queued = projects, inbox, queued
         self.built, self.public_url = built, public_url
 
     def endpoints(self) -> list[Endpoint]:
@@ -101,7 +101,7 @@ class ForgeHooks:
         limit = query_int(request, "limit", DEFAULT_RECEIVED, minimum=1)
         if limit > MAX_RECEIVED:
             raise ApiError(400, "invalid_query", f"limit: at most {MAX_RECEIVED}", field="limit")
-        found = self.ledger.received(limit)
+        found = self.inbox.received(limit)
         return JSONResponse({"deliveries": [self._shown(r) for r in found]})
 
     def _shown(self, r: Received) -> dict[str, Any]:
@@ -143,7 +143,7 @@ class ForgeHooks:
     def _refuse(self, received: Received, err: ApiError) -> None:
         refused = replace(received, status=err.status, reason=err.message)
         log.warning("webhook refused", extra=_said(refused))
-        self.ledger.refused(refused)
+        self.inbox.refused(refused)
 
     def _receive(self, forge: Forge, request: Request, raw: bytes, received: Received) -> Response:
         header = request.headers.get(forge.secret_header)
@@ -171,7 +171,7 @@ class ForgeHooks:
             verdict = replace(received, verdict=QUEUED, status=202)
         if event in forge.ping_events:
             verdict = replace(verdict, status=200)
-        done = self.ledger.record(verdict, push if verdict.verdict == QUEUED else None)
+        done = self.inbox.record(verdict, push if verdict.verdict == QUEUED else None)
         log.info("webhook %s", done.verdict, extra=_said(done, push))
         return self._answer(done, payload)
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from otto.api import ApiError
+from otto.endpoints import ApiError
 from otto.limits import MAX_NAME, has_control
-from otto.webhooks.ledger import Push
+from otto.webhooks.inbox import Push
 from otto.webhooks.projects import Project
 
 SHA = frozenset("0123456789abcdef")

@@ -13,6 +13,7 @@ used up or the answer says retrying is pointless. Rows of an `ordered` lane
 must not see `pending` after `success`. The sender claims due rows by moving
 their next attempt a while ahead, so a replica that dies mid-send leaves
 them due again, and two replicas never send one row at the same time.
+Both tables are versioned migrations (`otto.psm.store.schema`).
 """
 
 from __future__ import annotations
@@ -26,37 +27,6 @@ from typing import Any
 
 from otto.psm.store.base import Row, Store, Tx
 from otto.webhooks.mirror import without_credentials
-
-SCHEMA = [
-    """CREATE TABLE IF NOT EXISTS outbound_deliveries (
-        id TEXT PRIMARY KEY,
-        kind TEXT NOT NULL,
-        event TEXT NOT NULL,
-        project TEXT NOT NULL,
-        pipeline TEXT,
-        seq BIGINT NOT NULL,
-        url TEXT NOT NULL,
-        lane TEXT NOT NULL,
-        ordered INTEGER NOT NULL,
-        auth_env TEXT,
-        body TEXT NOT NULL,
-        state TEXT NOT NULL,
-        attempts INTEGER NOT NULL,
-        next_attempt_at DOUBLE PRECISION,
-        last_code INTEGER,
-        last_error TEXT,
-        replay_of TEXT,
-        created_at DOUBLE PRECISION NOT NULL,
-        updated_at DOUBLE PRECISION NOT NULL
-    )""",
-    "CREATE INDEX IF NOT EXISTS outbound_due ON outbound_deliveries (state, next_attempt_at)",
-    "CREATE INDEX IF NOT EXISTS outbound_lane ON outbound_deliveries (lane, state, seq)",
-    "CREATE INDEX IF NOT EXISTS outbound_created ON outbound_deliveries (created_at, seq, id)",
-    """CREATE TABLE IF NOT EXISTS outbound_cursor (
-        name TEXT PRIMARY KEY,
-        seq BIGINT NOT NULL
-    )""",
-]
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 STATES = (PENDING, DELIVERED, FAILED)
@@ -129,17 +99,14 @@ class Outbox:
         """`start`: where the cursor begins when there is none yet (the newest transition)."""
         self.store = store
 
-        def create(tx: Tx) -> None:
-            for sql in SCHEMA:
-                tx.run(sql)
-            tx.run(
+        store.write(
+            lambda tx: tx.run(
                 "INSERT INTO outbound_cursor (name, seq) VALUES (?, ?)"
                 " ON CONFLICT (name) DO NOTHING",
                 CURSOR,
                 start,
             )
-
-        store.write(create)
+        )
 
     def cursor(self) -> int:
         row = self.store.read(

@@ -26,7 +26,6 @@ from otto.webhooks.subscribers import webhook_headers
 log = logging.getLogger("otto.webhooks.sender")
 
 BACKOFF = (1.0, 5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0)  # ~1.7 h of retries
-PER_LANE = 10  # rows of one lane per claim
 PRUNE_AFTER = 7 * 86400.0  # delivered rows are kept a week
 
 

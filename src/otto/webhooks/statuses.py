@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 
 from otto.psm import Transition
-from otto.psm.states import COMPLETE, PENDING
-from otto.webhooks.ledger import RunInfo
+from otto.psm.states import COMPLETE, PENDING, Entity
+from otto.webhooks.inbox import RunInfo
 from otto.webhooks.outbox import Entry
 from otto.webhooks.projects import Project
 
@@ -36,7 +36,7 @@ def run_page(public_url: str, pipeline: str) -> str:
 def status_entries(t: Transition, run: RunInfo, project: Project, public_url: str) -> list[Entry]:
     """The commit status a pipeline transition reports, if any."""
     statuses = project.statuses
-    if statuses is None or not run.full_name or t.entity != "pipeline":
+    if statuses is None or not run.full_name or t.entity != Entity.PIPELINE:
         return []
     if t.from_state is None and t.to_state == PENDING:
         state, description = "pending", "Otto: accepted"

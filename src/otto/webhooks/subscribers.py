@@ -22,7 +22,7 @@ import json
 
 from otto.psm import Transition
 from otto.redact import redact_url
-from otto.webhooks.ledger import RunInfo
+from otto.webhooks.inbox import RunInfo
 from otto.webhooks.outbox import Entry
 from otto.webhooks.projects import Project
 

@@ -1,6 +1,6 @@
 """The background half of a push: Ottofile at the pushed SHA → parser → PSM.
 
-Acknowledged pushes wait as `queued` rows in the ledger; this thread takes
+Acknowledged pushes wait as `queued` rows in the inbox; this thread takes
 them in order (also those left over from before a restart). An unreachable
 repository is retried with back-off; a commit without a usable Ottofile (missing,
 not parsing, or calling a step wrongly: `otto.steps.checking`) still becomes a
@@ -15,18 +15,24 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from otto.model import Pipeline
+from otto.model import Checkout, Pipeline
 from otto.parser import ParseError
 from otto.psm import CONFIG_ERROR, About, Conflict, PipelineStateMachine
 from otto.serverlog import fields
 from otto.steps.checking import check_ottofile
-from otto.webhooks.ledger import BUILT, CREATED, IGNORED, Ledger, Push, RunInfo
+from otto.webhooks.inbox import BUILT, CREATED, IGNORED, Inbox, Push, RunInfo
 from otto.webhooks.mirror import Mirrors, NoSuchFile, Unreachable
-from otto.webhooks.projects import Project
+from otto.webhooks.projects import Project, short_ref
 
 log = logging.getLogger("otto.webhooks")
 
 SUPERSEDED = "superseded"
+
+
+def _checkout(push: Push) -> Checkout:
+    """The pushed commit, for the run's workspaces (its branch or tag fetched first)."""
+    named = push.ref.startswith(("refs/heads/", "refs/tags/"))
+    return Checkout(url=push.clone_url, sha=push.sha, branch=short_ref(push.ref) if named else None)
 
 
 def _started(run: dict[str, Any]) -> bool:
@@ -37,13 +43,13 @@ class PushWorker(threading.Thread):
     def __init__(
         self,
         psm: PipelineStateMachine,
-        ledger: Ledger,
+        inbox: Inbox,
         mirrors: Mirrors,
         projects: Callable[[str], Project | None],
         backoff: tuple[float, ...] = (1.0, 2.0, 4.0),
     ) -> None:
         super().__init__(name="webhook-pushes", daemon=True)
-        self.psm, self.ledger, self.mirrors = psm, ledger, mirrors
+        self.psm, self.inbox, self.mirrors = psm, inbox, mirrors
         self.project = projects
         self.backoff = backoff
         self.wake = threading.Event()
@@ -53,7 +59,7 @@ class PushWorker(threading.Thread):
         while not self.stopping.is_set():
             self.wake.clear()
             try:
-                queued = self.ledger.queued()
+                queued = self.inbox.queued()
                 self._prefetch(queued)
                 for push in queued:
                     if self.stopping.is_set():
@@ -87,7 +93,7 @@ class PushWorker(threading.Thread):
     def handle(self, push: Push) -> None:
         project = self.project(push.project)
         if project is None:
-            self.ledger.finish(push.delivery, IGNORED, f"project {push.project} is gone")
+            self.inbox.finish(push.delivery, IGNORED, f"project {push.project} is gone")
             return
         model, rejected = self._pipeline(project, push)
         info = RunInfo(
@@ -99,7 +105,7 @@ class PushWorker(threading.Thread):
             push.sha,
             project.checkout,
         )
-        self.ledger.add_run(info)  # before the run exists: its first transition finds it
+        self.inbox.add_run(info)  # before the run exists: its first transition finds it
         created = self.psm.create(
             model,
             repo=push.clone_url,
@@ -107,6 +113,7 @@ class PushWorker(threading.Thread):
             sha=push.sha,
             actor=f"webhook:{project.name}",
             rejected=rejected,
+            checkout=_checkout(push) if project.checkout else None,
             about=About(
                 project.name,
                 f"push by {push.pusher}" if push.pusher else "push",
@@ -114,16 +121,16 @@ class PushWorker(threading.Thread):
             ),
         )
         if created.duplicate:
-            self.ledger.drop_run(model.uuid)
+            self.inbox.drop_run(model.uuid)
             said = fields(delivery=push.delivery, sha=push.sha, run=created.uuid)
             log.info("webhook built: the commit already has a run", extra=said)
             reason = f"commit {push.sha} already built"
-            self.ledger.finish(push.delivery, BUILT, reason, created.uuid)
+            self.inbox.finish(push.delivery, BUILT, reason, created.uuid)
             return
         if rejected is None:
             self._supersede(project, push, created.uuid)
         reason = f"{rejected[0]}: {rejected[1]}" if rejected else ""
-        self.ledger.finish(push.delivery, CREATED, reason, created.uuid)  # PSM logged the run
+        self.inbox.finish(push.delivery, CREATED, reason, created.uuid)  # PSM logged the run
 
     def _supersede(self, project: Project, push: Push, newer: str) -> None:
         """Abort the older runs of this branch the project's policy lets a push replace:

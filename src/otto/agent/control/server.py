@@ -18,6 +18,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter,
 
 from otto.agent.control import PATH
 from otto.status import Status
+from otto.validation import first_error_text
 
 VARIABLE_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 MAX_BODY = 1 << 20
@@ -205,7 +206,5 @@ class _Handler(BaseHTTPRequestHandler):
 
 def _describe(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        return f"{where}: {first['msg']}" if where else first["msg"]
+        return first_error_text(exc)
     return f"not JSON: {exc}"

@@ -15,7 +15,7 @@ from functools import cache
 from typing import Any, TypeVar
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 
 from otto.psm.store.base import Row, Store, WriterTx
 from otto.psm.store.schema import MIGRATIONS
@@ -52,6 +52,14 @@ class _PostgresTx(WriterTx):
     def all(self, sql: str, *params: Any) -> list[Row]:
         try:
             return self.conn.execute(_pg(sql), params).fetchall()
+        except psycopg.Error:
+            self.dirty = True
+            raise
+
+    def tuples(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        try:
+            with self.conn.cursor(row_factory=tuple_row) as cursor:
+                return cursor.execute(_pg(sql), params).fetchall()
         except psycopg.Error:
             self.dirty = True
             raise

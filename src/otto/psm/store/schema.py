@@ -140,7 +140,7 @@ MIGRATIONS: list[list[str]] = [
     ],
     [
         # Every request a forge's webhook endpoint answered, refused ones too, and what
-        # became of it: GET /v1/webhooks/deliveries (otto.webhooks.ledger keeps the latest).
+        # became of it: GET /v1/webhooks/deliveries (otto.webhooks.inbox keeps the latest).
         """CREATE TABLE webhook_received (
             id TEXT PRIMARY KEY,
             received_at DOUBLE PRECISION NOT NULL,
@@ -155,5 +155,76 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE INDEX webhook_received_at ON webhook_received (received_at)",
         "CREATE INDEX webhook_received_delivery ON webhook_received (delivery)",
+    ],
+    [
+        # The webhooks' deliveries (the redelivery guard and the push queue) and the runs
+        # they created, and the outbox with its cursor (otto.webhooks.inbox and .outbox).
+        # Earlier releases created these tables themselves on start, hence IF NOT EXISTS:
+        # their databases keep the tables and rows they have.
+        """CREATE TABLE IF NOT EXISTS webhook_deliveries (
+            id TEXT PRIMARY KEY,
+            event TEXT NOT NULL,
+            project TEXT,
+            state TEXT NOT NULL,
+            push TEXT,
+            note TEXT,
+            pipeline TEXT,
+            received_at DOUBLE PRECISION NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS webhook_deliveries_state ON webhook_deliveries (state)",
+        """CREATE TABLE IF NOT EXISTS webhook_runs (
+            pipeline TEXT PRIMARY KEY,
+            project TEXT NOT NULL,
+            full_name TEXT,
+            clone_url TEXT NOT NULL,
+            ref TEXT NOT NULL,
+            sha TEXT NOT NULL,
+            checkout INTEGER NOT NULL
+        )""",
+        """CREATE TABLE IF NOT EXISTS outbound_deliveries (
+            id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            event TEXT NOT NULL,
+            project TEXT NOT NULL,
+            pipeline TEXT,
+            seq BIGINT NOT NULL,
+            url TEXT NOT NULL,
+            lane TEXT NOT NULL,
+            ordered INTEGER NOT NULL,
+            auth_env TEXT,
+            body TEXT NOT NULL,
+            state TEXT NOT NULL,
+            attempts INTEGER NOT NULL,
+            next_attempt_at DOUBLE PRECISION,
+            last_code INTEGER,
+            last_error TEXT,
+            replay_of TEXT,
+            created_at DOUBLE PRECISION NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS outbound_due ON outbound_deliveries (state, next_attempt_at)",
+        "CREATE INDEX IF NOT EXISTS outbound_lane ON outbound_deliveries (lane, state, seq)",
+        "CREATE INDEX IF NOT EXISTS outbound_created ON outbound_deliveries (created_at, seq, id)",
+        """CREATE TABLE IF NOT EXISTS outbound_cursor (
+            name TEXT PRIMARY KEY,
+            seq BIGINT NOT NULL
+        )""",
+    ],
+    [
+        # The commit a run's workspaces start from (a push's, unless its project said
+        # `checkout: false`), handed out with every claim of its contexts.
+        "ALTER TABLE pipelines ADD COLUMN checkout_url TEXT",
+        "ALTER TABLE pipelines ADD COLUMN checkout_sha TEXT",
+        "ALTER TABLE pipelines ADD COLUMN checkout_branch TEXT",
+        # Runs created before: the webhooks recorded their commit beside them.
+        "UPDATE pipelines SET"
+        " checkout_url = (SELECT w.clone_url FROM webhook_runs w"
+        " WHERE w.pipeline = pipelines.uuid),"
+        " checkout_sha = (SELECT w.sha FROM webhook_runs w WHERE w.pipeline = pipelines.uuid),"
+        " checkout_branch = (SELECT CASE"
+        " WHEN w.ref LIKE 'refs/heads/%' THEN SUBSTR(w.ref, 12)"
+        " WHEN w.ref LIKE 'refs/tags/%' THEN SUBSTR(w.ref, 11) END"
+        " FROM webhook_runs w WHERE w.pipeline = pipelines.uuid)"
+        " WHERE uuid IN (SELECT pipeline FROM webhook_runs WHERE checkout <> 0)",
     ],
 ]

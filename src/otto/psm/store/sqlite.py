@@ -44,6 +44,15 @@ class _SqliteTx(WriterTx):
             self.dirty = True
             raise
 
+    def tuples(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        cursor = self.conn.cursor()
+        cursor.row_factory = None
+        try:
+            return cursor.execute(sql, params).fetchall()
+        except sqlite3.Error:
+            self.dirty = True
+            raise
+
     def run(self, sql: str, *params: Any) -> int:
         self.dirty = True
         return self.conn.execute(sql, params).rowcount

@@ -1,4 +1,4 @@
-"""Test kit for orchestration: in-process bidders, real `otto orchestrator` processes, waits."""
+"""Test kit for auctions and orchestrators: in-process bidders, runs over HTTP, waits."""
 
 from __future__ import annotations
 
@@ -49,9 +49,6 @@ class Bidder:
 
     def awarded(self, lot: Lot) -> None:
         self.won.append(lot)
-
-    def moved(self, pipeline: str, context: str, state: str) -> None:
-        pass
 
 
 def submit(psm: PipelineStateMachine, text: str) -> str:

@@ -1,7 +1,8 @@
 """The PSM's executor interface and the auction over HTTP, for a remote orchestrator.
 
-`HttpExecutor` is `orchestrator.Executor` against `otto server`'s API: the
-same calls, the same errors (`Conflict`, `StaleLease`, `NotFound`). A report
+`ServerApi` is the connection; `HttpExecutor` is `orchestrator.Executor` against
+`otto server`'s API (`otto.psm.executor_routes`): the same calls, the same errors
+(`Conflict`, `StaleLease`, `NotFound`); `HttpBids` answers auctions. A report
 that cannot reach the server (it restarts, the network hiccups) is retried
 for a while: whether it still counts is then the lease's to decide.
 """
@@ -9,27 +10,23 @@ for a while: whether it still counts is then the lease's to decide.
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
-from collections import OrderedDict
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
-from otto import __version__
-from otto.agent.invocation import Checkout
-from otto.model import Context
-from otto.model import load as load_pipeline
+from otto.httpclient import Unauthorized, backoff, connect, problem, read_error
+from otto.model import Checkout, Context
 from otto.psm import Conflict, Lease, NotFound, StaleLease
+from otto.psm.records import WorkOrder
 from otto.status import Status
 
+AGENT = "orchestrator"  # its User-Agent: otto-orchestrator/VERSION
 RETRY_FOR = 60.0  # seconds a report keeps trying to reach the server
-MODELS = 256  # context models kept
 
 
-class Unauthorized(Exception):
-    """The server refused the token (or wants one)."""
+__all__ = ["HttpBids", "HttpExecutor", "ServerApi", "ServerUnreachable", "Unauthorized"]
 
 
 class ServerUnreachable(Exception):
@@ -40,53 +37,53 @@ class ServerApi:
     """An HTTP connection to one `otto server`, with the token, retries and error mapping."""
 
     def __init__(self, base_url: str, token: str | None = None, timeout: float = 10.0) -> None:
-        headers = {"User-Agent": f"otto-orchestrator/{__version__}"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
         self.base_url = base_url.rstrip("/")
-        self.headers = headers
-        self.http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
+        self.token = token
+        self.http = connect(base_url, token, agent=AGENT, timeout=timeout)
 
     def close(self) -> None:
         self.http.close()
+
+    def connection(self, timeout: httpx.Timeout) -> httpx.Client:
+        """Another connection to the same server, with its own timeouts (for a stream)."""
+        return connect(self.base_url, self.token, agent=AGENT, timeout=timeout)
 
     def call(
         self, method: str, path: str, body: dict[str, Any] | None = None, retry_for: float = 0.0
     ) -> Any:
         """The JSON answer; 4xx become exceptions; transport and 5xx errors retried."""
         deadline = time.monotonic() + retry_for
-        pause = 0.05
-        while True:
+        for pause in backoff(0.05):
             try:
                 response = self.http.request(method, path, json=body)
             except httpx.TransportError as exc:
-                problem = f"{method} {path}: {exc or type(exc).__name__}"
+                failure = f"{method} {path}: {problem(exc)}"
             else:
                 if response.status_code < 500:
                     return json_answer(response)
-                problem = f"{method} {path}: HTTP {response.status_code}"
+                failure = f"{method} {path}: HTTP {response.status_code}"
             if time.monotonic() + pause > deadline:
-                raise ServerUnreachable(problem)
+                raise ServerUnreachable(failure)
             time.sleep(pause)
-            pause = min(pause * 2, 2.0)
+        raise AssertionError("backoff never ends")
 
 
 def json_answer(response: httpx.Response) -> Any:
-    try:
-        data = response.json()
-    except ValueError:
-        data = {}
+    """The JSON of a success; a refusal as the `Executor` interface's errors."""
     if response.status_code < 400:
-        return data
-    error = data.get("error", {}) if isinstance(data, dict) else {}
-    message = str(error.get("message") or f"HTTP {response.status_code}")
-    if response.status_code == 401:
+        try:
+            return response.json()
+        except ValueError:
+            return {}
+    answer = read_error(response)
+    message = answer.message or f"HTTP {answer.status}"
+    if answer.status == 401:
         raise Unauthorized(message)
-    if response.status_code == 404:
+    if answer.status == 404:
         raise NotFound(message)
-    if response.status_code == 409:
-        kind = StaleLease if error.get("code") == "stale_lease" else Conflict
-        raise kind(message, error.get("current"))
+    if answer.status == 409:
+        kind = StaleLease if answer.code == "stale_lease" else Conflict
+        raise kind(message, answer.details.get("current"))
     raise ValueError(f"{response.request.method} {response.request.url.path}: {message}")
 
 
@@ -102,26 +99,24 @@ def _lease(data: dict[str, Any]) -> Lease:
     )
 
 
+def _work_order(data: dict[str, Any]) -> WorkOrder:
+    checkout = Checkout.model_validate(data["checkout"]) if data.get("checkout") else None
+    return WorkOrder(_lease(data), Context.model_validate(data["model"]), checkout)
+
+
 class HttpExecutor:
-    """`Executor` over the HTTP API (claim, renew, reports, hand back, the context's model)."""
+    """`Executor` over the HTTP API (claim, renew, reports, give back)."""
 
     def __init__(self, api: ServerApi, retry_for: float = RETRY_FOR) -> None:
         self.api = api
         self.retry_for = retry_for
-        self._models: OrderedDict[str, Context] = OrderedDict()
-        self._lock = threading.Lock()
 
-    def remember(self, context: Context) -> None:
-        """A context's model, as an award brought it: no request when it starts."""
-        with self._lock:
-            self._models[context.uuid] = context
-            while len(self._models) > MODELS:
-                self._models.popitem(last=False)
-
-    def claim(self, context: str, orchestrator: str, isolation: str | None = None) -> Lease:
+    def claim_work(
+        self, context: str, orchestrator: str, isolation: str | None = None
+    ) -> WorkOrder:
         path = f"/v1/contexts/{_q(context)}/claim"
         body = {"orchestrator": orchestrator, "isolation": isolation}
-        return _lease(self.api.call("POST", path, body, 10.0))
+        return _work_order(self.api.call("POST", path, body, 10.0))
 
     def renew(self, lease: Lease) -> Lease:
         return _lease(self.api.call("POST", self._path(lease, "lease"), _ref(lease)))
@@ -152,22 +147,6 @@ class HttpExecutor:
     def context_finished(self, lease: Lease, status: Status, reason: str | None = None) -> None:
         body = {**_ref(lease), "status": status, "reason": reason}
         self.api.call("POST", self._path(lease, "finished"), body, self.retry_for)
-
-    def context_model(self, pipeline: str, context: str) -> Context:
-        with self._lock:
-            known = self._models.pop(context, None)
-        if known is not None:
-            return known
-        run = self.api.call("GET", f"/v1/pipelines/{_q(pipeline)}", retry_for=10.0)
-        found = next((c for c in load_pipeline(run["model"]).contexts() if c.uuid == context), None)
-        if found is None:
-            raise NotFound(f"no context {context} in pipeline {pipeline}")
-        return found
-
-    def checkout(self, pipeline: str) -> Checkout | None:
-        """The commit the run's workspaces start from (a run from a push), if any."""
-        found = self.api.call("GET", f"/v1/pipelines/{_q(pipeline)}/checkout", retry_for=10.0)
-        return Checkout.model_validate(found["checkout"]) if found.get("checkout") else None
 
     @staticmethod
     def _path(lease: Lease, action: str) -> str:

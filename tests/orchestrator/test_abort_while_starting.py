@@ -11,7 +11,8 @@ from otto.auction import Auctioneer
 from otto.isolation.policy import IsolationPolicy
 from otto.orchestrator import Orchestrator
 from otto.parser import parse
-from otto.psm import Lease, PipelineStateMachine, open_store
+from otto.psm import PipelineStateMachine, open_store
+from otto.psm.records import WorkOrder
 from serverkit import wait_for
 
 
@@ -24,11 +25,13 @@ class HeldPsm(PipelineStateMachine):
         self.claimed = threading.Event()
         self.go = threading.Event()
 
-    def claim(self, context: str, orchestrator: str, isolation: str | None = None) -> Lease:
-        lease = super().claim(context, orchestrator, isolation)
+    def claim_work(
+        self, context: str, orchestrator: str, isolation: str | None = None
+    ) -> WorkOrder:
+        order = super().claim_work(context, orchestrator, isolation)
         self.claimed.set()
         self.go.wait(30)
-        return lease
+        return order
 
 
 def test_an_abort_between_claim_and_start_stops_the_agent_at_once(tmp_path: Path) -> None:
@@ -43,6 +46,7 @@ def test_an_abort_between_claim_and_start_stops_the_agent_at_once(tmp_path: Path
         isolation=IsolationPolicy(sandbox="none"),
     )
     auctioneer.register(local)
+    psm.events.subscribe(local.watch)  # as `otto server` wires it: aborts heard at once
     local.start()
     auctioneer.start()
     try:

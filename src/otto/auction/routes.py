@@ -1,15 +1,16 @@
-"""The auction and orchestrator HTTP API, for remote orchestrators.
+"""The auctions' and the orchestrator registry's HTTP endpoints, for remote orchestrators.
 
 - `GET /v1/auctions`: the open auction and the recent ones, with their bids;
 - `GET /v1/orchestrators`: every orchestrator taking part (local and remote);
 - `POST /v1/orchestrators`: a remote orchestrator registers (201; 409 if the
   name is held by another live one); then it holds
-  `GET /v1/orchestrators/{name}/messages` open (see `otto.auction.remote`);
+  `GET /v1/orchestrators/{name}/messages` open (see `otto.auction.remote_bidder`);
 - `DELETE /v1/orchestrators/{name}`: it leaves; awards it never took up go back;
 - `POST /v1/orchestrators/{name}/poke`: it has free capacity: auction again;
-- `POST /v1/auctions/{id}/bids`: its answer to an auction (409 when closed);
-- `POST /v1/contexts/{uuid}/release`, `/hand-back`: an executor gives an awarded
-  context back before starting it, or a running one when it shuts down.
+- `POST /v1/auctions/{id}/bids`: its answer to an auction (409 when closed).
+
+What an orchestrator calls to run a context (claim, reports, giving it back) is
+`otto.psm.executor_routes`'s.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from otto.api import ApiError, Endpoint, parse_body, query_int
 from otto.auction.auctioneer import Auctioneer
-from otto.auction.remote import NameTaken, Orchestrators, Registration, RemoteBidder
+from otto.auction.remote_bidder import NameTaken, Orchestrators, Registration, RemoteBidder
 from otto.auction.requirements import Capabilities
-from otto.psm import Conflict, NotFound, PipelineStateMachine
+from otto.endpoints import ApiError, Endpoint, parse_body, query_int
+from otto.psm import PipelineStateMachine
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 LABEL = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$"
@@ -57,14 +58,6 @@ class RegisterOrchestrator(_Body):
 class Bid(_Body):
     orchestrator: str = Field(pattern=NAME)
     costs: dict[str, Cost]  # context uuid → estimated cost; empty: no bid
-
-
-class Release(_Body):
-    orchestrator: str = Field(min_length=1)
-
-
-class HandBack(Release):
-    epoch: int = Field(ge=1)
 
 
 class AuctionApi:
@@ -122,25 +115,6 @@ class AuctionApi:
                 self.poke,
                 "The orchestrator has free capacity: auction waiting contexts",
                 responses={202: "auction under way", 404: "not registered"},
-            ),
-            Endpoint(
-                "POST",
-                "/v1/contexts/{uuid}/release",
-                self.release,
-                "Give back an awarded context that was not started",
-                Release,
-            ),
-            Endpoint(
-                "POST",
-                "/v1/contexts/{uuid}/hand-back",
-                self.hand_back,
-                "Give back a running context unfinished (its executor shuts down)",
-                HandBack,
-                {
-                    200: "OK",
-                    404: "unknown context",
-                    409: "a stale lease, or a move the state does not allow",
-                },
             ),
         ]
 
@@ -216,24 +190,6 @@ class AuctionApi:
         if bidder is None:
             raise ApiError(404, "not_registered", f"no remote orchestrator {name!r}: register")
         return bidder
-
-    # -- executors giving contexts back ---------------------------------------------------
-    def release(self, request: Request) -> Response:
-        body = parse_body(Release, request.state.body)
-        self.psm.release(request.path_params["uuid"], body.orchestrator)
-        self.auctioneer.poke()
-        return JSONResponse({"ok": True})
-
-    def hand_back(self, request: Request) -> Response:
-        body = parse_body(HandBack, request.state.body)
-        try:
-            lease = self.psm.lease(request.path_params["uuid"], body.orchestrator, body.epoch)
-            self.psm.hand_back(lease)
-        except NotFound as exc:
-            raise ApiError(404, "not_found", str(exc)) from None
-        except Conflict as exc:
-            raise ApiError(409, "conflict", str(exc), current=exc.current) from None
-        return JSONResponse({"ok": True})
 
 
 def _describe(bidder: Any) -> dict[str, Any]:

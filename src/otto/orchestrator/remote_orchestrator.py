@@ -1,9 +1,10 @@
 """`otto orchestrator --server URL`: an orchestrator on its own machine.
 
 It registers with the server (`POST /v1/orchestrators`), listens on its
-message stream (`otto.auction.remote` describes the messages), bids, claims
+message stream (`otto.auction.remote_bidder` describes the messages), bids, claims
 what it wins and runs it with local agents through the same `Orchestrator`
-as the server's own, reporting over HTTP (`HttpExecutor`); the agents write
+as the server's own, reporting over HTTP (`HttpExecutor`); an abort of a context it
+runs comes on the same stream (`moved`) and stops its agent at once. The agents write
 logs and artifacts to the server's object store. When the stream drops (the
 server restarts) it registers again and carries on; what it runs meanwhile
 keeps running and reporting. SIGTERM/SIGINT: leave the auction, let running
@@ -25,10 +26,9 @@ import httpx
 
 from otto.agent.invocation import DEFAULT_MAX_LOG_BYTES
 from otto.auction import Auction, Lot
-from otto.client.sse import SseParser
 from otto.isolation.policy import IsolationPolicy
-from otto.model import Context
-from otto.orchestrator.http import (
+from otto.orchestrator.orchestrator import Orchestrator
+from otto.orchestrator.server_api import (
     HttpBids,
     HttpExecutor,
     ServerApi,
@@ -36,8 +36,9 @@ from otto.orchestrator.http import (
     Unauthorized,
     json_answer,
 )
-from otto.orchestrator.orchestrator import Orchestrator
 from otto.psm import Conflict, NotFound
+from otto.psm.states import ABORTING
+from otto.sse import SseParser
 
 log = logging.getLogger("otto.orchestrator.remote")
 
@@ -80,7 +81,6 @@ class RemoteOrchestrator:
             capacity=settings.capacity,
             cost_factor=settings.cost_factor,
             labels=settings.labels,
-            checkout=self.executor.checkout,
             isolation=settings.isolation,
             max_log_bytes=settings.max_log_bytes,
             masked=lambda: [
@@ -150,9 +150,7 @@ class RemoteOrchestrator:
         path = f"/v1/orchestrators/{quote(self.settings.name, safe='')}/messages"
         timeout = httpx.Timeout(10.0, read=READ_TIMEOUT)
         with (
-            httpx.Client(
-                base_url=self.api.base_url, headers=self.api.headers, timeout=timeout
-            ) as http,
+            self.api.connection(timeout) as http,
             http.stream("GET", path, headers={"Accept": "text/event-stream"}) as response,
         ):
             if response.status_code != 200:
@@ -173,13 +171,11 @@ class RemoteOrchestrator:
                 lots = [Lot.from_dict(lot) for lot in data.get("lots", [])]
                 self.orchestrator.announce(Auction(int(data["id"]), lots, set()))
             elif event == "award":
-                if data.get("model"):
-                    self.executor.remember(Context.model_validate(data["model"]))
                 lot = Lot.from_dict(data["lot"])
                 log.info("won %s (%s) of pipeline %s", lot.name, lot.context, lot.pipeline)
                 self.orchestrator.awarded(lot)
-            elif event == "moved":
-                self.orchestrator.moved(data["pipeline"], data["context"], data["state"])
+            elif event == "moved" and data.get("state") == ABORTING:
+                self.orchestrator.abort(str(data["context"]))
         except Unauthorized:
             raise
         except Exception as exc:  # one bad message or a failed bid must not end the stream
@@ -198,8 +194,6 @@ class RemoteOrchestrator:
             labels,
             self.settings.capacity,
         )
-        if self.connections > 1:
-            self.orchestrator.retry_waiting()  # moves may have been missed meanwhile
 
     def _shutdown(self) -> None:
         try:  # leave the auction first: awards not taken up go to someone else

@@ -1,9 +1,10 @@
-"""The PSM's HTTP API: pipelines, transitions, events, and the executor calls."""
+"""The PSM's HTTP API: pipelines, transitions, events, awards (the executors' calls are
+`otto.psm.executor_routes`'s)."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -11,27 +12,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from otto import model as pipeline_model
-from otto.api import ApiError, Endpoint, parse_body, query_bool, query_int
+from otto.endpoints import ApiError, Endpoint, parse_body, query_bool, query_int
 from otto.limits import MAX_NAME, has_control
-from otto.parser import ParseError, parse
 from otto.psm import states
-from otto.psm.machine import CONFIG_ERROR, IdempotencyKeyReused, PipelineStateMachine
-from otto.psm.records import About, Conflict, IllegalTransition, Lease, NotFound, StaleLease
-from otto.status import Status
-from otto.steps.checking import check_model, check_ottofile
+from otto.psm.errors import Conflict, NotFound
+from otto.psm.executor_routes import EXECUTOR_ANSWERS, refusal
+from otto.psm.machine import PipelineStateMachine
+from otto.psm.pipelines import CONFIG_ERROR, IdempotencyKeyReused
+from otto.psm.records import About
 
 HEARTBEAT_SECONDS = 15.0
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 # Bounded fields of a new pipeline: names are shown on every page and terminal.
 NAME_FIELDS = ("ref", "project", "trigger")
 MAX_REPO, MAX_SHA = 2048, 128
-
-
-EXECUTOR_ANSWERS = {
-    200: "OK",
-    404: "unknown context, step or lease",
-    409: "a stale lease, or a move the state does not allow",
-}
 
 
 class _Body(BaseModel):
@@ -50,89 +44,27 @@ class CreatePipeline(_Body):
     message: str | None = None
 
 
-class ParseRequest(_Body):
-    ottofile: str
-
-
 class Award(_Body):
     orchestrator: str = Field(min_length=1)
 
 
-class Claim(Award):
-    isolation: str | None = Field(None, max_length=100)  # bubblewrap, none, podman, …
-
-
-class LeaseRef(_Body):
-    orchestrator: str = Field(min_length=1)
-    epoch: int = Field(ge=1)
-
-
-class StepFinished(LeaseRef):
-    exit_code: int | None = None
-    status: Status | None = None
-    reason: str | None = None
-
-
-class ContextFinished(LeaseRef):
-    status: Status
-    reason: str | None = None
-
-
-_CONFLICT_CODES = {StaleLease: "stale_lease", IllegalTransition: "illegal_transition"}
-
-
-def _translate(exc: NotFound | Conflict) -> ApiError:
-    if isinstance(exc, NotFound):
-        return ApiError(404, "not_found", str(exc))
-    code = _CONFLICT_CODES.get(type(exc), "conflict")
-    return ApiError(409, code, str(exc), current=exc.current)
-
-
-def _parse_error(exc: ParseError) -> ApiError:
-    return ApiError(
-        400, "invalid_ottofile", exc.message, line=exc.line, column=exc.column, field="ottofile"
-    )
-
-
-def _is_plain_text(request: Request) -> bool:
-    """Whether the body is `text/plain` (UTF-8: a 415 names any other charset)."""
-    media, _, parameters = request.headers.get("content-type", "").partition(";")
-    if media.strip().lower() != "text/plain":
-        return False
-    for parameter in parameters.split(";"):
-        name, _, value = parameter.partition("=")
-        charset = value.strip().strip('"').lower()
-        if name.strip().lower() == "charset" and charset not in ("utf-8", "utf8", "us-ascii"):
-            raise ApiError(
-                415,
-                "unsupported_media_type",
-                f"a text/plain Ottofile is UTF-8, not {charset}",
-                field="content-type",
-            )
-    return True
+# The PSM takes a model; the server gives it what reads one. An Ottofile reader returns
+# the pipeline and its steps' problems (None: none), or raises an ApiError at the line
+# and column where it does not parse; a model checker returns a loaded model's problems.
+OttofileReader = Callable[[str], tuple[pipeline_model.Pipeline, str | None]]
+ModelChecker = Callable[[pipeline_model.Pipeline], str | None]
 
 
 class PsmApi:
-    def __init__(self, psm: PipelineStateMachine) -> None:
+    def __init__(
+        self, psm: PipelineStateMachine, read_ottofile: OttofileReader, check_model: ModelChecker
+    ) -> None:
         self.psm = psm
+        self.read_ottofile = read_ottofile
+        self.check_model = check_model
 
     def endpoints(self) -> list[Endpoint]:
         return [
-            Endpoint(
-                "POST",
-                "/v1/parse",
-                self.parse,
-                "Parse an Ottofile into a pipeline model: a JSON body {ottofile}, or the "
-                "Ottofile itself as text/plain",
-                ParseRequest,
-                {
-                    200: "the model",
-                    400: "a parse error with line and column, or bad JSON",
-                    415: "a body that is neither application/json nor text/plain, or text "
-                    "in a charset other than UTF-8",
-                },
-                text_body="the Ottofile, UTF-8",
-            ),
             Endpoint(
                 "POST",
                 "/v1/pipelines",
@@ -231,61 +163,9 @@ class PsmApi:
                 Award,
                 EXECUTOR_ANSWERS,
             ),
-            Endpoint(
-                "POST",
-                "/v1/contexts/{uuid}/claim",
-                self.claim,
-                "Start an attempt of an awarded context; returns its lease, with the "
-                "stage's deadline (Unix time) by which its steps must be stopped",
-                Claim,
-                EXECUTOR_ANSWERS,
-            ),
-            Endpoint(
-                "POST",
-                "/v1/contexts/{uuid}/lease",
-                self.renew,
-                "Renew a lease; says whether the context is to be aborted",
-                LeaseRef,
-                EXECUTOR_ANSWERS,
-            ),
-            Endpoint(
-                "POST",
-                "/v1/contexts/{uuid}/steps/{step}/started",
-                self.step_started,
-                "Report a step started",
-                LeaseRef,
-                EXECUTOR_ANSWERS,
-            ),
-            Endpoint(
-                "POST",
-                "/v1/contexts/{uuid}/steps/{step}/finished",
-                self.step_finished,
-                "Report a step's outcome",
-                StepFinished,
-                EXECUTOR_ANSWERS,
-            ),
-            Endpoint(
-                "POST",
-                "/v1/contexts/{uuid}/finished",
-                self.context_finished,
-                "Report a context's outcome",
-                ContextFinished,
-                EXECUTOR_ANSWERS,
-            ),
         ]
 
     # -- pipelines -----------------------------------------------------------------
-    def parse(self, request: Request) -> Response:
-        text: str | bytes
-        if _is_plain_text(request):
-            text = request.state.body
-        else:
-            text = parse_body(ParseRequest, request.state.body).ottofile
-        try:
-            return JSONResponse(parse(text, filename="ottofile").to_dict())
-        except ParseError as exc:
-            raise _parse_error(exc) from None
-
     def create(self, request: Request) -> Response:
         body = parse_body(CreatePipeline, request.state.body)
         key = _idempotency_key(request)
@@ -296,12 +176,10 @@ class PsmApi:
             )
         try:
             if body.ottofile is not None:
-                pipeline, problems = check_ottofile(body.ottofile, filename="ottofile")
+                pipeline, problems = self.read_ottofile(body.ottofile)
             else:
                 pipeline = pipeline_model.load(body.model)
-                problems = check_model(pipeline)
-        except ParseError as exc:
-            raise _parse_error(exc) from None
+                problems = self.check_model(pipeline)
         except pipeline_model.ModelError as exc:
             field = f"model.{exc.path}" if exc.path else "model"
             raise ApiError(422, "invalid_model", f"{field}: {exc.message}", field=field) from None
@@ -327,7 +205,7 @@ class PsmApi:
                 422, "idempotency_key_reused", str(exc), field=IDEMPOTENCY_HEADER
             ) from None
         except Conflict as exc:
-            raise _translate(exc) from None
+            raise refusal(exc) from None
         headers = {"Idempotent-Replayed": "true"} if created.replayed else None
         if created.duplicate:
             return JSONResponse({"uuid": created.uuid, "duplicate": True}, headers=headers)
@@ -353,20 +231,20 @@ class PsmApi:
         try:
             return JSONResponse(self.psm.get(request.path_params["uuid"]))
         except NotFound as exc:
-            raise _translate(exc) from None
+            raise refusal(exc) from None
 
     def transitions(self, request: Request) -> Response:
         try:
             found = self.psm.transitions(request.path_params["uuid"])
         except NotFound as exc:
-            raise _translate(exc) from None
+            raise refusal(exc) from None
         return JSONResponse({"transitions": [t.to_dict() for t in found]})
 
     def abort(self, request: Request) -> Response:
         try:
             self.psm.abort(request.path_params["uuid"], actor=_actor(request))
         except (NotFound, Conflict) as exc:
-            raise _translate(exc) from None
+            raise refusal(exc) from None
         return JSONResponse({"uuid": request.path_params["uuid"], "aborting": True}, 202)
 
     def retry(self, request: Request) -> Response:
@@ -375,7 +253,7 @@ class PsmApi:
         try:
             retried = self.psm.retry(uuid, actor=_actor(request), every=every)
         except (NotFound, Conflict) as exc:
-            raise _translate(exc) from None
+            raise refusal(exc) from None
         return JSONResponse({"uuid": uuid, "retried": retried}, 202)
 
     def table(self, request: Request) -> Response:
@@ -431,59 +309,12 @@ class PsmApi:
         body = parse_body(Award, request.state.body)
         return self._do(lambda: self.psm.award(request.path_params["uuid"], body.orchestrator))
 
-    def claim(self, request: Request) -> Response:
-        body = parse_body(Claim, request.state.body)
-        return self._do(
-            lambda: self.psm.claim(request.path_params["uuid"], body.orchestrator, body.isolation)
-        )
-
-    def renew(self, request: Request) -> Response:
-        lease = self._lease(request, LeaseRef)
-        return self._do(lambda: self.psm.renew(lease))
-
-    def step_started(self, request: Request) -> Response:
-        lease = self._lease(request, LeaseRef)
-        return self._do(lambda: self.psm.step_started(lease, request.path_params["step"]))
-
-    def step_finished(self, request: Request) -> Response:
-        body = parse_body(StepFinished, request.state.body)
-        if body.exit_code is None and body.status is None:
-            raise ApiError(
-                422,
-                "invalid_request",
-                "exit_code: give an exit code or a status",
-                field="exit_code",
-            )
-        lease = self._lease(request, StepFinished, body)
-        step = request.path_params["step"]
-        return self._do(
-            lambda: {
-                "status": self.psm.step_finished(
-                    lease, step, body.exit_code, body.status, body.reason
-                )
-            }
-        )
-
-    def context_finished(self, request: Request) -> Response:
-        body = parse_body(ContextFinished, request.state.body)
-        lease = self._lease(request, ContextFinished, body)
-        return self._do(lambda: self.psm.context_finished(lease, body.status, body.reason))
-
-    def _lease(self, request: Request, kind: type[LeaseRef], body: LeaseRef | None = None) -> Lease:
-        ref = body or parse_body(kind, request.state.body)
-        try:
-            return self.psm.lease(request.path_params["uuid"], ref.orchestrator, ref.epoch)
-        except NotFound as exc:
-            raise _translate(exc) from None
-
     def _do(self, action: Any) -> Response:
         try:
-            result = action()
+            action()
         except (NotFound, Conflict) as exc:
-            raise _translate(exc) from None
-        if isinstance(result, Lease):
-            return JSONResponse(result.to_dict())
-        return JSONResponse(result if isinstance(result, dict) else {"ok": True})
+            raise refusal(exc) from None
+        return JSONResponse({"ok": True})
 
 
 def _check_fields(body: CreatePipeline) -> None:

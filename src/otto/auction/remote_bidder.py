@@ -9,12 +9,14 @@ Messages (`event:` name, `data:` JSON):
 - `auction` `{id, window, lots: [{context, pipeline, name, needs}]}`: answer with
   `POST /v1/auctions/{id}/bids` (only lots this orchestrator can run are sent);
 - `award` `{lot, model}`: the orchestrator won `lot` (`model`: the
-  context to run) and may claim it. Awards not yet claimed are sent again on
-  every reconnection, so one lost with a dropped connection is not lost;
+  context to run) and may claim it now; the claim answers with the whole work
+  order. Awards not yet claimed are sent again on every reconnection, so one
+  lost with a dropped connection is not lost;
 - `moved` `{pipeline, context, state}`: a context this orchestrator holds is to
-  be aborted (`Aborting`); or, in a pipeline where it holds an award not yet
-  claimed, a context ended or a batch was provisioned (`context` null): that
-  award may be claimable now (Linear order; a batch whose auction was open).
+  be aborted (`state` `Aborting`): stop its agent.
+
+`Orchestrators`, the registry, hears every committed transition from the PSM's event
+hub (not through the auctioneer) and tells each bidder of its contexts' moves.
 
 A bidder is in the auction only while its stream is connected. When the stream
 drops, it leaves the auction at once; if it has not reconnected within the
@@ -36,8 +38,8 @@ from typing import Any
 
 from otto.auction.auctioneer import Auction, Auctioneer, Lot
 from otto.auction.requirements import Capabilities
-from otto.psm import NotFound, PipelineStateMachine
-from otto.psm.states import ABORTING, PENDING, PROVISIONING, RUNNING, TERMINAL, Entity
+from otto.psm import NotFound, PipelineStateMachine, Transition
+from otto.psm.states import ABORTING, PENDING, RUNNING, TERMINAL, Entity
 
 log = logging.getLogger("otto.auction.remote")
 
@@ -88,18 +90,16 @@ class RemoteBidder:
             self.held[lot.context] = (lot, PENDING)
         self._push(self._award(lot))
 
-    def moved(self, pipeline: str, context: str | None, state: str) -> None:
+    def moved(self, pipeline: str, context: str, state: str) -> None:
+        """A context changed state: keep track of those held; pass on an abort of one."""
         with self._lock:
-            mine = context is not None and context in self.held
-            if state in TERMINAL[Entity.CONTEXT] or (mine and state == PENDING):
-                self.held.pop(context, None)  # over, or handed back: no longer ours
-            elif mine and context is not None:
+            if context not in self.held:
+                return
+            if state in TERMINAL[Entity.CONTEXT] or state == PENDING:
+                del self.held[context]  # over, or handed back: no longer ours
+            else:
                 self.held[context] = (self.held[context][0], state)
-            waiting = any(
-                lot.pipeline == pipeline and held == PENDING for lot, held in self.held.values()
-            )
-        unblocks = state in TERMINAL[Entity.CONTEXT] or state == PROVISIONING
-        if (mine and state == ABORTING) or (waiting and unblocks):
+        if state == ABORTING:
             self._push(sse("moved", {"pipeline": pipeline, "context": context, "state": state}))
 
     # -- the stream -----------------------------------------------------------------
@@ -200,6 +200,20 @@ class Orchestrators:
         self._remote: dict[str, RemoteBidder] = {}
         self._timers: dict[str, threading.Timer] = {}
         self._lock = threading.Lock()
+        psm.events.subscribe(self._heard)
+
+    def _heard(self, transitions: list[Transition]) -> None:
+        """An event hub listener (quick, never blocking): each bidder hears of the moves of
+        the contexts it holds."""
+        bidders = self.all()
+        for t in transitions:
+            if t.entity != Entity.CONTEXT:
+                continue
+            for bidder in bidders:
+                try:
+                    bidder.moved(t.pipeline, t.id, t.to_state)
+                except Exception:
+                    log.exception("orchestrator %s failed to hear of a move", bidder.name)
 
     def register(self, reg: Registration) -> RemoteBidder:
         with self._lock:
@@ -258,6 +272,7 @@ class Orchestrators:
         return True
 
     def close(self) -> None:
+        self.psm.events.unsubscribe(self._heard)
         with self._lock:
             timers, self._timers = list(self._timers.values()), {}
             bidders = list(self._remote.values())

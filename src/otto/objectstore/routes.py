@@ -39,6 +39,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from otto import httpclient
 from otto.diskspace import SpaceWatch
 from otto.objectstore.base import (
     DEFAULT_CONTENT_TYPE,
@@ -70,7 +71,9 @@ class _AnyPath(PathConvertor):
 register_url_convertor("objectkey", _AnyPath())
 
 
-class Unauthorized(ObjectStoreError):
+class Unauthorized(ObjectStoreError, httpclient.Unauthorized):
+    """A missing or wrong bearer token; `HttpObjectStore` raises it for the server's 401."""
+
     code = "unauthorized"
     status = 401
 

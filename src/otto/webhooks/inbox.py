@@ -1,4 +1,5 @@
-"""The webhooks' own tables in the PSM's database: deliveries and the runs they created.
+"""The webhooks' inbox: the deliveries forges sent and the runs they created, kept in
+the PSM's database.
 
 `webhook_deliveries` is both the redelivery guard (`X-GitHub-Delivery` is its
 key) and a durable queue: a push is acknowledged once its row is committed,
@@ -6,9 +7,9 @@ and the worker takes `queued` rows, so a restart loses no push.
 `webhook_runs` says which project (and GitHub repository) a pipeline came
 from: the worker writes it *before* creating the pipeline, so the status
 reporter and the orchestrator's checkout always find it.
-`webhook_received` (a versioned migration, `otto.psm.store.schema`) lists every
-request a forge hook answered, refused ones too, with its verdict and run, for
-`GET /v1/webhooks/deliveries`; it keeps the latest `KEEP_RECEIVED`.
+`webhook_received` lists every request a forge hook answered, refused ones too,
+with its verdict and run, for `GET /v1/webhooks/deliveries`; it keeps the latest
+`KEEP_RECEIVED`. All three are versioned migrations (`otto.psm.store.schema`).
 
 The pipeline's own `repo` column holds the clone URL (the PSM dedups on
 (repo, sha): the same commit pushed to two branches runs once).
@@ -23,29 +24,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from otto.psm.store.base import Store, Tx
-
-SCHEMA = [
-    """CREATE TABLE IF NOT EXISTS webhook_deliveries (
-        id TEXT PRIMARY KEY,
-        event TEXT NOT NULL,
-        project TEXT,
-        state TEXT NOT NULL,
-        push TEXT,
-        note TEXT,
-        pipeline TEXT,
-        received_at DOUBLE PRECISION NOT NULL
-    )""",
-    "CREATE INDEX IF NOT EXISTS webhook_deliveries_state ON webhook_deliveries (state)",
-    """CREATE TABLE IF NOT EXISTS webhook_runs (
-        pipeline TEXT PRIMARY KEY,
-        project TEXT NOT NULL,
-        full_name TEXT,
-        clone_url TEXT NOT NULL,
-        ref TEXT NOT NULL,
-        sha TEXT NOT NULL,
-        checkout INTEGER NOT NULL
-    )""",
-]
 
 QUEUED, DONE, IGNORED = "queued", "done", "ignored"
 # What became of a received delivery (`webhook_received.verdict`); QUEUED and IGNORED too.
@@ -107,14 +85,13 @@ class RunInfo:
     checkout: bool
 
 
-class Ledger:
+class Inbox:
     def __init__(
         self, store: Store, keep: int = KEEP_RECEIVED, prune_every: int = PRUNE_EVERY
     ) -> None:
         self.store = store
         self.keep, self.prune_every = keep, prune_every
         self._count = 0
-        store.write(lambda tx: [tx.run(sql) for sql in SCHEMA])
 
     def record(self, received: Received, push: Push | None) -> Received:
         """Record a delivery (queued when `push` is given) with how it was received, in one

@@ -16,9 +16,9 @@ from urllib.parse import quote
 
 import httpx
 
-from otto import __version__
 from otto.client.errors import ClientError, ServerUnavailable, UsageProblem, error_from
 from otto.client.sse import EventStream
+from otto.httpclient import backoff, connect, problem
 
 Json = dict[str, Any]
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -44,14 +44,17 @@ class OttoClient:
 
     def __init__(self, base_url: str, token: str | None = None, timeout: float = 10.0) -> None:
         self.base_url = base_url.rstrip("/")
-        headers = {"User-Agent": f"otto-cli/{__version__}", "Accept": "application/json"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
         if "://" not in base_url:
             example = f"http://{base_url or '127.0.0.1:7670'}"
             raise UsageProblem(f"--server {base_url}: a URL needs its scheme, e.g. {example}")
         try:
-            self.http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
+            self.http = connect(
+                base_url,
+                token,
+                agent="cli",
+                timeout=timeout,
+                headers={"Accept": "application/json"},
+            )
         except (httpx.InvalidURL, ValueError) as exc:
             raise UsageProblem(f"--server {base_url}: not a server URL ({exc})") from None
         if self.http.base_url.scheme not in ("http", "https") or not self.http.base_url.host:
@@ -133,8 +136,8 @@ class OttoClient:
         all fails at once, as any other call does."""
         headers = {"Idempotency-Key": key}
         deadline = time.monotonic() + CREATE_RETRY_SECONDS
-        delay, reached = 0.2, False
-        while True:
+        reached = False
+        for pause in backoff(0.2):
             try:
                 response = self.http.post("/v1/pipelines", json=body, headers=headers)
             except httpx.ConnectError as exc:
@@ -157,8 +160,8 @@ class OttoClient:
                         raise ServerUnavailable("POST /v1/pipelines: unexpected JSON")
                     return found
                 reached = True
-            time.sleep(delay)
-            delay = min(delay * 2, 2.0)
+            time.sleep(pause)
+        raise AssertionError("backoff never ends")
 
     def abort(self, uuid: str) -> Json:
         return self._json("POST", f"/v1/pipelines/{_segment(uuid)}/abort")
@@ -286,7 +289,7 @@ def _segment(uuid: str) -> str:
 
 
 def _reason(exc: httpx.TransportError) -> str:
-    text = str(exc) or type(exc).__name__
+    text = problem(exc)
     if "Connection refused" in text or "Errno 111" in text:
         return "connection refused (is `otto server` running?)"
     return text

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from orchkit import contexts_by_name, create, gone, wait_run
 
+from orchkit import contexts_by_name, create, gone, wait_run
 from otto.model import Batch, BatchMode, Context, Pipeline, Step
 from serverkit import (
     Server,
@@ -282,8 +282,8 @@ def test_a_stopped_orchestrator_hands_its_context_back_to_run_elsewhere(
 
 
 def test_a_linear_batch_hands_over_between_orchestrators(cluster: Server) -> None:
-    """Both contexts of one Linear batch are awarded at once, to different orchestrators;
-    the second starts when the first ends elsewhere (a `moved` message wakes it)."""
+    """The contexts of one Linear batch go to different orchestrators; the second is
+    auctioned, awarded and started as soon as the first ends elsewhere."""
     first = Context(properties={"name": "First", "labels": "gpu"})
     first.steps = [Step(context=first.uuid, symbol="sh", parameters=["sleep 0.3"])]
     second = Context(properties={"name": "Second", "labels": "cpu"})

@@ -1,6 +1,6 @@
 """A throw-away PostgreSQL cluster for tests and benchmarks (no Otto imports).
 
-    from pg import throwaway_postgres          # tests/ on sys.path
+    from pgkit import throwaway_postgres       # tests/ on sys.path
     with throwaway_postgres() as dsn:          # postgresql://postgres@127.0.0.1:PORT/postgres
         ...
 
@@ -260,7 +260,7 @@ def drop_database(admin_dsn: str, name: str) -> None:
         )
 
 
-if __name__ == "__main__":  # a smoke test: python tests/pg.py
+if __name__ == "__main__":  # a smoke test: python tests/pgkit.py
     with throwaway_postgres() as url:
         import psycopg
 

@@ -10,8 +10,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from orchkit import contexts_by_name, wait_run
 
+from orchkit import contexts_by_name, wait_run
+from otto.client import NotPermitted, OttoClient
+from otto.httpclient import Unauthorized
+from otto.objectstore import HttpObjectStore
+from otto.orchestrator.server_api import ServerApi
 from serverkit import Server, free_port, orchestrator, running_server, start_orchestrator
 
 TOKEN = "s3cret-t0ken"
@@ -72,6 +76,22 @@ def test_an_orchestrator_with_a_wrong_token_says_so_and_exits(
     assert process.wait(20) == 77
     log = (tmp_path / "orchestrator-intruder.log").read_text()
     assert "refused the token" in log and "Traceback" not in log
+
+
+def test_every_client_of_the_server_raises_one_unauthorized_for_a_wrong_token(
+    guarded: Server,
+) -> None:
+    with OttoClient(guarded.url, token="guess") as cli, pytest.raises(NotPermitted) as refused:
+        cli.abort("0" * 8)
+    assert isinstance(refused.value, Unauthorized) and refused.value.exit_code == 77
+    api = ServerApi(guarded.url, token="guess")
+    with pytest.raises(Unauthorized, match="wrong API token"):
+        api.call("POST", "/v1/orchestrators", {"name": "intruder"})
+    api.close()
+    store = HttpObjectStore(guarded.url, token="guess")
+    with pytest.raises(Unauthorized, match="wrong API token"):
+        store.put("intruder/k", b"v")
+    store.close()
 
 
 def test_without_a_token_the_server_stays_on_loopback(tmp_path: Path) -> None:

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from orchkit import Bidder, orchestrators_of, submit, wait_for
 
+from orchkit import Bidder, orchestrators_of, submit, wait_for
 from otto.auction import Auctioneer
 from otto.psm import PipelineStateMachine, open_store
 

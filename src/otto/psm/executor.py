@@ -1,0 +1,240 @@
+"""What executors (orchestrators) call: claim, renew, step and context reports,
+hand-back, infrastructure failures; and the expiry of leases and stage deadlines.
+
+Every report is made under a lease whose epoch fences older attempts. Each call is one
+piece of work on the store's writer: the rules (`otto.psm.rules`) decide the moves,
+`ledger.apply` makes them.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from otto.model import Checkout, Context
+from otto.psm import rules, views
+from otto.psm.errors import Conflict, StaleLease
+from otto.psm.ledger import apply, move
+from otto.psm.records import Cause, Lease, WorkOrder
+from otto.psm.states import ABORTING, BATCH_LIVE, PENDING, RUNNING, TERMINAL, Entity, Reason
+from otto.psm.store import queries
+from otto.psm.store.base import Row, Store, Tx
+from otto.status import Status
+
+DEFAULT_LEASE_SECONDS = 30.0
+DEFAULT_STAGE_TIMEOUT = 3600.0  # seconds a stage without a `timeout` may run
+
+
+class Execution:
+    """The PSM's calls for executors (a part of `PipelineStateMachine`)."""
+
+    store: Store
+    lease_seconds: float
+    default_stage_timeout: float
+
+    def context_model(self, pipeline: str, context: str) -> Context: ...
+
+    def claim_work(
+        self, context: str, orchestrator: str, isolation: str | None = None
+    ) -> WorkOrder:
+        """`claim`, answered with the whole work order: the lease, the context's model and
+        the commit its workspace starts from. Starting a context costs this one call."""
+        lease, checkout = self._claim(context, orchestrator, isolation, with_checkout=True)
+        return WorkOrder(lease, self.context_model(lease.pipeline, context), checkout)
+
+    def claim(self, context: str, orchestrator: str, isolation: str | None = None) -> Lease:
+        """Start an attempt of an awarded context; the lease fences every later report.
+        `isolation`: how its steps run (`bubblewrap`, `none`, `podman`), on record."""
+        return self._claim(context, orchestrator, isolation)[0]
+
+    def _claim(
+        self, context: str, orchestrator: str, isolation: str | None, with_checkout: bool = False
+    ) -> tuple[Lease, Checkout | None]:
+        def work(tx: Tx) -> tuple[Lease, Checkout | None]:
+            ctx = views.context_row(tx, context)
+            run = queries.run_state(tx, ctx["pipeline"], steps=False)
+            now = time.time()
+            expires, deadline = rules.lease_terms(
+                now, self.lease_seconds, ctx["stage_timeout"], self.default_stage_timeout
+            )
+            attempt, epoch = ctx["attempt"] + 1, ctx["lease_epoch"] + 1
+            data = {
+                "orchestrator": orchestrator,
+                "attempt": attempt,
+                **({"isolation": isolation} if isolation else {}),
+            }
+            columns = {
+                "attempt": attempt,
+                "lease_epoch": epoch,
+                "lease_expires": expires,
+                "deadline": deadline,
+                "started_at": now,
+            }
+            cause = Cause(orchestrator, Reason.CLAIMED)
+            moves = rules.claim(run, context, orchestrator, cause, data, columns)
+            apply(tx, ctx["pipeline"], moves)
+            lease = Lease(ctx["pipeline"], context, orchestrator, epoch, expires, deadline=deadline)
+            return lease, queries.checkout(tx, ctx["pipeline"]) if with_checkout else None
+
+        return self.store.write(work)
+
+    def lease(self, context: str, orchestrator: str, epoch: int) -> Lease:
+        """The lease a remote executor names by (context, epoch), for its reports."""
+        row = self.store.read(lambda tx: views.context_row(tx, context))
+        return Lease(row["pipeline"], context, orchestrator, epoch, row["lease_expires"] or 0.0)
+
+    def renew(self, lease: Lease) -> Lease:
+        """Extend a lease; the answer says whether the PSM wants the context aborted."""
+
+        def work(tx: Tx) -> Lease:
+            ctx = _leased(tx, lease)
+            expires = time.time() + self.lease_seconds
+            queries.renew_lease(tx, lease.context, expires)
+            return Lease(
+                lease.pipeline,
+                lease.context,
+                lease.orchestrator,
+                lease.epoch,
+                expires,
+                aborting=ctx["state"] == ABORTING,
+                deadline=ctx["deadline"],
+            )
+
+        return self.store.write(work)
+
+    def step_started(self, lease: Lease, step: str) -> None:
+        def work(tx: Tx) -> None:
+            columns = {"started_at": time.time()}
+            _move_step(
+                tx, lease, step, PENDING, RUNNING, Cause(lease.orchestrator), columns=columns
+            )
+
+        self.store.write(work)
+
+    def step_finished(
+        self,
+        lease: Lease,
+        step: str,
+        exit_code: int | None = None,
+        status: Status | None = None,
+        reason: str | None = None,
+    ) -> Status:
+        """Record a step's outcome: an explicit status, or the one its exit code maps to."""
+        if status is None:
+            if exit_code is None:
+                raise ValueError("a finished step needs an exit code or a status")
+            status = Status.from_exit_code(exit_code)
+        outcome = status
+
+        def work(tx: Tx) -> Status:
+            _move_step(
+                tx,
+                lease,
+                step,
+                RUNNING,
+                outcome.value,
+                Cause(lease.orchestrator, reason),
+                data={"exit_code": exit_code},
+                columns={"exit_code": exit_code, "finished_at": time.time()},
+            )
+            return outcome
+
+        return self.store.write(work)
+
+    def context_finished(self, lease: Lease, status: Status, reason: str | None = None) -> None:
+        def work(tx: Tx) -> None:
+            pipeline = _leased(tx, lease)["pipeline"]
+            cause = Cause(lease.orchestrator, reason)
+            run = queries.run_state(tx, pipeline)
+            moves = rules.finish_context(run, lease.context, status, cause, time.time())
+            apply(tx, pipeline, moves)
+
+        self.store.write(work)
+
+    def hand_back(self, lease: Lease) -> None:
+        """Give an unfinished context back (its executor shuts down): Pending, re-auctioned."""
+
+        def work(tx: Tx) -> None:
+            pipeline = _leased(tx, lease)["pipeline"]
+            cause = Cause(lease.orchestrator, Reason.HANDED_BACK)
+            moves = rules.hand_back(queries.run_state(tx, pipeline), lease.context, cause)
+            apply(tx, pipeline, moves)
+
+        self.store.write(work)
+
+    def fail_context(self, context: str, reason: str, actor: str) -> None:
+        """Infrastructure failure before or during a run (e.g. provisioning failed): Error."""
+
+        def work(tx: Tx) -> None:
+            ctx = views.context_row(tx, context)
+            if ctx["state"] in TERMINAL[Entity.CONTEXT]:
+                raise Conflict(f"context {context} is already {ctx['state']}", ctx["state"])
+            if views.batch_row(tx, ctx["pipeline"], ctx["batch"])["state"] not in BATCH_LIVE:
+                raise Conflict(f"context {context}: its batch has not started", ctx["state"])
+            run = queries.run_state(tx, ctx["pipeline"])
+            moves = rules.fail_context(run, context, Cause(actor, reason), time.time())
+            apply(tx, ctx["pipeline"], moves)
+
+        self.store.write(work)
+
+    # -- deadlines ---------------------------------------------------------------
+    def next_deadline(self) -> float | None:
+        """When `expire_leases` next has work: a lease's end, or a running stage's deadline
+        (plus `DEADLINE_GRACE`); None when no context runs."""
+        due, deadline = self.store.read(queries.earliest_lease_and_deadline)
+        return rules.next_wakeup(due, deadline)
+
+    def expire_leases(self, now: float | None = None) -> int:
+        """Contexts whose lease ran out lost their agent: Error, reason `agent_lost`.
+
+        One already being aborted ends Aborted: losing it is not a new failure (a Fanout
+        batch is Failed by its cause, not Error by the sibling it was stopping).
+
+        A running context still there `DEADLINE_GRACE` after its stage's deadline (its
+        agent, which stops it at the deadline, did not report) ends Failed, reason
+        `timeout`: its running step too, and its steps not run are NotRun. Its agent is
+        stopped when its next lease renewal is refused."""
+        moment = time.time() if now is None else now
+
+        def work(tx: Tx) -> int:
+            lost = queries.leases_expired(tx, moment)
+            late = queries.deadlines_passed(tx, moment - rules.DEADLINE_GRACE)
+            expired = 0
+            for ctx, why in [
+                *((c, Reason.AGENT_LOST) for c in lost),
+                *((c, Reason.TIMEOUT) for c in late),
+            ]:
+                # A fresh snapshot: an earlier expiry in this loop may have moved it.
+                run = queries.run_state(tx, ctx["pipeline"])
+                moves = rules.expire(run, ctx["uuid"], why, moment)
+                apply(tx, ctx["pipeline"], moves)
+                expired += bool(moves)
+            return expired
+
+        return self.store.write(work)
+
+
+def _leased(tx: Tx, lease: Lease) -> Row:
+    ctx = views.context_row(tx, lease.context)
+    if ctx["state"] not in (RUNNING, ABORTING):
+        raise Conflict(f"context {lease.context} is {ctx['state']}", ctx["state"])
+    if ctx["lease_epoch"] != lease.epoch:
+        raise StaleLease(
+            f"lease epoch {lease.epoch} of context {lease.context} is stale (current "
+            f"{ctx['lease_epoch']})",
+            ctx["state"],
+        )
+    return ctx
+
+
+def _move_step(
+    tx: Tx, lease: Lease, step: str, current: str, wanted: str, cause: Cause, **extra: Any
+) -> None:
+    """The usual case in one guarded update; when it does not apply, say exactly why."""
+    guard = queries.step_leased(lease.context, lease.epoch)
+    try:
+        move(tx, lease.pipeline, Entity.STEP, step, current, wanted, cause, guard=guard, **extra)
+    except Conflict:
+        _leased(tx, lease)
+        row = views.step_row(tx, lease.context, step)
+        move(tx, lease.pipeline, Entity.STEP, step, row["state"], wanted, cause, **extra)

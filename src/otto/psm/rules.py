@@ -1,0 +1,443 @@
+"""How a run moves on, as pure functions: a snapshot of a run's states in, moves out.
+
+Batch by batch, context by context: what starts when a batch opens, what a failing
+context does to its batch (by mode), when a batch and the run complete, what an
+abort, a retry, a hand-back, a lost lease or a stage past its deadline lead to. Nothing
+here reads a database or a clock (`now` is a parameter): the store applies the moves
+in one transaction through `ledger.apply`, each one a guarded `ledger.move`, so a
+context's outcome and every consequence of it are committed together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from otto.model import BatchMode
+from otto.psm.errors import Conflict
+from otto.psm.records import Cause
+from otto.psm.states import (
+    ABORTING,
+    AUCTION_COMPLETED,
+    AUCTION_STARTED,
+    BATCH_AWARDED,
+    COMPLETE,
+    EXECUTING,
+    NOT_RUN,
+    OUTCOMES,
+    PENDING,
+    PROVISIONING,
+    RUNNING,
+    TERMINAL,
+    Entity,
+    Reason,
+)
+from otto.status import Status, worst
+
+# Past a stage's deadline its agent stops the running step (SIGTERM, SIGKILL after its
+# kill grace of 10 s) and reports; only one that has not reported this long after is
+# ended by the PSM itself.
+DEADLINE_GRACE = 15.0
+
+# What a failing context does to the other contexts of its batch, by mode:
+# which siblings are affected ("later" = after it in a Linear batch) and why.
+ON_FAILURE: dict[str, tuple[str, Reason] | None] = {
+    BatchMode.LINEAR: ("later", Reason.PREVIOUS_CONTEXT_FAILED),
+    BatchMode.PARALLEL: None,
+    BatchMode.FANOUT: ("all", Reason.FANOUT_SIBLING_FAILED),
+}
+
+# What a retry runs again (unless asked to run everything again).
+RETRYABLE = frozenset({Status.FAILED.value, Status.ERROR.value, Status.ABORTED.value, NOT_RUN})
+
+
+# -- the snapshot -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StepState:
+    uuid: str
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class ContextState:
+    uuid: str
+    batch: int
+    position: int
+    state: str
+    orchestrator: str | None = None
+    steps: tuple[StepState, ...] = ()  # in order
+
+
+@dataclass(frozen=True, slots=True)
+class BatchState:
+    idx: int
+    mode: str
+    state: str
+    status: str | None = None
+    contexts: tuple[ContextState, ...] = ()  # in order
+
+
+@dataclass(frozen=True, slots=True)
+class RunState:
+    """A pipeline's states: what its progress depends on (not its model)."""
+
+    uuid: str
+    state: str
+    batches: tuple[BatchState, ...] = ()  # by index
+    abort_requested: bool = False
+    abort_reason: str | None = None
+    abort_data: dict[str, Any] | None = None
+
+    def context(self, uuid: str) -> ContextState:
+        for batch in self.batches:
+            for ctx in batch.contexts:
+                if ctx.uuid == uuid:
+                    return ctx
+        raise KeyError(uuid)
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    """One state change to make: `entity` `ident` from `current` to `wanted`."""
+
+    entity: Entity
+    ident: str
+    current: str
+    wanted: str
+    cause: Cause
+    status: str | None = None  # a batch's or pipeline's outcome
+    data: dict[str, Any] | None = None  # instead of the cause's
+    columns: dict[str, Any] | None = None  # further columns of the entity's row to set
+
+
+# -- what each event leads to -------------------------------------------------------
+
+
+def start(run: RunState, cause: Cause, now: float) -> list[Move]:
+    """A new run starts: Running, its first batch's auction opened."""
+    plan = _Plan(run, now)
+    plan.move(Entity.PIPELINE, run.uuid, PENDING, RUNNING, cause)
+    plan.start_batch(0, cause)
+    return plan.moves
+
+
+def reject(run: RunState, reason: str, message: str, actor: str) -> list[Move]:
+    """A run that cannot start ends at once: Complete, Error, its reason on record."""
+    cause = Cause(actor, reason)
+    data = {"message": message}
+    return [Move(Entity.PIPELINE, run.uuid, PENDING, COMPLETE, cause, Status.ERROR.value, data)]
+
+
+def finish_context(
+    run: RunState, context: str, reported: Status, cause: Cause, now: float
+) -> list[Move]:
+    """A context ended: its outcome (the worst of what was reported and what its steps
+    ended with), its steps settled, then what its batch and the run do next."""
+    plan = _Plan(run, now)
+    plan.finish_context(run.context(context), reported, cause)
+    return plan.moves
+
+
+def fail_context(run: RunState, context: str, cause: Cause, now: float) -> list[Move]:
+    """An infrastructure failure (e.g. provisioning): Error; it may also have been the
+    last context its batch's auction waited for."""
+    plan = _Plan(run, now)
+    ctx = run.context(context)
+    plan.finish_context(ctx, Status.ERROR, cause)
+    plan.close_auction(ctx.batch, cause.actor)
+    return plan.moves
+
+
+def close_auction(run: RunState, idx: int, actor: str) -> list[Move]:
+    """When no context of a batch in auction that may start now (`claimable`) waits for an
+    orchestrator: provision."""
+    plan = _Plan(run, 0.0)
+    plan.close_auction(idx, actor)
+    return plan.moves
+
+
+def abort(run: RunState, cause: Cause, now: float) -> list[Move]:
+    """Stop everything not yet terminal; the run completes once running contexts confirm.
+
+    The first live batch's Pending contexts never run and its Running ones are asked to
+    abort; later batches never run."""
+    run = replace(run, abort_requested=True, abort_reason=cause.reason, abort_data=cause.data)
+    plan = _Plan(run, now)
+    ended = (PENDING, COMPLETE, NOT_RUN)
+    live = next((b for b in run.batches if b.state not in ended), None)
+    if live is None:  # nothing started yet
+        plan.skip_later_batches(-1, cause)
+        plan.complete_pipeline(cause)
+        return plan.moves
+    for ctx in live.contexts:
+        plan.stop_context(ctx.uuid, cause)
+    plan.settle_batch(live.idx, cause)
+    return plan.moves
+
+
+def retry(run: RunState, cause: Cause, now: float, every: bool = False) -> list[Move]:
+    """Run the failed, errored, aborted and skipped contexts of a finished run again
+    (`every`: all of its contexts); nothing when there is nothing to redo.
+
+    What succeeded stays (unless `every`); each retried context gets a new attempt (and a
+    new auction). The run resumes at the first batch with anything to redo."""
+    redo = retried(run, every)
+    if not redo:
+        return []
+    plan = _Plan(replace(run, abort_requested=False, abort_reason=None, abort_data=None), now)
+    plan.move(Entity.PIPELINE, run.uuid, run.state, RUNNING, cause)
+    for uuid in redo:
+        ctx = run.context(uuid)
+        columns = {"orchestrator": None, "lease_expires": None, "finished_at": None}
+        plan.move(Entity.CONTEXT, uuid, ctx.state, PENDING, cause, columns=columns)
+        plan.reset_steps(ctx, cause)
+    first = min(run.context(uuid).batch for uuid in redo)
+    for batch in run.batches[first:]:
+        plan.move(Entity.BATCH, str(batch.idx), batch.state, PENDING, cause)
+    plan.start_batch(first, cause)
+    return plan.moves
+
+
+def retried(run: RunState, every: bool = False) -> list[str]:
+    """The contexts a retry runs again, in order."""
+    return [
+        c.uuid
+        for b in run.batches
+        for c in b.contexts
+        if every or c.state in RETRYABLE
+    ]  # fmt: skip
+
+
+def hand_back(run: RunState, context: str, cause: Cause) -> list[Move]:
+    """A Running context goes back to Pending, unassigned, its steps to run again."""
+    ctx = run.context(context)
+    if ctx.state != RUNNING:
+        raise Conflict(f"context {context} is {ctx.state}", ctx.state)
+    plan = _Plan(run, 0.0)
+    columns = {"orchestrator": None, "lease_expires": None}
+    plan.move(Entity.CONTEXT, context, RUNNING, PENDING, cause, columns=columns)
+    plan.reset_steps(ctx, cause)
+    return plan.moves
+
+
+def claim(
+    run: RunState, context: str, orchestrator: str, cause: Cause, data: dict[str, Any],
+    columns: dict[str, Any],
+) -> list[Move]:  # fmt: skip
+    """Start an attempt of an awarded context (Conflict when it may not start now): a
+    Linear batch's context waits for the one before it to end."""
+    ctx = run.context(context)
+    batch = run.batches[ctx.batch]
+    if ctx.state != PENDING:
+        raise Conflict(f"context {context} is {ctx.state}", ctx.state)
+    if ctx.orchestrator != orchestrator or batch.state not in BATCH_AWARDED:
+        raise Conflict(f"context {context} is not awarded to {orchestrator}", ctx.state)
+    if ctx not in claimable(batch):
+        raise Conflict(f"context {context} waits for the one before it", PENDING)
+    moves = []
+    if batch.state == PROVISIONING:
+        moves.append(Move(Entity.BATCH, str(batch.idx), PROVISIONING, EXECUTING, cause))
+    moves.append(Move(Entity.CONTEXT, context, PENDING, RUNNING, cause, data=data, columns=columns))
+    return moves
+
+
+def claimable(batch: BatchState) -> list[ContextState]:
+    """The Pending contexts of a batch that may start now, all that an auction offers: a
+    Linear batch's next unfinished one (once the one before it has ended), every Pending
+    one of a Parallel or Fanout batch."""
+    return _claimable(batch, lambda ctx: ctx.state)
+
+
+def _claimable(batch: BatchState, state_of: Callable[[ContextState], str]) -> list[ContextState]:
+    if batch.mode != BatchMode.LINEAR:
+        return [c for c in batch.contexts if state_of(c) == PENDING]
+    unfinished = (c for c in batch.contexts if state_of(c) not in TERMINAL[Entity.CONTEXT])
+    following = next(unfinished, None)
+    return [following] if following is not None and state_of(following) == PENDING else []
+
+
+def expire(run: RunState, context: str, why: Reason, now: float) -> list[Move]:
+    """A context whose lease ran out (`agent_lost`) or whose stage is past its deadline
+    and grace (`timeout`) ends, unless it already has.
+
+    A lost context ends Error, or Aborted when it was being aborted (losing it is not a
+    new failure: a Fanout batch is Failed by its cause, not Error by the sibling it was
+    stopping); a late one ends Failed."""
+    ctx = run.context(context)
+    if ctx.state not in (RUNNING, ABORTING):
+        return []
+    if why == Reason.TIMEOUT:
+        outcome = Status.FAILED
+    else:
+        outcome = Status.ABORTED if ctx.state == ABORTING else Status.ERROR
+    return finish_context(run, context, outcome, Cause("psm", why), now)
+
+
+def lease_terms(
+    now: float, lease_seconds: float, stage_timeout: float | None, default_timeout: float
+) -> tuple[float, float]:
+    """When a lease taken `now` expires, and when the stage's time is up."""
+    return now + lease_seconds, now + (stage_timeout or default_timeout)
+
+
+def next_wakeup(lease_due: float | None, deadline: float | None) -> float | None:
+    """When expiry next has work: the earliest lease's end or deadline (plus its grace)."""
+    if lease_due is None:
+        return None
+    if deadline is None:
+        return float(lease_due)
+    return min(float(lease_due), deadline + DEADLINE_GRACE)
+
+
+def batch_status(contexts: list[str], aborted: bool) -> Status:
+    """A batch's outcome from its contexts' end states: the worst; Aborted too when the
+    run was aborted and some never ran."""
+    outcomes = [Status(state) for state in contexts if state in OUTCOMES]
+    if aborted and NOT_RUN in contexts:
+        outcomes.append(Status.ABORTED)
+    return worst(outcomes)
+
+
+# -- the moves of one event, each seeing the ones before it -------------------------
+
+
+class _Plan:
+    """The moves decided so far over a snapshot, and the states they leave."""
+
+    def __init__(self, run: RunState, now: float) -> None:
+        self.run = run
+        self.now = now
+        self.moves: list[Move] = []
+        self._states: dict[tuple[Entity, str], str] = {}
+        self._batch_status: dict[int, str | None] = {}
+
+    def state(self, entity: Entity, ident: str, initial: str) -> str:
+        return self._states.get((entity, ident), initial)
+
+    def move(
+        self, entity: Entity, ident: str, current: str, wanted: str, cause: Cause,
+        status: str | None = None, data: dict[str, Any] | None = None,
+        columns: dict[str, Any] | None = None,
+    ) -> None:  # fmt: skip
+        self.moves.append(Move(entity, ident, current, wanted, cause, status, data, columns))
+        self._states[entity, ident] = wanted
+        if entity is Entity.BATCH:
+            self._batch_status[int(ident)] = status
+
+    def ctx_state(self, ctx: ContextState) -> str:
+        return self.state(Entity.CONTEXT, ctx.uuid, ctx.state)
+
+    def batch_state(self, batch: BatchState) -> str:
+        return self.state(Entity.BATCH, str(batch.idx), batch.state)
+
+    def start_batch(self, idx: int, cause: Cause) -> None:
+        """Open the auction of batch `idx`, or complete the run when there is none left."""
+        if idx >= len(self.run.batches):
+            self.complete_pipeline(cause)
+            return
+        self.move(Entity.BATCH, str(idx), PENDING, AUCTION_STARTED, cause)
+        if not self.run.batches[idx].contexts:
+            self.settle_batch(idx, cause)
+
+    def finish_context(self, ctx: ContextState, reported: Status, cause: Cause) -> None:
+        steps = [(s.uuid, self.state(Entity.STEP, s.uuid, s.state)) for s in ctx.steps]
+        outcome = worst([reported, *(Status(state) for _, state in steps if state in OUTCOMES)])
+        columns = {"lease_expires": None, "finished_at": self.now}
+        self.move(Entity.CONTEXT, ctx.uuid, self.ctx_state(ctx), outcome.value, cause,
+                  columns=columns)  # fmt: skip
+        for uuid, state in steps:
+            if state == RUNNING:
+                self.move(Entity.STEP, uuid, RUNNING, outcome.value, cause,
+                          columns={"finished_at": self.now})  # fmt: skip
+            elif state == PENDING:
+                self.move(Entity.STEP, uuid, PENDING, NOT_RUN, cause)
+        if outcome.is_failure:
+            self.react_to_failure(ctx, cause.actor)
+        self.settle_batch(ctx.batch, cause)
+
+    def react_to_failure(self, ctx: ContextState, actor: str) -> None:
+        batch = self.run.batches[ctx.batch]
+        rule = ON_FAILURE[batch.mode]
+        if rule is None:
+            return
+        scope, reason = rule
+        for sibling in batch.contexts:
+            if sibling.uuid != ctx.uuid and (scope == "all" or sibling.position > ctx.position):
+                self.stop_context(sibling.uuid, Cause(actor, reason))
+
+    def stop_context(self, uuid: str, cause: Cause) -> None:
+        """A Pending context never runs; a Running one is asked to abort."""
+        ctx = self.run.context(uuid)
+        state = self.ctx_state(ctx)
+        if state == PENDING:
+            self.not_run_context(ctx, cause)
+        elif state == RUNNING:
+            self.move(Entity.CONTEXT, uuid, RUNNING, ABORTING, cause)
+
+    def not_run_context(self, ctx: ContextState, cause: Cause) -> None:
+        self.move(Entity.CONTEXT, ctx.uuid, PENDING, NOT_RUN, cause)
+        for step in ctx.steps:
+            self.move(Entity.STEP, step.uuid, PENDING, NOT_RUN, cause)
+
+    def settle_batch(self, idx: int, cause: Cause) -> None:
+        """Complete the batch once every context is terminal, then carry the run on."""
+        batch = self.run.batches[idx]
+        states = [self.ctx_state(c) for c in batch.contexts]
+        if any(s not in TERMINAL[Entity.CONTEXT] for s in states):
+            return
+        status = batch_status(states, aborted=self.run.abort_requested)
+        self.move(Entity.BATCH, str(idx), self.batch_state(batch), COMPLETE, cause, status.value)
+        if status.is_failure or self.run.abort_requested:
+            self.skip_later_batches(idx, self.skip_cause(cause.actor))
+            self.complete_pipeline(cause)
+        else:
+            self.start_batch(idx + 1, cause)
+
+    def skip_cause(self, actor: str) -> Cause:
+        """Why later batches will not run: the run was aborted (and why), or a batch failed."""
+        if not self.run.abort_requested:
+            return Cause(actor, Reason.PREVIOUS_BATCH_FAILED)
+        return Cause(actor, self.run.abort_reason or Reason.USER_ABORT, self.run.abort_data)
+
+    def skip_later_batches(self, after: int, cause: Cause) -> None:
+        for batch in self.run.batches[after + 1 :]:
+            if self.batch_state(batch) != PENDING:
+                continue
+            self.move(Entity.BATCH, str(batch.idx), PENDING, NOT_RUN, cause)
+            for ctx in batch.contexts:
+                self.not_run_context(ctx, cause)
+
+    def complete_pipeline(self, cause: Cause) -> None:
+        batches = self.run.batches
+        ended = [self._batch_status.get(b.idx, b.status) for b in batches]
+        statuses = [Status(s) for s in ended if s]
+        skipped = any(self.batch_state(b) == NOT_RUN for b in batches)
+        if self.run.abort_requested and (not statuses or skipped):
+            statuses.append(Status.ABORTED)
+        state = self.state(Entity.PIPELINE, self.run.uuid, self.run.state)
+        self.move(Entity.PIPELINE, self.run.uuid, state, COMPLETE, cause, worst(statuses).value)
+
+    def reset_steps(self, ctx: ContextState, cause: Cause) -> None:
+        """Every step of a context that will run again goes back to Pending."""
+        columns = {"exit_code": None, "started_at": None, "finished_at": None}
+        for step in ctx.steps:
+            if step.state != PENDING:
+                self.move(Entity.STEP, step.uuid, step.state, PENDING, cause, columns=columns)
+
+    def close_auction(self, idx: int, actor: str) -> None:
+        batch = self.run.batches[idx]
+        if self.batch_state(batch) != AUCTION_STARTED:
+            return
+        # What the auction offers is what may start now (a Linear batch's first context):
+        # once those are all awarded, the batch is provisioned.
+        if any(c.orchestrator is None for c in _claimable(batch, self.ctx_state)):
+            return
+        cause = Cause(actor, Reason.AWARDED)
+        awards = {c.uuid: c.orchestrator for c in batch.contexts}
+        ident = str(idx)
+        self.move(Entity.BATCH, ident, AUCTION_STARTED, AUCTION_COMPLETED, cause,
+                  data={"awards": awards})  # fmt: skip
+        self.move(Entity.BATCH, ident, AUCTION_COMPLETED, PROVISIONING, cause)
