@@ -217,7 +217,10 @@ def test_an_orchestrator_removes_the_containers_it_left_behind_when_it_starts(
             assert_removed(ours, seconds=60)
             assert len(containers(theirs)) == 1
     finally:
-        subprocess.run([*container_engine_args(), "rm", "--force", *made], capture_output=True)
+        # --ignore: ours is gone already (removed by the orchestrator).
+        subprocess.run(
+            [*container_engine_args(), "rm", "--force", "--ignore", *made], capture_output=True
+        )
 
 
 def test_a_timeout_in_a_container_fails_the_step_and_removes_the_container(
