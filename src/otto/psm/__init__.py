@@ -6,11 +6,12 @@ transition table, batch flow, leases): docs/architecture.md.
 
 from otto.psm.errors import Conflict, IllegalTransition, NotFound, StaleLease
 from otto.psm.machine import CONFIG_ERROR, Created, PipelineStateMachine
-from otto.psm.records import About, Lease, Transition
+from otto.psm.records import EVENTS, About, Lease, Transition
 from otto.psm.store import open_store
 
 __all__ = [
     "CONFIG_ERROR",
+    "EVENTS",
     "About",
     "Conflict",
     "Created",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from otto import model as pipeline_model
@@ -80,7 +80,9 @@ class Pipelines:
         with status Error, and has no batches (nothing of it can run, or be retried).
         """
         about = about or About()
-        about = About(about.project, bounded_name(about.trigger), bounded_message(about.message))
+        about = replace(
+            about, trigger=bounded_name(about.trigger), message=bounded_message(about.message)
+        )
         if rejected is not None:
             pipeline = Pipeline(uuid=pipeline.uuid)
 

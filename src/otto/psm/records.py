@@ -21,6 +21,15 @@ class About:
     project: str | None = None
     trigger: str | None = None  # who or what started it: "push by alice", "otto run", …
     message: str | None = None  # the commit message's first line, when known
+    # What kind of trigger (`EVENTS`; None: an API client's run) and what it said, e.g.
+    # {"number": 12, "source_branch": …, "target_branch": …, "fork": False} for a PR,
+    # {"tag": "v1.0"}, {"late": True} for a schedule that fired after a restart.
+    event: str | None = None
+    details: dict[str, Any] | None = None
+
+
+# The kinds of trigger a run records (`About.event`); conditions and variables read them.
+EVENTS = ("push", "tag", "pull_request", "manual", "schedule")
 
 
 @dataclass(frozen=True)

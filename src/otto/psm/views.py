@@ -121,6 +121,8 @@ def _summary(run: Row) -> dict[str, Any]:
         "sha": run["sha"],
         "project": run["project"],
         "trigger": run["trigger"],
+        "event": run["event"],
+        "trigger_details": json.loads(run["trigger_data"]) if run["trigger_data"] else {},
         "message": run["message"],
         "abort_requested": bool(run["abort_requested"]),
         "abort_reason": run["abort_reason"],

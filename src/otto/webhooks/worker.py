@@ -118,6 +118,7 @@ class PushWorker(threading.Thread):
                 project.name,
                 f"push by {push.pusher}" if push.pusher else "push",
                 push.message,
+                event="push",
             ),
         )
         if created.duplicate:

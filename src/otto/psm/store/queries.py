@@ -120,9 +120,11 @@ def insert_pipeline(
         raise Conflict(f"pipeline {pipeline.uuid} already exists")
     tx.run(
         "INSERT INTO pipelines (uuid, model, state, repo, ref, sha, project, trigger, message,"
-        " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " event, trigger_data, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         pipeline.uuid, pipeline.to_json(), PENDING, repo, ref, sha, about.project,
-        about.trigger, about.message, now, now,
+        about.trigger, about.message, about.event,
+        json.dumps(about.details) if about.details else None, now, now,
     )  # fmt: skip
     if repo and sha:
         tx.run(

@@ -227,4 +227,11 @@ MIGRATIONS: list[list[str]] = [
         " FROM webhook_runs w WHERE w.pipeline = pipelines.uuid)"
         " WHERE uuid IN (SELECT pipeline FROM webhook_runs WHERE checkout <> 0)",
     ],
+    [
+        # What kind of trigger started a run (push, tag, pull_request, manual, schedule)
+        # and what it said (a PR's number, branches and fork; a tag; a late schedule).
+        "ALTER TABLE pipelines ADD COLUMN event TEXT",
+        "ALTER TABLE pipelines ADD COLUMN trigger_data TEXT",
+        "UPDATE pipelines SET event = 'push' WHERE trigger LIKE 'push%'",
+    ],
 ]
