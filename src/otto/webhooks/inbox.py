@@ -44,6 +44,8 @@ class Push:
     full_name: str | None
     message: str | None = None  # the head commit's first line
     pusher: str | None = None
+    event: str = "push"  # the kind of trigger (`otto.psm.EVENTS`), recorded with the run
+    details: dict[str, Any] | None = None  # what it said (`About.details`)
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__)

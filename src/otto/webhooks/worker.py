@@ -118,7 +118,8 @@ class PushWorker(threading.Thread):
                 project.name,
                 f"push by {push.pusher}" if push.pusher else "push",
                 push.message,
-                event="push",
+                event=push.event,
+                details=push.details,
             ),
         )
         if created.duplicate:
