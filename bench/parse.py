@@ -26,7 +26,7 @@ def _stage(i: int, pad: str, rnd: random.Random) -> list[str]:
     lines = [
         f"{pad}stage {{",
         f"{pad}    name = 'Stage {i}'  // shown in the dashboard",
-        f"{pad}    os = 'linux'",
+        f"{pad}    labels = 'linux'",
         f"{pad}    environment {{",
         f"{pad}        CC = 'gcc-{rnd.randint(9, 14)}'",
         f"{pad}        JOBS = '{rnd.randint(1, 16)}'",

@@ -55,6 +55,8 @@ if TYPE_CHECKING:
 
 READS = frozenset({"GET", "HEAD", "OPTIONS"})
 GUARDED_PREFIX = "/v1/orchestrators"
+# Paths whose reads need the full token even when reads are open.
+GUARDED_PREFIXES = (GUARDED_PREFIX, "/v1/credentials")
 # Forges cannot send our token; each webhook request carries its own signature.
 SIGNED_PREFIX = "/v1/webhooks/"
 OBJECTS_PREFIX = "/v1/objects/"
@@ -78,7 +80,9 @@ def needs_token(method: str, path: str) -> bool:
     """Whether a request needs the (full) API token when the server has one."""
     if path in OPEN_PATHS or path.startswith(SIGNED_PREFIX):
         return False
-    return method not in READS or path == GUARDED_PREFIX or path.startswith(GUARDED_PREFIX + "/")
+    return method not in READS or any(
+        path == prefix or path.startswith(prefix + "/") for prefix in GUARDED_PREFIXES
+    )
 
 
 def is_public_read(path: str) -> bool:

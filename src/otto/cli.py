@@ -3,7 +3,7 @@
 Exit codes: 0 success, 1 an invalid pipeline (or a Failed run), 2 Aborted,
 3 Unstable, 4 Error, 64 a usage error (EX_USAGE), so that a mistyped command
 never reads as a pipeline status. The client commands (run, ps, show, logs,
-abort, retry, artifacts, events) add 65 EX_DATAERR (the server refused: an unknown
+abort, retry, trigger, artifacts, events) add 65 EX_DATAERR (the server refused: an unknown
 uuid, a run already complete), 69 EX_UNAVAILABLE (no server there, or it failed),
 77 EX_NOPERM (a missing or wrong token) and 130 (interrupted).
 """
@@ -26,8 +26,10 @@ from typer._click.exceptions import ClickException, UsageError
 from typer.core import TyperArgument, TyperOption
 
 from otto import __version__
+from otto.conditions import Trigger
 from otto.model import Pipeline
-from otto.parser import ParseError, format_ottofile, parse_located
+from otto.parser import ParseError, format_ottofile, parse_located, parse_syntax
+from otto.parser.build import Syntax
 from otto.steps import standard_manifests
 from otto.steps.checking import pipeline_problems
 from otto.steps.explain import explain_lines
@@ -85,9 +87,14 @@ def _load(file: str) -> Pipeline:
 
 
 def _load_located(file: str) -> tuple[Pipeline, dict[str, tuple[int, int]]]:
+    pipeline, positions, _ = _load_syntax(file)
+    return pipeline, positions
+
+
+def _load_syntax(file: str) -> tuple[Pipeline, dict[str, tuple[int, int]], Syntax]:
     name, data = _read(file)
     try:
-        return parse_located(data, filename=name)
+        return parse_syntax(data, filename=name)
     except ParseError as exc:
         _error(str(exc))
         raise typer.Exit(EX_INVALID) from None
@@ -111,18 +118,63 @@ def parse_command(
 @app.command("explain")
 def explain_command(
     file: str = typer.Argument(..., help="The Ottofile to explain, or - for standard input."),
+    branch: str = typer.Option(None, "--branch", help="Evaluate the gates for this branch."),
+    event: str = typer.Option(
+        None, "--event", help="… and this event: push, tag, pull_request, manual, schedule."
+    ),
+    tag: str = typer.Option(None, "--tag", help="… and this tag."),
+    project: str = typer.Option(None, "--project", help="… and this project."),
+    variables: list[str] = typer.Option(
+        [], "-e", "--env", help="KEY=VALUE: a trigger variable, read as env.KEY (repeatable)."
+    ),
 ) -> None:
-    """Say what a pipeline will run, checking every step against its manifest."""
-    pipeline, positions = _load_located(file)
+    """Say what a pipeline will run, checking every step against its manifest; with
+    --branch, --event, --tag, --project or -e, which stages such a run would run, skip
+    or hold for input."""
+    trigger = _trigger(branch, event, tag, project, variables)
+    pipeline, positions, syntax = _load_syntax(file)
     manifests = standard_manifests()
     problems = pipeline_problems(pipeline, manifests)
-    for line in explain_lines(pipeline, manifests):
+    for line in explain_lines(pipeline, manifests, trigger, syntax.matrices):
         typer.echo(line)
     for step, error in problems:
         line, column = positions[step.uuid]
         _error(f"{file}:{line}:{column}: {error}")
     if problems:
         raise typer.Exit(EX_INVALID)
+
+
+def _trigger(
+    branch: str | None, event: str | None, tag: str | None, project: str | None, pairs: list[str]
+) -> Trigger | None:
+    """What `otto explain` evaluates gates for; None when no option asks for it."""
+    from otto.psm.records import EVENTS
+
+    if event is not None and event not in EVENTS:
+        raise typer.BadParameter(
+            f"{event!r} is not one of {', '.join(EVENTS)}", param_hint="--event"
+        )
+    environment = _assignments(pairs)
+    if branch is None and event is None and tag is None and project is None and not pairs:
+        return None
+    return Trigger(
+        branch=branch or "",
+        tag=tag or "",
+        event=event or "",
+        project=project or "",
+        environment=environment,
+    )
+
+
+def _assignments(pairs: list[str]) -> dict[str, str]:
+    """`-e KEY=VALUE` options as a mapping; a usage error for one without its `=`."""
+    assigned: dict[str, str] = {}
+    for pair in pairs:
+        key, equals, value = pair.partition("=")
+        if not equals or not key:
+            raise typer.BadParameter(f"{pair!r}: expected KEY=VALUE", param_hint="-e")
+        assigned[key] = value
+    return assigned
 
 
 @app.command("fmt")
@@ -223,7 +275,7 @@ def orchestrator_command(
     )
 
 
-# -- the client commands (otto.client): run, ps, show, logs, abort, retry, events ------------
+# -- the client commands (otto.client): run, ps, show, logs, abort, retry, trigger, events -----
 
 
 def _server_option() -> Any:
@@ -375,6 +427,31 @@ def logs_command(
     _client_call(server, token, lambda c: commands.logs(c, uuid, context, follow))
 
 
+@app.command("trigger")
+def trigger_command(
+    project: str = typer.Argument(..., help="The project (its file's name in projects.d)."),
+    ref: str = typer.Option(
+        None, "--ref", help="A branch or tag (default: the project's default branch)."
+    ),
+    sha: str = typer.Option(None, "--sha", help="A commit (its full SHA)."),
+    variables: list[str] = typer.Option(
+        [],
+        "-e",
+        "--env",
+        metavar="KEY=VALUE",
+        help="A variable for the run's steps (repeatable).",
+    ),
+    server: str = _server_option(),
+    token: str = _token_option(),
+) -> None:
+    """Start a run of a project's repository by hand, at a ref or a commit; it runs even
+    when that commit already ran. Prints the new run's uuid and how to follow it."""
+    from otto.client import commands
+
+    env = _assignments(variables)
+    _client_call(server, token, lambda c: commands.trigger(c, project, ref, sha, env))
+
+
 @app.command("abort")
 def abort_command(
     uuid: str = typer.Argument(..., help="A pipeline uuid, or a unique prefix of one."),
@@ -399,6 +476,87 @@ def retry_command(
     from otto.client import commands
 
     _client_call(server, token, lambda c: commands.retry(c, uuid, every))
+
+
+@app.command("gc")
+def gc_command(
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only list what would be freed."),
+    as_json: bool = typer.Option(False, "--json", help="The server's answer, as JSON."),
+    server: str = _server_option(),
+    token: str = _token_option(),
+) -> None:
+    """Free what the server's retention policy lets go: old runs' logs and artifacts,
+    workspaces of completed runs (--dry-run: list them, free nothing)."""
+    from otto.client import commands
+
+    _client_call(server, token, lambda c: commands.gc(c, dry_run, as_json))
+
+
+credentials_app = typer.Typer(
+    help="The server's credentials: set, list, rm (values go in, never out); rotate-key.",
+    no_args_is_help=True,
+)
+app.add_typer(credentials_app, name="credentials")
+
+
+@credentials_app.command("set")
+def credentials_set_command(
+    name: str = typer.Argument(..., help="The credential's name, e.g. npm-token."),
+    project: str = typer.Option(None, help="Only for this project (default: every project)."),
+    file: str = typer.Option(None, help="Read the value from this file (default: stdin)."),
+    server: str = _server_option(),
+    token: str = _token_option(),
+) -> None:
+    """Set a credential; its value is read from stdin or --file, never from an argument."""
+    from otto.client import credentials
+
+    _client_call(server, token, lambda c: credentials.set_credential(c, name, project, file))
+
+
+@credentials_app.command("list")
+def credentials_list_command(
+    as_json: bool = typer.Option(False, "--json", help="The server's answer, as JSON."),
+    server: str = _server_option(),
+    token: str = _token_option(),
+) -> None:
+    """List credentials: names, projects, who set them and when (never values)."""
+    from otto.client import credentials
+
+    _client_call(server, token, lambda c: credentials.list_credentials(c, as_json))
+
+
+@credentials_app.command("rm")
+def credentials_rm_command(
+    name: str = typer.Argument(..., help="The credential's name."),
+    project: str = typer.Option(None, help="That project's (default: the global one)."),
+    server: str = _server_option(),
+    token: str = _token_option(),
+) -> None:
+    """Remove a credential."""
+    from otto.client import credentials
+
+    _client_call(server, token, lambda c: credentials.remove_credential(c, name, project))
+
+
+@credentials_app.command("rotate-key")
+def credentials_rotate_key_command(
+    home: str = typer.Option(None, help="Where state lives (default $OTTO_HOME or ./.otto)."),
+    db: str = typer.Option(None, help="A SQLite file or a postgresql:// URL."),
+    config: str = typer.Option(None, help="A YAML file of settings (default $OTTO_HOME/otto.yml)."),
+) -> None:
+    """Encrypt every credential under a new key (run where the server keeps its state;
+    with OTTO_CREDENTIALS_KEY: under its first key)."""
+    from otto.config import ConfigError, load_settings
+    from otto.credentials import rotate_key
+    from otto.credentials.keys import CredentialKeyError
+
+    try:
+        settings = load_settings(config, home=home, db=db)
+        count = rotate_key(settings.home, settings.db_url)
+    except (ConfigError, CredentialKeyError) as exc:
+        _error(f"otto credentials rotate-key: {exc}")
+        raise typer.Exit(EX_USAGE) from None
+    typer.echo(f"{count} credential(s) encrypted under the new key")
 
 
 @app.command("artifacts")

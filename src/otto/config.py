@@ -76,6 +76,12 @@ class Settings(BaseModel):
     default_stage_timeout: float = Field(3600.0, gt=0)
     log_level: LogLevel = "info"  # what the server's log says: debug, info, warning, error
     log_format: LogFormat = "text"  # the server's log: readable text, or one JSON object a line
+    # Retention (otto.housekeeping), each overridable by a project's `retention:` block.
+    retention_days: float = Field(30.0, gt=0)  # a completed run's logs and artifacts kept
+    keep_runs: int = Field(0, ge=0)  # runs per project whose objects are kept; 0: no limit
+    workspace_grace: float = Field(5.0, ge=0)  # minutes a successful run's workspace stays
+    keep_failed_workspaces: float = Field(24.0, ge=0)  # hours any other run's workspace stays
+    janitor_interval: float = Field(30.0, gt=0)  # seconds between sweeps with nothing to free
 
     @field_validator("default_stage_timeout", mode="before")
     @classmethod

@@ -2,13 +2,15 @@
 
 Stage and step timeouts (`timeout = '10m'`, `timeout: '30s'`) and duration settings
 (`default_stage_timeout`) are read here, so all of them accept the same forms; and
-`format_duration` writes how long something took, for the CLI and the dashboard.
+`format_duration` writes how long something took, for the CLI and the dashboard, and
+`duration_text` a duration as an Ottofile writes it.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from decimal import Decimal
 
 _NUMBER = r"\d+(?:\.\d+)?"
 _DURATION = re.compile(rf"(?:({_NUMBER})h)?(?:({_NUMBER})m)?(?:({_NUMBER})s)?")
@@ -63,3 +65,14 @@ def format_duration(seconds: float, spaced: bool = False) -> str:
         return f"{minutes}{gap}m{gap}{secs:02d}{gap}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}{gap}h{gap}{minutes:02d}{gap}m"
+
+
+def duration_text(seconds: float) -> str:
+    """Seconds as the shortest text `parse_duration` reads back: `2h`, `1h30m`, `1m30s`,
+    `1.5s`."""
+    if seconds != int(seconds):
+        return f"{Decimal(repr(seconds)):f}s"
+    hours, rest = divmod(int(seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    units = ((hours, "h"), (minutes, "m"), (secs, "s"))
+    return "".join(f"{n}{unit}" for n, unit in units if n)

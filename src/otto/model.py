@@ -1,7 +1,8 @@
 """The pipeline model: the contract between the parser and the PSM.
 
 A pipeline is a list of batches; a batch runs its contexts in a mode; a
-context holds properties, an environment and steps. The JSON/YAML field
+context holds properties, an environment, steps and, when its stage has one, a
+gate (a condition, approval inputs before and after its steps). The JSON/YAML field
 names are those of the original Otto, so its models load unchanged.
 """
 
@@ -11,7 +12,7 @@ import json
 import uuid as uuidlib
 from collections.abc import Iterator
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
 from pydantic import (
@@ -25,10 +26,13 @@ from pydantic import (
     model_serializer,
 )
 
+from otto import conditions
 from otto.duration import parse_duration
 from otto.validation import first_error
 
 M = TypeVar("M", bound=BaseModel)
+# A credential's name (`otto.credentials`): what a stage asks for.
+CREDENTIAL_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 Parameters = list[JsonValue] | dict[str, JsonValue]
 
 
@@ -86,17 +90,63 @@ class Step(_Strict):
         return [Step.model_validate(raw) for _, block in self.blocks() for raw in block]
 
 
-class Context(_Strict):
+class _Sparse(_Strict):
+    """Fields that are None are left out of the JSON (they are not original Otto fields)."""
+
+    @model_serializer(mode="wrap")
+    def _without_none(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        return {key: value for key, value in data.items() if value is not None}
+
+
+class Condition(_Strict):
+    """`when { branch == 'main' }`: the expression as canonical text (`source`, for people)
+    and as a tree (`ast`, for `otto.conditions.evaluate`), which must say the same."""
+
+    source: str
+    ast: dict[str, JsonValue]
+
+
+class Input(_Sparse):
+    """`input 'Deploy?'`: the context waits for a person to approve or reject; the values
+    of `parameters` are given with the approval. `timeout`: seconds it may wait."""
+
+    message: str = Field(min_length=1)
+    parameters: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] = Field(
+        default_factory=list
+    )
+    timeout: float | None = Field(default=None, gt=0)
+
+
+class Gate(_Sparse):
+    """What a context passes before it runs (`condition`, `enter_input`) and before it
+    counts as done (`exit_input`)."""
+
+    condition: Condition | None = None
+    enter_input: Input | None = None
+    exit_input: Input | None = None
+
+
+class Context(_Sparse):
     uuid: str = Field(default_factory=new_uuid)
     properties: dict[str, str] = Field(default_factory=dict)
     environment: dict[str, str] = Field(default_factory=dict)
     steps: list[Step] = Field(default_factory=list)
+    # `gates { … }` / `when { … }`; left out of the JSON when the stage has none.
+    gate: Gate | None = None
+    # `credentials = ['npm-token']`: what only this context receives (left out when none).
+    credentials: list[Annotated[str, Field(pattern=CREDENTIAL_NAME)]] = Field(default_factory=list)
 
     @field_validator("environment", mode="before")
     @classmethod
     def _null_environment(cls, value: Any) -> Any:
         # The original Otto serialises an absent environment as null.
         return {} if value is None else value
+
+    @model_serializer(mode="wrap")
+    def _without_none(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        return {k: v for k, v in data.items() if v is not None and (v or k != "credentials")}
 
     @property
     def name(self) -> str:
@@ -181,8 +231,9 @@ def loads(text: str) -> Pipeline:
 
 
 def check_invariants(pipeline: Pipeline) -> None:
-    """Every uuid is unique, every step names the context that owns it, and every timeout
-    (a stage's `timeout` property, a step's `timeout`) is a duration (`otto.duration`)."""
+    """Every uuid is unique, every step names the context that owns it, every timeout
+    (a stage's `timeout` property, a step's `timeout`) is a duration (`otto.duration`),
+    and every gate's condition is a well-formed tree its `source` writes out."""
     seen: dict[str, str] = {pipeline.uuid: "uuid"}
 
     def claim(uid: str, path: str) -> None:
@@ -209,6 +260,8 @@ def check_invariants(pipeline: Pipeline) -> None:
             cpath = f"batches[{b}].contexts[{c}]"
             claim(context.uuid, f"{cpath}.uuid")
             _check_duration(context.properties.get("timeout"), f"{cpath}.properties.timeout")
+            if context.gate is not None and context.gate.condition is not None:
+                _check_condition(context.gate.condition, f"{cpath}.gate.condition")
             for s, step in enumerate(context.steps):
                 check_step(step, context.uuid, f"{cpath}.steps[{s}]")
 
@@ -228,6 +281,18 @@ def _check_duration(value: str | None, path: str) -> None:
         parse_duration(value)
     except ValueError as exc:
         raise ModelError(path, str(exc)) from None
+
+
+def _check_condition(condition: Condition, path: str) -> None:
+    try:
+        conditions.check(condition.ast)
+    except conditions.ConditionError as exc:
+        raise ModelError(
+            f"{path}.ast.{exc.path}" if exc.path else f"{path}.ast", exc.message
+        ) from None
+    canonical = conditions.source(condition.ast)
+    if condition.source != canonical:
+        raise ModelError(f"{path}.source", f"does not say what ast does ({canonical!r})")
 
 
 def _check_uuid(value: str, path: str) -> None:

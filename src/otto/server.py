@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -29,8 +30,12 @@ from otto.auction.remote_bidder import Orchestrators
 from otto.auction.routes import AuctionApi
 from otto.auth import Access, Guard
 from otto.config import Settings
+from otto.credentials import Credentials
+from otto.credentials.keys import KeyRing
+from otto.credentials.routes import CredentialsApi
 from otto.diskspace import SpaceWatch
 from otto.endpoints import openapi, routes
+from otto.housekeeping import Housekeeper, HousekeepingApi, Janitor, Retention
 from otto.limits import (
     KEEP_ALIVE,
     MAX_HEAD_BYTES,
@@ -42,6 +47,7 @@ from otto.limits import (
     raise_nofile,
 )
 from otto.model import Checkout, Pipeline
+from otto.objectstore import ObjectStore
 from otto.objectstore import open_store as open_object_store
 from otto.objectstore import routes as object_routes
 from otto.objectstore.apidoc import object_paths
@@ -110,6 +116,8 @@ def build_app(settings: Settings, workspace_source: Checkout | None = None) -> S
         lease_seconds=settings.lease_seconds,
         default_stage_timeout=settings.default_stage_timeout,
     )
+    credentials = Credentials(store, KeyRing(settings.home))
+    psm.credentials = credentials  # a claimed context's values (otto.credentials.grant)
     watcher = DeadlineWatcher(psm)
     auctioneer = Auctioneer(psm, window=settings.auction_window)
     public_url = settings.public_url or f"http://{settings.host}:{settings.port}"
@@ -139,11 +147,16 @@ def build_app(settings: Settings, workspace_source: Checkout | None = None) -> S
     if settings.local_orchestrator:
         auctioneer.register(local)
     remote = Orchestrators(auctioneer, psm, grace=settings.orchestrator_grace)
+    objects = open_object_store(settings.objects_url)
+    keeper = housekeeper(settings, psm, objects, webhooks)
+    janitor = Janitor(keeper, idle=settings.janitor_interval)
     pipelines = PsmApi(psm, read_ottofile=_read_ottofile, check_model=check_model)
     endpoints = parser_routes.endpoints() + pipelines.endpoints()
     endpoints += ExecutorApi(psm, released=auctioneer.poke).endpoints()
     endpoints += AuctionApi(auctioneer, remote, psm).endpoints()
     endpoints += webhooks.endpoints()
+    endpoints += HousekeepingApi(keeper, partial(_project_view, webhooks)).endpoints()
+    endpoints += CredentialsApi(credentials).endpoints()
     document = openapi(endpoints, "Otto", __version__)
     document["paths"].update(object_paths(document))  # served by otto.objectstore.routes
 
@@ -167,6 +180,7 @@ def build_app(settings: Settings, workspace_source: Checkout | None = None) -> S
             psm.events.subscribe(local.watch)  # aborts, heard at once
         auctioneer.start()
         webhooks.start()
+        janitor.start()
         address = f"http://{settings.host}:{settings.port}"
         state = fields(url=address, state=settings.db_url, version=__version__)
         log.info("otto server started", extra=state)
@@ -174,6 +188,7 @@ def build_app(settings: Settings, workspace_source: Checkout | None = None) -> S
             yield
         finally:
             log.info("otto server stopping", extra=fields(url=address))
+            janitor.stop()
             webhooks.stop()
             remote.close()
             auctioneer.stop()
@@ -182,7 +197,6 @@ def build_app(settings: Settings, workspace_source: Checkout | None = None) -> S
             watcher.stop()
             psm.close()
 
-    objects = open_object_store(settings.objects_url)
     dashboard = Dashboard(psm, auctioneer, objects, lambda: webhooks.projects)
     access = Access.from_settings(settings)  # hosts, origins, tokens, sessions (otto.auth)
     app_routes: list[BaseRoute] = [
@@ -204,6 +218,32 @@ def build_app(settings: Settings, workspace_source: Checkout | None = None) -> S
     app.state.space = space
     app.state.webhooks = webhooks
     return app
+
+
+def housekeeper(
+    settings: Settings, psm: PipelineStateMachine, objects: ObjectStore, webhooks: Webhooks
+) -> Housekeeper:
+    """The retention policy over this server's state, objects and own workspaces:
+    the settings' defaults, each project's `retention:` block over them."""
+    defaults = Retention(
+        retention_days=settings.retention_days,
+        keep_runs=settings.keep_runs,
+        workspace_grace=settings.workspace_grace,
+        keep_failed_workspaces=settings.keep_failed_workspaces,
+    )
+    return Housekeeper(
+        psm.store,
+        objects,
+        [settings.workspaces],
+        defaults,
+        lambda: {name: p.retention for name, p in webhooks.projects.items()},
+    )
+
+
+def _project_view(webhooks: Webhooks, name: str) -> dict[str, Any] | None:
+    """A project as `GET /v1/projects` shows it; None when there is none of that name."""
+    project = webhooks.projects.get(name)
+    return None if project is None else project.public()
 
 
 class CannotListen(Exception):

@@ -33,14 +33,10 @@ class Status(StrEnum):
 
     @classmethod
     def from_exit_code(cls, code: int) -> Status:
-        """A step's exit code: 0 Success, 3 Unstable, 2 Aborted, anything else Failed."""
-        if code == 0:
-            return cls.SUCCESS
-        if code == 3:
-            return cls.UNSTABLE
-        if code == 2:
-            return cls.ABORTED
-        return cls.FAILED
+        """A step's exit code: 0 Success, anything else Failed (real tools exit 2 or 3 on
+        plain errors). A step says Unstable explicitly (`$OTTO_STATUS`, the control
+        socket); Aborted only ever comes from an abort."""
+        return cls.SUCCESS if code == 0 else cls.FAILED
 
     @classmethod
     def parse(cls, text: str) -> Status:

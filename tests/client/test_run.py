@@ -73,10 +73,10 @@ def test_a_failing_step_exits_1_and_shows_its_log(tmp_path: Path) -> None:
     assert out.splitlines()[-1].startswith("✗ pipeline ")
 
 
-def test_exit_3_is_unstable_and_the_file_may_be_stdin(tmp_path: Path) -> None:
+def test_unstable_exits_3_and_the_file_may_be_stdin(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "otto.cli", "run", "-"],
-        input="pipeline { steps { sh 'echo wobbly; exit 3' } }",
+        input="""pipeline { steps { sh 'echo wobbly; echo unstable >> "$OTTO_STATUS"' } }""",
         capture_output=True,
         text=True,
         timeout=60,
@@ -149,11 +149,17 @@ def test_usage_errors_exit_64(tmp_path: Path) -> None:
 
 
 def test_run_on_a_running_server(tmp_path: Path, server: Server, client: OttoClient) -> None:
-    path = ottofile(tmp_path, "pipeline { stage { name = 'Remote' steps { sh 'exit 3' } } }")
-    done = otto("run", str(path), "--server", server.url)
+    text = (
+        """pipeline { stage { name = 'Remote' steps { sh 'echo unstable > "$OTTO_STATUS"' } } }"""
+    )
+    done = otto("run", str(ottofile(tmp_path, text)), "--server", server.url)
     assert done.returncode == 3, done.stdout + done.stderr
     uuid = done.stdout.splitlines()[0].split()[2].rstrip(":")
     assert client.pipeline(uuid)["status"] == "Unstable"
+    # A step's exit code 3 is a plain failure now; `otto run` exits 1 for Failed.
+    failing = ottofile(tmp_path, "pipeline { stage { name = 'Remote' steps { sh 'exit 3' } } }")
+    done = otto("run", str(failing), "--server", server.url)
+    assert done.returncode == 1, done.stdout + done.stderr
 
 
 def on_terminal(

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 from hypothesis import strategies as st
 
+from otto import conditions
 from otto.model import Pipeline, load, new_uuid
 from otto.parser.build import STAGE_PROPERTIES, TIMEOUT
 
@@ -119,13 +120,60 @@ def step(draw: st.DrawFn, depth: int) -> dict[str, Any]:
     return {"symbol": draw(identifiers), "parameters": parameters}
 
 
+variables = st.one_of(
+    st.sampled_from(conditions.VARIABLES),
+    st.builds("{}.{}".format, st.sampled_from(conditions.PREFIXES), env_names),
+)
+operands = st.one_of(
+    st.builds(lambda s: {"str": s}, strings),
+    st.builds(lambda b: {"bool": b}, st.booleans()),
+    st.builds(lambda v: {"var": v}, variables),
+)
+condition_asts = st.recursive(
+    operands,
+    lambda inner: st.one_of(
+        st.builds(lambda a: {"op": "!", "arg": a}, inner),
+        st.builds(
+            lambda op, left, right: {"op": op, "left": left, "right": right},
+            st.sampled_from([*conditions.COMPARISONS, *conditions.CONNECTIVES]),
+            inner,
+            inner,
+        ),
+    ),
+    max_leaves=6,
+)
+inputs = st.fixed_dictionaries(
+    {"message": strings.filter(bool)},
+    optional={
+        "parameters": st.lists(env_names, unique=True, max_size=2),
+        "timeout": st.sampled_from([1.5, 30.0, 90.0, 7200.0, 5400.0]),
+    },
+)
+
+
+@st.composite
+def gate(draw: st.DrawFn) -> dict[str, Any] | None:
+    found: dict[str, Any] = {}
+    if draw(st.booleans()):
+        ast = draw(condition_asts)
+        found["condition"] = {"source": conditions.source(ast), "ast": ast}
+    for side in ("enter_input", "exit_input"):
+        if draw(st.booleans()):
+            found[side] = draw(inputs)
+    return found or None
+
+
 @st.composite
 def context(draw: st.DrawFn) -> dict[str, Any]:
-    return {
+    drawn = {
         "properties": draw(st.dictionaries(property_names, strings, max_size=3)),
         "environment": draw(st.dictionaries(env_names, strings, max_size=3)),
         "steps": draw(steps(2)),
     }
+    found = draw(st.one_of(st.none(), gate()))
+    if found is not None:
+        drawn["gate"] = found
+    return drawn
 
 
 batch = st.one_of(

@@ -43,9 +43,9 @@ def test_error_renders_file_line_column_message_excerpt_and_caret() -> None:
 
 def test_expected_is_said_in_words() -> None:
     error = error_of("pipeline { steps { sh 'ls' } stage { steps { sh 'x' } } bogus }")
-    assert error.expected == ["'stage'", "'steps'", "'parallel'", "'fanout'", "'}'"]
+    assert error.expected == ["'stage'", "'steps'", "'parallel'", "'fanout'", "'each'", "'}'"]
     assert error.message == (
-        "expected 'stage', 'steps', 'parallel', 'fanout' or '}', found 'bogus'"
+        "expected 'stage', 'steps', 'parallel', 'fanout', 'each' or '}', found 'bogus'"
     )
     error = error_of("pipeline {\n    steps {\n        sh 'ls'\n        = 'x'\n    }\n}")
     assert error.message.startswith(

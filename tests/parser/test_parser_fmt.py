@@ -26,7 +26,10 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "Ottofile"
 COMMENTED = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 # A token of a comment-free Ottofile: a string (`''` inside is a quote), a word, a sign.
-TOKEN = re.compile(r"'[^']*(?:''[^']*)*'|[A-Za-z_][A-Za-z0-9_]*|[{}=:,]")
+TOKEN = re.compile(
+    r"'[^']*(?:''[^']*)*'|[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
+    r"|==|!=|=~|&&|\|\||[{}=:,!()\[\]]"
+)
 
 
 def comment_texts(text: str) -> list[str]:

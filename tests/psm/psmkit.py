@@ -20,6 +20,7 @@ from otto.psm.states import (
     OUTCOMES,
     RETRY,
     RETRY_ALLOWED,
+    SKIPPED,
     TERMINAL,
     Entity,
 )
@@ -138,7 +139,7 @@ def run_context(
 def drive(
     psm: PipelineStateMachine,
     uuid: str,
-    code: Callable[[dict[str, Any]], int] = lambda step: 0,
+    code: Callable[[dict[str, Any]], int | Status] = lambda step: 0,
     orchestrator: str = ORCH,
     max_rounds: int = 200,
 ) -> dict[str, Any]:
@@ -170,9 +171,12 @@ def drive(
 
 
 def finish(
-    psm: PipelineStateMachine, ctx: str, code: Callable[[dict[str, Any]], int] = lambda s: 0
+    psm: PipelineStateMachine,
+    ctx: str,
+    code: Callable[[dict[str, Any]], int | Status] = lambda s: 0,
 ) -> Status:
-    """Finish a Running/Aborting context under its current lease."""
+    """Finish a Running/Aborting context under its current lease; `code(step)`: a step's
+    exit code, or the status it says (`Status.UNSTABLE`: a step says so explicitly)."""
     lease = lease_of(psm, ctx)
     row = context_row(psm, ctx)
     if row["state"] == "Aborting":
@@ -186,7 +190,11 @@ def finish(
         if step["state"] in ("Pending", "Running"):
             if step["state"] == "Pending":
                 psm.step_started(lease, step["uuid"])
-            statuses.append(psm.step_finished(lease, step["uuid"], exit_code=code(step)))
+            outcome = code(step)
+            if isinstance(outcome, Status):
+                statuses.append(psm.step_finished(lease, step["uuid"], 0, status=outcome))
+            else:
+                statuses.append(psm.step_finished(lease, step["uuid"], exit_code=outcome))
     outcome = worst(statuses)
     psm.context_finished(lease, outcome)
     return outcome
@@ -296,7 +304,7 @@ def check_pipeline(psm: PipelineStateMachine, uuid: str) -> dict[str, Any]:
             steps = [s["state"] for s in c["steps"]]
             if c["state"] == "Pending":
                 assert all(s == "Pending" for s in steps), c
-            elif c["state"] == NOT_RUN:
+            elif c["state"] in (NOT_RUN, SKIPPED):
                 assert all(s == NOT_RUN for s in steps), c
             elif c["state"] in ctx_terminal:
                 assert all(s in step_terminal for s in steps), f"terminal context, live step: {c}"

@@ -6,12 +6,15 @@ A tiny simulator applies the moves to the snapshot, as the store would; the stor
 
 from __future__ import annotations
 
+import contextlib
+import json
 from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from otto.conditions import Trigger
 from otto.psm import rules
 from otto.psm.errors import Conflict
 from otto.psm.records import Cause
@@ -23,8 +26,9 @@ NOW = 1000.0
 CAUSE = Cause("test")
 
 
-def make_run(shape: list[tuple[str, list[int]]]) -> RunState:
-    """A new run: one (mode, [steps per context]) per batch, everything Pending."""
+def make_run(shape: list[tuple[str, list[int]]], gates: dict[str, bool] | None = None) -> RunState:
+    """A new run: one (mode, [steps per context]) per batch, everything Pending; `gates`:
+    the contexts (by uuid) with a condition, and whether it holds on branch main."""
     batches = tuple(
         BatchState(
             b, mode, "Pending",
@@ -38,7 +42,23 @@ def make_run(shape: list[tuple[str, list[int]]]) -> RunState:
         )
         for b, (mode, contexts) in enumerate(shape)
     )  # fmt: skip
-    return RunState("p", "Pending", batches)
+    if not gates:
+        return RunState("p", "Pending", batches)
+    batches = tuple(
+        replace(b, contexts=tuple(
+            replace(c, condition=condition(gates[c.uuid])) if c.uuid in gates else c
+            for c in b.contexts
+        ))
+        for b in batches
+    )  # fmt: skip
+    return RunState("p", "Pending", batches, gates=rules.GateInputs(Trigger(branch="main")))
+
+
+def condition(holds: bool) -> str:
+    """A stored condition that holds on branch main, or one that does not."""
+    branch = "main" if holds else "release"
+    ast = {"op": "==", "left": {"var": "branch"}, "right": {"str": branch}}
+    return json.dumps({"source": f"branch == '{branch}'", "ast": ast, "env": {}})
 
 
 def play(run: RunState, moves: list[Move]) -> RunState:
@@ -94,18 +114,23 @@ def award_all(run: RunState, batch: BatchState) -> RunState:
     run = replace(run, batches=tuple(
         replace(b, contexts=contexts) if b.idx == batch.idx else b for b in run.batches
     ))  # fmt: skip
-    return play(run, rules.close_auction(run, batch.idx, "auctioneer"))
+    return play(run, rules.close_auction(run.batches[batch.idx], "auctioneer"))
 
 
 def claim(run: RunState, ctx: ContextState) -> RunState:
-    moves = rules.claim(run, ctx.uuid, "o", CAUSE, {}, {})
+    moves = rules.claim(run.batches[ctx.batch], ctx.uuid, "o", CAUSE, {}, {})
     return play(run, moves)
 
 
 def drive(run: RunState, outcomes: list[Status], abort_at: int | None = None) -> RunState:
     """Run the pipeline to its end: award, claim and finish each context in turn with the
     next of `outcomes` (Success once they run out); abort before the `abort_at`th claim."""
-    run = play(run, rules.start(run, CAUSE, NOW))
+    started = rules.start(run, CAUSE, NOW)
+    try:
+        assert rules.start(narrowed(run, None), CAUSE, NOW) == started  # starting moves no step
+    except rules.NarrowSnapshot:  # but those of contexts it skips
+        assert any(m.wanted == "Skipped" for m in started)
+    run = play(run, started)
     claims = 0
     while (batch := live_batch(run)) is not None:
         if batch.state == "AuctionStarted":
@@ -128,8 +153,26 @@ def drive(run: RunState, outcomes: list[Status], abort_at: int | None = None) ->
         outcome = outcomes.pop(0) if outcomes else Status.SUCCESS
         if ctx.state == "Aborting":
             outcome = Status.ABORTED
-        run = play(run, rules.finish_context(run, ctx.uuid, outcome, CAUSE, NOW))
+        run = play(run, finish(run, ctx.uuid, outcome))
     return run
+
+
+def finish(run: RunState, context: str, outcome: Status) -> list[Move]:
+    """`finish_context`'s moves, checking that a snapshot with only the context's steps
+    decides the same, or says it is too narrow."""
+    moves = rules.finish_context(run, context, outcome, CAUSE, NOW)
+    with contextlib.suppress(rules.NarrowSnapshot):
+        assert rules.finish_context(narrowed(run, context), context, outcome, CAUSE, NOW) == moves
+    return moves
+
+
+def narrowed(run: RunState, context: str | None) -> RunState:
+    """`run` as a snapshot that read only `context`'s steps (None: no step)."""
+    return replace(run, batches=tuple(
+        replace(b, contexts=tuple(c if c.uuid == context else replace(c, steps=None)
+                                  for c in b.contexts))
+        for b in run.batches
+    ))  # fmt: skip
 
 
 def executing(run: RunState, states: list[str]) -> RunState:
@@ -191,6 +234,49 @@ def test_the_context_takes_the_worst_of_its_report_and_its_steps() -> None:
 
 
 @pytest.mark.parametrize(
+    ("shape", "states", "outcome", "narrow_enough"),
+    [
+        ([("Linear", [1, 1]), ("Linear", [1])], ["Running", "Pending"], Status.SUCCESS, True),
+        ([("Parallel", [1, 1]), ("Linear", [1])], ["Success", "Running"], Status.SUCCESS, True),
+        ([("Linear", [1, 1]), ("Linear", [1])], ["Running", "Pending"], Status.FAILED, False),
+        ([("Parallel", [1]), ("Linear", [1])], ["Running"], Status.UNSTABLE, True),
+        ([("Parallel", [1, 1]), ("Linear", [1])], ["Failed", "Running"], Status.SUCCESS, False),
+    ],
+)
+def test_an_ending_context_needs_other_steps_only_when_it_stops_them(
+    shape: list[tuple[str, list[int]]], states: list[str], outcome: Status, narrow_enough: bool
+) -> None:
+    """A snapshot with only the ending context's steps is enough unless the ending reaches
+    other contexts (siblings stopped, later batches skipped): then the rules say so."""
+    run = executing(make_run(shape), states)
+    ending = next(c.uuid for c in run.batches[0].contexts if c.state == "Running")
+    full = rules.finish_context(run, ending, outcome, CAUSE, NOW)
+    if narrow_enough:
+        assert rules.finish_context(narrowed(run, ending), ending, outcome, CAUSE, NOW) == full
+    else:
+        with pytest.raises(rules.NarrowSnapshot):
+            rules.finish_context(narrowed(run, ending), ending, outcome, CAUSE, NOW)
+
+
+def test_an_award_closes_the_auction_once_all_that_may_start_are_awarded() -> None:
+    run = make_run([("Parallel", [0, 0])])
+    batch = play(run, rules.start(run, CAUSE, NOW)).batches[0]
+    assert rules.award(batch, "c0.0", "o", "auctioneer") == []
+    first, second = batch.contexts
+    batch = replace(batch, contexts=(replace(first, orchestrator="o"), second))
+    moves = rules.award(batch, "c0.1", "p", "auctioneer")
+    assert [m.wanted for m in moves] == ["AuctionCompleted", "Provisioning"]
+    assert moves[0].data == {"awards": {"c0.0": "o", "c0.1": "p"}}
+    provisioning = replace(batch, state="Provisioning")
+    assert rules.award(provisioning, "c0.1", "p", "auctioneer") == []  # a live batch's
+    running = replace(provisioning, contexts=(replace(first, state="Running"), second))
+    with pytest.raises(Conflict, match="not open for award"):
+        rules.award(running, "c0.0", "o", "auctioneer")
+    with pytest.raises(Conflict, match="not open for award"):
+        rules.award(replace(batch, state="Pending"), "c0.1", "o", "auctioneer")
+
+
+@pytest.mark.parametrize(
     ("state", "why", "outcome"),
     [
         ("Running", Reason.AGENT_LOST, "Error"),
@@ -212,12 +298,12 @@ def test_expiry(state: str, why: Reason, outcome: str | None) -> None:
 def test_a_linear_context_waits_for_the_one_before_it() -> None:
     run = make_run([("Linear", [0, 0])])
     run = play(run, rules.start(run, CAUSE, NOW))
-    run = award_all(run, run.batches[0])
+    batch = award_all(run, run.batches[0]).batches[0]
     with pytest.raises(Conflict, match="waits for the one before it"):
-        rules.claim(run, "c0.1", "o", CAUSE, {}, {})
+        rules.claim(batch, "c0.1", "o", CAUSE, {}, {})
     with pytest.raises(Conflict, match="not awarded to other"):
-        rules.claim(run, "c0.0", "other", CAUSE, {}, {})
-    assert [m.wanted for m in rules.claim(run, "c0.0", "o", CAUSE, {}, {})] == [
+        rules.claim(batch, "c0.0", "other", CAUSE, {}, {})
+    assert [m.wanted for m in rules.claim(batch, "c0.0", "o", CAUSE, {}, {})] == [
         "Executing",
         "Running",
     ]
@@ -336,3 +422,84 @@ def test_a_failed_fanout_context_stops_its_siblings(size: int, running: int, dat
         after = play(after, rules.finish_context(after, uuid, Status.ABORTED, CAUSE, NOW))
     assert after.batches[0].status == "Failed" and after.batches[1].state == "NotRun"
     assert after.state == "Complete"
+
+
+# -- conditions ------------------------------------------------------------------------
+
+CONDITION_CASES = [
+    # mode, whose condition holds (None: has none), the contexts' end states, the batch's
+    ("Parallel", [True, None], ["Success", "Success"], "Success"),
+    ("Parallel", [False, None], ["Skipped", "Success"], "Success"),
+    ("Parallel", [False, False], ["Skipped", "Skipped"], "Success"),
+    ("Linear", [None, False, None], ["Success", "Skipped", "Success"], "Success"),
+    ("Fanout", [False, True], ["Skipped", "Success"], "Success"),
+]
+
+
+@pytest.mark.parametrize(("mode", "holds", "ends", "status"), CONDITION_CASES)
+def test_a_context_whose_condition_is_false_is_skipped(
+    mode: str, holds: list[bool | None], ends: list[str], status: str
+) -> None:
+    gates = {f"c0.{i}": h for i, h in enumerate(holds) if h is not None}
+    run = drive(make_run([(mode, [2] * len(holds)), ("Linear", [1])], gates), [])
+    assert list(contexts(run).values()) == [*ends, "Success"]
+    assert run.batches[0].status == status and run.state == "Complete"
+    for ctx in run.batches[0].contexts:
+        if ctx.state == "Skipped":
+            assert [s.state for s in ctx.steps] == ["NotRun", "NotRun"]
+
+
+def test_a_skip_is_decided_when_the_batch_starts_and_records_what_it_saw() -> None:
+    run = make_run([("Linear", [1]), ("Parallel", [1, 1])], {"c1.0": False, "c1.1": True})
+    run = play(run, rules.start(run, CAUSE, NOW))
+    assert contexts(run) == {"c0.0": "Pending", "c1.0": "Pending", "c1.1": "Pending"}
+    run = claim(award_all(run, run.batches[0]), run.batches[0].contexts[0])
+    moves = rules.finish_context(run, "c0.0", Status.SUCCESS, CAUSE, NOW)
+    skip = next(m for m in moves if m.ident == "c1.0")
+    assert (skip.current, skip.wanted) == ("Pending", "Skipped")
+    assert skip.cause.reason == Reason.CONDITION_FALSE
+    assert skip.cause.data == {"condition": "branch == 'release'", "seen": {"branch": "main"}}
+    assert not any(m.ident == "c1.1" for m in moves)
+    with pytest.raises(rules.NarrowSnapshot):  # no inputs read: decide again with them
+        rules.finish_context(replace(run, gates=None), "c0.0", Status.SUCCESS, CAUSE, NOW)
+
+
+def test_a_batch_of_skipped_contexts_is_never_auctioned() -> None:
+    run = make_run([("Parallel", [1, 1]), ("Linear", [1])], {"c0.0": False, "c0.1": False})
+    run = play(run, rules.start(run, CAUSE, NOW))
+    assert [b.state for b in run.batches] == ["Complete", "AuctionStarted"]
+    assert rules.claimable(run.batches[0]) == []
+
+
+def test_a_linear_batch_goes_past_a_skipped_context() -> None:
+    gates = {"c0.1": False}
+    run = make_run([("Linear", [1, 1, 1])], gates)
+    run = play(run, rules.start(run, CAUSE, NOW))
+    run = claim(award_all(run, run.batches[0]), run.batches[0].contexts[0])
+    run = play(run, rules.finish_context(run, "c0.0", Status.SUCCESS, CAUSE, NOW))
+    assert [c.uuid for c in rules.claimable(run.batches[0])] == ["c0.2"]
+
+
+def test_a_retry_of_everything_evaluates_the_condition_again() -> None:
+    run = drive(make_run([("Parallel", [1, 1])], {"c0.0": False}), [Status.FAILED])
+    assert contexts(run) == {"c0.0": "Skipped", "c0.1": "Failed"}
+    assert rules.retried(run) == ["c0.1"]  # a skipped context is not a failure to redo
+    after = play(run, rules.retry(run, Cause("api", Reason.RETRY), NOW, every=True))
+    assert contexts(after) == {"c0.0": "Skipped", "c0.1": "Pending"}
+
+
+@settings(max_examples=200, deadline=None)
+@given(SHAPES, OUTCOMES, st.none() | st.integers(0, 6), st.data())
+def test_every_run_with_conditions_ends_with_every_entity_terminal(
+    shape: list[tuple[str, list[int]]], outcomes: list[Status], abort_at: int | None, data
+) -> None:
+    """With conditions anywhere, every move is still allowed and the run completes; a
+    context is Skipped exactly when its batch started and its condition is false."""
+    uuids = [f"c{b}.{c}" for b, (_, counts) in enumerate(shape) for c in range(len(counts))]
+    gates = {u: data.draw(st.booleans(), label=u) for u in uuids if data.draw(st.booleans())}
+    run = drive(make_run(shape, gates), list(outcomes), abort_at)
+    assert _terminal(run)
+    for batch in run.batches:
+        for ctx in batch.contexts:
+            skipped = batch.state != "NotRun" and gates.get(ctx.uuid) is False
+            assert (ctx.state == "Skipped") == skipped, ctx

@@ -4,17 +4,19 @@ old one."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from psmkit import ORCH, award_all, make_pipeline, run_context, state_of
 
 from otto.psm import PipelineStateMachine
+from otto.psm.errors import NotFound
 from otto.psm.rules import RunState
 from otto.psm.store import queries
 
 
-def read(psm: PipelineStateMachine, uuid: str, steps: bool = True) -> RunState:
+def read(psm: PipelineStateMachine, uuid: str, steps: bool | str = True) -> RunState:
     return psm.store.read(lambda tx: queries.run_state(tx, uuid, steps))
 
 
@@ -24,7 +26,7 @@ def as_stored(run: RunState) -> dict[str, Any]:
         "pipeline": run.state,
         "batches": [(b.state, b.status) for b in run.batches],
         "contexts": {c.uuid: c.state for b in run.batches for c in b.contexts},
-        "steps": {s.uuid: s.state for b in run.batches for c in b.contexts for s in c.steps},
+        "steps": {s.uuid: s.state for b in run.batches for c in b.contexts for s in c.steps or ()},
     }
 
 
@@ -51,8 +53,28 @@ def test_a_snapshot_holds_every_state_in_order(psm: PipelineStateMachine) -> Non
     assert run.abort_requested and run.abort_reason == "user_abort"
 
     without = read(psm, uuid, steps=False)
-    assert all(not c.steps for b in without.batches for c in b.contexts)
+    assert all(c.steps is None for b in without.batches for c in b.contexts)  # not read
     assert as_stored(without)["contexts"] == as_stored(run)["contexts"]
+
+    # A context's steps only (what an ending context needs): its own, in order.
+    narrow = read(psm, uuid, steps=first["uuid"])
+    assert {**as_stored(narrow), "steps": {}} == {**as_stored(run), "steps": {}}
+    held = {c.uuid: c.steps for b in narrow.batches for c in b.contexts if c.steps is not None}
+    assert held == {first["uuid"]: run.batches[0].contexts[0].steps}
+
+    # A context's batch (what a claim or an award decides on), as the run's snapshot has it.
+    for whole in run.batches:
+        for ctx in whole.contexts:
+            own, batch = psm.store.read(lambda tx, c=ctx.uuid: queries.batch_of(tx, c))
+            assert batch == replace(
+                whole, contexts=tuple(replace(c, steps=None) for c in whole.contexts)
+            )
+            assert (own["pipeline"], own["batch"]) == (uuid, whole.idx)
+    claimed = psm.get(uuid)["batches"][0]["contexts"][0]
+    own, _ = psm.store.read(lambda tx: queries.batch_of(tx, first["uuid"]))
+    assert (own["attempt"], own["lease_epoch"]) == (claimed["attempt"], 1)
+    with pytest.raises(NotFound):
+        psm.store.read(lambda tx: queries.batch_of(tx, "no-such-context"))
 
 
 def test_a_rejected_run_has_no_batches(psm: PipelineStateMachine) -> None:

@@ -250,6 +250,7 @@ def test_transition_table_is_served(server: Server) -> None:
         assert table["batch"]["AuctionStarted"] == ["AuctionCompleted", "Complete"]
         assert table["context"]["Success"] == []
         assert "Aborting" in table["context"]["Running"]
+        assert "Skipped" in table["context"]["Pending"] and table["context"]["Skipped"] == []
 
 
 def test_events_json_and_sse_resume(server: Server) -> None:

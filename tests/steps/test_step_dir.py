@@ -24,9 +24,9 @@ def test_dir_runs_its_block_in_the_subdirectory(harness: AgentHarness) -> None:
 def test_a_failing_nested_step_ends_the_block_and_the_context(harness: AgentHarness) -> None:
     inner = [sh("exit 3"), sh("touch not-here")]
     out = harness.run(context(spec("dir", "sub", inner), sh("touch nor-here")))
-    assert out.status == "Unstable"
+    assert out.status == "Failed"
     assert [s.symbol for s in out.result.steps] == ["sh", "dir"]
-    assert out.result.steps[1].status.value == "Unstable"
+    assert out.result.steps[1].status.value == "Failed"
     assert not (out.workspace / "sub" / "not-here").exists()
     assert not (out.workspace / "nor-here").exists()
 
@@ -51,3 +51,19 @@ def test_dir_refuses_a_symlink_out_of_the_workspace(harness: AgentHarness, tmp_p
     assert out.status == "Failed"
     assert "leaves the workspace" in (out.result.reason or "")
     assert list(outside.iterdir()) == []
+
+
+def test_an_unstable_nested_step_marks_the_block_and_the_rest_run(
+    harness: AgentHarness,
+) -> None:
+    inner = [sh('echo unstable >> "$OTTO_STATUS"'), sh("touch here")]
+    out = harness.run(context(spec("dir", "sub", inner), sh("touch there")))
+    assert out.status == "Unstable"
+    assert [s.status.value for s in out.result.steps] == [
+        "Unstable",
+        "Success",
+        "Unstable",
+        "Success",
+    ]
+    assert (out.workspace / "sub" / "here").exists()
+    assert (out.workspace / "there").exists()

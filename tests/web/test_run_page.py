@@ -208,3 +208,26 @@ def test_auctions_link_their_run_and_context_and_fold_one_bid_rounds(
     summary.get_by_role("link", name="Package").click()
     page.wait_for_url(f"**/pipelines/{failed['uuid']}#ctx-{package['uuid']}")
     expect(page.locator(f"#ctx-{package['uuid']}")).to_be_visible()
+
+
+SKIPPING = """pipeline {
+    stage { name = 'Build' steps { sh 'true' } }
+    stage { name = 'Deploy' when { branch == 'main' } steps { sh 'echo deploying' } }
+}"""
+
+
+def test_a_skipped_stage_is_greyed_with_its_condition(otto: Otto, page: Page) -> None:
+    uuid = otto.submit(SKIPPING)  # an API run has no branch: the condition is false
+    run = otto.wait_complete(uuid)
+    assert contexts(run)["Deploy"]["state"] == "Skipped"
+    page.goto(f"{otto.url}/pipelines/{uuid}")
+    deploy = page.locator("article.context[data-name='Deploy']")
+    expect(deploy).to_have_attribute("data-state", "Skipped")
+    expect(deploy).to_have_class(re.compile(r"\bst-skipped\b"))
+    expect(deploy.locator(".skipped-why")).to_have_text(
+        "Skipped: when { branch == 'main' } was false"
+    )
+    assert float(deploy.evaluate("el => getComputedStyle(el).opacity")) < 1
+    build = page.locator("article.context[data-name='Build']")
+    expect(build.locator(".skipped-why")).to_have_count(0)
+    assert float(build.evaluate("el => getComputedStyle(el).opacity")) == 1

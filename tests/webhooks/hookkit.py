@@ -13,11 +13,12 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote_plus
 
 import httpx
 
@@ -64,6 +65,47 @@ def git_daemon(root: Path) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(5)
+
+
+@dataclass
+class SilentServer:
+    listener: socket.socket
+    held: list[socket.socket] = field(default_factory=list)  # accepted, never answered
+
+    @property
+    def address(self) -> str:
+        """host:port"""
+        host, port = self.listener.getsockname()
+        return f"{host}:{port}"
+
+    def hang_up(self) -> None:
+        """Stop listening and close the connections held: their clients see the end of
+        the stream, and a new one is refused."""
+        with suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread
+        self.listener.close()
+        for connection in self.held:
+            connection.close()
+
+
+@contextmanager
+def silent_server() -> Iterator[SilentServer]:
+    """A TCP server on 127.0.0.1 that accepts connections and never answers (a hanging
+    repository), until the block ends or it hangs up."""
+    server = SilentServer(socket.create_server(("127.0.0.1", 0)))
+
+    def accept() -> None:
+        while True:
+            try:
+                server.held.append(server.listener.accept()[0])
+            except OSError:
+                return  # closed
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield server
+    finally:
+        server.hang_up()
 
 
 @dataclass
@@ -125,6 +167,11 @@ def push_payload(repo_url: str, full_name: str, ref: str, sha: str, **extra: Any
     return json.dumps(payload).encode()
 
 
+def as_form(body: bytes) -> bytes:
+    """A JSON payload as GitHub's default content type sends it: `payload=<url-encoded>`."""
+    return b"payload=" + quote_plus(body.decode()).encode()
+
+
 def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
@@ -135,9 +182,10 @@ def deliver(
     secret: str | None,
     event: str = "push",
     delivery: str | None = None,
+    content_type: str = "application/json",
 ) -> httpx.Response:
     headers = {
-        "Content-Type": "application/json",
+        "Content-Type": content_type,
         "User-Agent": "GitHub-Hookshot/abc123",
         "X-GitHub-Event": event,
         "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
@@ -329,3 +377,115 @@ def fake_subscriber(secret: str, **options: Any) -> Iterator[FakeSubscriber]:
         finally:
             if fake.hold is not None:
                 fake.hold.set()
+
+
+def pull_request_payload(
+    repo_url: str,
+    full_name: str,
+    number: int,
+    action: str,
+    head_sha: str,
+    source_branch: str,
+    head_full_name: str | None = None,
+    **extra: Any,
+) -> bytes:
+    """A `pull_request` event as GitHub documents it (`head_full_name`: a fork's)."""
+    owner = full_name.split("/")[0]
+    head_name = head_full_name or full_name
+
+    def repository(full: str, url: str) -> dict[str, Any]:
+        return {
+            "id": 1296269 if full == full_name else 7,
+            "name": full.split("/")[1],
+            "full_name": full,
+            "owner": {"login": full.split("/")[0]},
+            "clone_url": url,
+            "html_url": f"https://github.com/{full}",
+            "fork": full != full_name,
+            "default_branch": "main",
+        }
+
+    pull = {
+        "url": f"https://api.github.com/repos/{full_name}/pulls/{number}",
+        "id": 1000 + number,
+        "number": number,
+        "state": "closed" if action == "closed" else "open",
+        "locked": False,
+        "title": "Add the feature\n",
+        "user": {"login": "alice", "id": 5, "type": "User"},
+        "body": "Please pull.",
+        "merged": False,
+        "merge_commit_sha": None,
+        "head": {
+            "label": f"{head_name.split('/')[0]}:{source_branch}",
+            "ref": source_branch,
+            "sha": head_sha,
+            "user": {"login": head_name.split("/")[0]},
+            "repo": repository(head_name, f"https://github.com/{head_name}.git"),
+        },
+        "base": {
+            "label": f"{owner}:main",
+            "ref": "main",
+            "sha": "0" * 39 + "1",
+            "user": {"login": owner},
+            "repo": repository(full_name, repo_url),
+        },
+    }
+    pull.update(extra)
+    payload = {
+        "action": action,
+        "number": number,
+        "pull_request": pull,
+        "repository": repository(full_name, repo_url),
+        "sender": {"login": "alice", "type": "User"},
+    }
+    return json.dumps(payload).encode()
+
+
+def merge_request_payload(
+    repo_url: str,
+    path: str,
+    iid: int,
+    action: str,
+    last_commit: str,
+    source_branch: str,
+    fork: bool = False,
+    **attributes: Any,
+) -> bytes:
+    """A `Merge Request Hook` as GitLab documents it (`fork`: from another project)."""
+    project = {
+        "id": 1,
+        "name": path.split("/")[1],
+        "web_url": f"http://gitlab.example/{path}",
+        "git_ssh_url": f"git@gitlab.example:{path}.git",
+        "git_http_url": repo_url,
+        "namespace": path.split("/")[0],
+        "path_with_namespace": path,
+        "default_branch": "main",
+    }
+    object_attributes = {
+        "id": 90,
+        "iid": iid,
+        "target_branch": "main",
+        "source_branch": source_branch,
+        "source_project_id": 2 if fork else 1,
+        "target_project_id": 1,
+        "author_id": 51,
+        "title": "Make it faster",
+        "state": "opened",
+        "merge_status": "unchecked",
+        "url": f"http://gitlab.example/{path}/merge_requests/{iid}",
+        "last_commit": {"id": last_commit, "message": "faster\n", "title": "faster"},
+        "merge_commit_sha": None,
+        "action": action,
+        **attributes,
+    }
+    payload = {
+        "object_kind": "merge_request",
+        "event_type": "merge_request",
+        "user": {"id": 1, "name": "Bob Smith", "username": "bob"},
+        "project": project,
+        "object_attributes": object_attributes,
+        "repository": {"name": project["name"], "url": project["git_ssh_url"]},
+    }
+    return json.dumps(payload).encode()

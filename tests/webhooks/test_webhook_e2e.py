@@ -15,6 +15,7 @@ import pytest
 from hookkit import (
     FakeGitHub,
     Repo,
+    as_form,
     deliver,
     fake_github,
     git_daemon,
@@ -154,6 +155,19 @@ def test_push_runs_the_pipeline_at_the_pushed_commit(world: World) -> None:
     assert world.github.of(sha) == ["pending", "success"]
 
 
+def test_a_form_encoded_delivery_runs(world: World) -> None:
+    """GitHub's default content type: the JSON in a `payload` form field, signed as sent."""
+    sha = world.repo.commit({"README": "hello\n", "Ottofile": ottofile(world.out)})
+    world.repo.push("main")
+    form = as_form(push_payload(world.repo.url, FULL_NAME, "refs/heads/main", sha))
+    answer = deliver(world.client, form, SECRET, content_type="application/x-www-form-urlencoded")
+    assert answer.status_code == 202, answer.text
+    runs = wait_for(lambda: pipelines(world.client), what="a pipeline")
+    run = wait_for(lambda: finished(world.client, runs[0]["uuid"]), what="the run to end")
+    assert (run["sha"], run["status"]) == (sha, "Success")
+    assert (world.out / "sha.txt").read_text().strip() == sha
+
+
 def test_a_broken_ottofile_is_a_visible_error_run(world: World) -> None:
     broken = "pipeline {\n  stage {\n    steps { sh 'make' }\n  }\n  oops\n}\n"
     with pytest.raises(ParseError) as parsed:
@@ -202,7 +216,7 @@ def test_a_commit_without_an_ottofile_is_a_visible_error_run(world: World) -> No
     sha, run = push_and_finish(world, {"README": "x\n"})
     assert run["status"] == "Error"
     wait_for(lambda: world.github.of(sha) == ["pending", "error"], what="pending, then error")
-    assert "Ottofile: no such file" in world.github.statuses[-1]["description"]
+    assert world.github.statuses[-1]["description"] == f"Otto: Error: Ottofile not found at {sha}"
 
 
 def test_checkout_false_and_an_inline_pipeline(tmp_path: Path) -> None:

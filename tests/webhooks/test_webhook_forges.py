@@ -141,6 +141,44 @@ def test_gitea_push_hooks(forges: Forges) -> None:
     assert [(r["repo"], r["ref"]) for r in runs] == [(repo.url, "refs/heads/main")]
 
 
+def test_a_gitea_push_keeps_its_pusher_and_message(forges: Forges) -> None:
+    """Gitea names the pusher by `login`/`username` and may send no `head_commit`: the
+    message is the pushed commit's, the last of `commits[]`."""
+    client, repo = forges.client, forges.gitea
+    older = repo.commit({"Ottofile": OTTOFILE, "n": "1"}, "older")
+    sha = repo.commit({"Ottofile": OTTOFILE, "n": "2"}, "Fix the build\n\nat last")
+    repo.push("main")
+    payload = json.loads(gitea_push(repo, sha))
+    del payload["head_commit"]
+    payload["pusher"] = {"id": 1, "login": "grace", "full_name": "", "username": "grace"}
+    payload["commits"] = [
+        {"id": older, "message": "older\n"},
+        {"id": sha, "message": "Fix the build\n\nat last\n"},
+    ]
+    body = json.dumps(payload).encode()
+    signature = hmac.new(GITEA_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    assert to_gitea(client, body, signature, str(uuid.uuid4())).status_code == 202
+    run = wait_for(lambda: runs_of(client, sha), what="the Gitea pipeline")[0]
+    shown = client.get(f"/v1/pipelines/{run['uuid']}").json()
+    assert (shown["trigger"], shown["message"]) == ("push by grace", "Fix the build")
+
+
+def test_gitea_and_gitlab_take_json_only(forges: Forges) -> None:
+    body = gitea_push(forges.gitea, "e" * 40)
+    signature = hmac.new(GITEA_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    for path, headers in (
+        ("/v1/webhooks/gitea", {"X-Gitea-Event": "push", "X-Gitea-Signature": signature,
+                                "X-Gitea-Delivery": "ct-1"}),
+        ("/v1/webhooks/gitlab", {"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": GITLAB_TOKEN,
+                                 "X-Gitlab-Event-UUID": "ct-2"}),
+    ):  # fmt: skip
+        form = {**headers, "Content-Type": "application/x-www-form-urlencoded"}
+        payload = gitlab_push(forges.gitlab, "e" * 40) if "gitlab" in path else body
+        answer = forges.client.post(path, content=payload, headers=form)
+        assert answer.status_code == 415, answer.text
+        assert answer.json()["error"]["accepted"] == ["application/json"]
+
+
 def test_gitlab_push_hooks(forges: Forges) -> None:
     client, repo = forges.client, forges.gitlab
     sha = repo.commit({"Ottofile": OTTOFILE, "forge": "gitlab"})
@@ -159,9 +197,11 @@ def test_gitlab_push_hooks(forges: Forges) -> None:
 
     tag = gitlab_push(repo, sha, ref="refs/tags/v1.0")
     tagged = to_gitlab(client, tag, GITLAB_TOKEN, None, event="Tag Push Hook")
-    assert tagged.status_code == 200 and tagged.json()["duplicate"] is True  # same commit: no run
-    assert tagged.json()["uuid"] == runs[0]["uuid"]
-    assert tagged.json()["url"].endswith(f"/pipelines/{runs[0]['uuid']}")
+    assert tagged.status_code == 202 and tagged.json()["accepted"] is True  # a tag runs again
+    both = wait_for(lambda: len(runs_of(client, sha)) == 2 and runs_of(client, sha), what="it")
+    assert {(r["ref"], r["event"]) for r in both} == {
+        ("refs/heads/main", "push"), ("refs/tags/v1.0", "tag")
+    }  # fmt: skip
     deleted = gitlab_push(repo, "0" * 40, checkout_sha=None)
     answer = to_gitlab(client, deleted, GITLAB_TOKEN, None)
     assert answer.status_code == 202 and answer.json()["ignored"] == "refs/heads/main was deleted"
@@ -178,7 +218,7 @@ def test_gitlab_push_hooks(forges: Forges) -> None:
     no_id = client.post("/v1/webhooks/gitlab", content=body, headers=headers)
     assert no_id.status_code == 400 and "X-Gitlab-Event-UUID" in no_id.json()["error"]["message"]
     time.sleep(0.5)
-    assert len(runs_of(client, sha)) == 1
+    assert len(runs_of(client, sha)) == 2  # the push and the tag
 
 
 def test_the_forge_endpoints_are_documented(forges: Forges) -> None:

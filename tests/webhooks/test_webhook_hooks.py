@@ -9,13 +9,14 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from hookkit import deliver, push_payload, sign
+from hookkit import as_form, deliver, push_payload, sign
 
 from serverkit import Server, running_server
 
 SECRET = "hook-secret"
 URL = "https://github.com/acme/app.git"
 SHA = "6113728f27ae82c7b1a177c8d03f9e96e0adf246"
+FORM = "application/x-www-form-urlencoded"
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +88,37 @@ def test_unsigned_and_wrongly_signed_deliveries_are_refused(client: httpx.Client
     assert tampered.status_code == 401
     garbage = deliver(client, b"not json", "guess")
     assert garbage.status_code == 401  # refused before anything is parsed
+
+
+def test_a_form_encoded_body_is_read_and_other_content_types_are_415(
+    client: httpx.Client,
+) -> None:
+    payload = push_payload(URL, "acme/app", "refs/heads/main", "f" * 40)
+    form = as_form(payload)
+    accepted = deliver(client, form, SECRET, content_type=FORM)
+    assert accepted.status_code == 202 and accepted.json()["accepted"] is True
+    signed_json = client.post(
+        "/v1/webhooks/github",
+        content=form,
+        headers={"Content-Type": FORM, "X-GitHub-Event": "push", "X-GitHub-Delivery": "f-1",
+                 "X-Hub-Signature-256": sign(SECRET, payload)},
+    )  # fmt: skip
+    assert signed_json.status_code == 401  # GitHub signs the raw body, form and all
+    for content_type in ("text/plain", "multipart/form-data; boundary=x"):
+        refused = deliver(client, payload, SECRET, content_type=content_type)
+        assert refused.status_code == 415, refused.text
+        error = refused.json()["error"]
+        assert error["code"] == "unsupported_media_type"
+        assert error["accepted"] == ["application/json", FORM]
+        assert f"expected application/json or {FORM}" in error["message"]
+    charset = deliver(client, payload, SECRET, content_type="application/json; charset=utf-8")
+    assert charset.status_code == 202
+    no_payload = deliver(client, b"zen=calm", SECRET, content_type=FORM)
+    assert no_payload.status_code == 400 and no_payload.json()["error"]["field"] == "payload"
+    not_json = deliver(client, b"payload=%7Bnope", SECRET, content_type=FORM)
+    assert not_json.status_code == 400 and not_json.json()["error"]["code"] == "invalid_json"
+    documented = client.get("/openapi.json").json()["paths"]["/v1/webhooks/github"]["post"]
+    assert FORM in documented["responses"]["415"]["description"]
 
 
 def test_ping_and_other_events(client: httpx.Client) -> None:

@@ -11,9 +11,14 @@ A JSON object:
 - `report`: `{"type": "jsonl", "path": null}`: JSON lines on stdout, or appended to `path`
 - `lease`: opaque (e.g. `{"id": ..., "epoch": 3}`), passed back in every report
 - `secrets`: name → value, in the steps' environment, masked in logs
+- `credentials`: name → value, the credentials the context's stage asked for: files in
+  a private in-memory directory (`OTTO_CREDENTIALS`), served over the control socket
+  (`RetrieveCredential`), masked in logs; never in the environment
 - `passthrough`: name → value, variables the operator passes to every step
-  (`agent_env_passthrough`); `masked`: values never to appear in a log (the server's
-  and orchestrator's own secrets), though no step is given them
+  (`agent_env_passthrough`); `variables`: name → value, what the run tells its steps
+  of itself (`OTTO_EVENT`, `OTTO_BRANCH`, `OTTO_TAG`, `OTTO_SHA`, `OTTO_PR`,
+  `OTTO_PROJECT`, a manual trigger's `-e` variables); `masked`: values never to appear
+  in a log (the server's and orchestrator's own secrets), though no step is given them
 - `sandbox`: how step processes run on this machine (`otto.isolation.SandboxSpec`);
   `container`: the container the context's steps run in, when its stage names an image
 - `checkout`: optional `{"url", "sha", "branch"}`, cloned into the workspace first
@@ -30,14 +35,15 @@ A JSON object:
 from __future__ import annotations
 
 import json
+import re
 import uuid as uuidlib
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
 
 from otto.isolation import ContainerSpec, SandboxSpec
-from otto.model import Checkout, Context
+from otto.model import CREDENTIAL_NAME, Checkout, Context
 from otto.validation import first_error_text
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
@@ -79,7 +85,9 @@ class Invocation(_Strict):
     report: JsonLinesReport = Field(default_factory=JsonLinesReport)
     lease: dict[str, JsonValue] = Field(default_factory=dict)
     secrets: dict[str, str] = Field(default_factory=dict)
+    credentials: dict[str, Annotated[str, Field(min_length=1)]] = Field(default_factory=dict)
     passthrough: dict[str, str] = Field(default_factory=dict)
+    variables: dict[str, str] = Field(default_factory=dict)
     masked: list[str] = Field(default_factory=list)
     sandbox: SandboxSpec  # required: running unsandboxed is said by name, never a default
     container: ContainerSpec | None = None
@@ -101,7 +109,15 @@ class Invocation(_Strict):
         uuidlib.UUID(value.uuid)
         return value
 
-    @field_validator("secrets", "passthrough")
+    @field_validator("credentials")
+    @classmethod
+    def _credential_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not re.match(CREDENTIAL_NAME, name):
+                raise ValueError(f"{name!r} cannot be the name of a credential")
+        return value
+
+    @field_validator("secrets", "passthrough", "variables")
     @classmethod
     def _secret_names(cls, value: dict[str, str]) -> dict[str, str]:
         for name in value:

@@ -5,7 +5,9 @@ id and epoch), so a receiver can fence out reports of a stale attempt:
 
     {"event": "step_started", "pipeline", "context", "lease", "at", "step", "symbol"}
     {"event": "step_finished", ..., "step", "symbol", "exit_code", "status", "reason", "log"}
-    {"event": "context_finished", ..., "status", "reason", "log"}
+    {"event": "context_finished", ..., "status", "reason", "log", "variables"}
+
+(`variables`: what the context's steps captured, for later contexts' steps.)
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import IO, Any, Protocol
 
@@ -30,7 +33,9 @@ class Reporter(Protocol):
         self, step: Step, exit_code: int | None, status: Status, reason: str | None
     ) -> None: ...
 
-    def context_finished(self, status: Status, reason: str | None) -> None: ...
+    def context_finished(
+        self, status: Status, reason: str | None, variables: Mapping[str, str] | None = None
+    ) -> None: ...
 
 
 class JsonLinesReporter:
@@ -77,12 +82,15 @@ class JsonLinesReporter:
             log=step_log_key(self.pipeline, self.context, step.uuid),
         )
 
-    def context_finished(self, status: Status, reason: str | None) -> None:
+    def context_finished(
+        self, status: Status, reason: str | None, variables: Mapping[str, str] | None = None
+    ) -> None:
         self._emit(
             "context_finished",
             status=status.value,
             reason=reason,
             log=context_log_key(self.pipeline, self.context),
+            variables=dict(variables or {}),
         )
 
     def _emit(self, event: str, **fields: Any) -> None:

@@ -7,14 +7,18 @@
    reported;
 3. make the workspace and the steps' home afresh and check out the invocation's commit
    into it if asked (`workspace.py`: a failed checkout is an Error);
-4. start the control socket; provision the context's isolation (`workspace.py`:
+4. start the control socket; write the stage's credentials as files (`OTTO_CREDENTIALS`,
+   also served over the socket); provision the context's isolation (`workspace.py`:
    `provision_failed` is an Error); run the steps, each process isolated as the
    invocation says (`otto.isolation`): in the container, else in the host sandbox, with
-   a clean environment (`step_env`); the first step that does not succeed
-   ends the context. Its status is the worst of that step's and the floor a step
-   set over the control socket; an abort or a terminate request ends it at once, and
+   a clean environment (`step_env`). A step's exit code 0 is Success, any other Failed;
+   what it wrote to its `$OTTO_STATUS` and `$OTTO_VARIABLES` files is read once it has
+   ended (`channels.py`). The first step that fails ends the context (an Unstable one
+   does not). Its status is the worst of its steps' and the floor a step set over the
+   control socket; an abort or a terminate request ends it at once, and
    so does the stage's deadline (the running step is stopped: `Failed`, `timeout`);
-5. store and seal every log, report `context_finished`, then remove the container.
+5. store and seal every log, report `context_finished` with the variables the steps
+   captured (later contexts' steps see them), then remove the container.
 
 Each step runs through a `StepRun` (`steprun.py`) that is given only the context's
 `ContextRuntime`: what this agent lends its steps.
@@ -25,12 +29,13 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from pydantic import BaseModel, Field, JsonValue
 
-from otto.agent.control import ENV_SOCKET, ENV_TOKEN
+from otto.agent.channels import ENV_STATUS, StepChannels
+from otto.agent.control import ENV_CREDENTIALS, ENV_SOCKET, ENV_TOKEN
 from otto.agent.control.server import ControlServer
 from otto.agent.control.state import ControlState
 from otto.agent.invocation import Invocation
@@ -49,6 +54,7 @@ from otto.steps.builtins import BUILTINS
 from otto.steps.library import run_library_step
 from otto.steps.manifest import Manifest, standard_manifests
 from otto.steps.runtime import StepFailure, StepOutcome
+from otto.steps.variables import VariablesError
 
 
 class StepResult(BaseModel):
@@ -86,12 +92,13 @@ class Agent:
         self.token = secrets.token_hex(24)
         hidden = [
             *invocation.secrets.values(),
+            *invocation.credentials.values(),
             *invocation.masked,
             *url_secrets(invocation.object_store),
         ]
         self.masker = Masker(hidden, exact=[self.token])
         self.interrupter = Interrupter()
-        self.control = ControlState(self.interrupter, self._say)
+        self.control = ControlState(self.interrupter, self._say, invocation.credentials)
         self.workspace = Workspace(invocation, self._say)
         self.results: list[StepResult] = []
         self.plan = Plan()
@@ -101,6 +108,7 @@ class Agent:
         self._runtime: ContextRuntime | None = None
         self._control: ControlServer | None = None
         self._base_env: dict[str, str] = {}
+        self._credentials: Path | None = None  # the directory of the stage's credentials
         # What Otto's own tools (the checkout, git mirrors) run with: nothing of a stage's,
         # and no home whose .gitconfig a step could have written.
         self.tool_env = {
@@ -125,6 +133,7 @@ class Agent:
                 self._prepare()
                 socket = self.workspace.control_socket()
                 self._control = ControlServer(socket, self.token, self.control.handle)
+                self._credentials = self.workspace.write_credentials(self.invocation.credentials)
                 self._base_env = self._environment()
                 self.workspace.provision(self.runtime, self.context_log, self.masker.mask_text)
                 status, reason = self.run_steps(
@@ -140,7 +149,7 @@ class Agent:
         except Exception as exc:
             status, reason = Status.ERROR, f"agent error: {type(exc).__name__}: {exc}"
         try:
-            self.reporter.context_finished(status, reason)
+            self.reporter.context_finished(status, reason, self.control.variables())
         finally:
             self.workspace.release()  # after the report: the next context need not wait
         return ContextResult(
@@ -259,6 +268,7 @@ class Agent:
         }
         env.update(inv.passthrough)
         env.update(inv.context.environment)
+        env.update(inv.variables)
         env.update(inv.secrets)
         env.update(
             OTTO="true",
@@ -270,6 +280,8 @@ class Agent:
         if self._control is not None:  # not yet while the workspace's checkout runs
             env[ENV_SOCKET] = str(self._control.path)
             env[ENV_TOKEN] = self.token
+        if self._credentials is not None:
+            env[ENV_CREDENTIALS] = str(self._credentials)
         return env
 
     # -- running -------------------------------------------------------------
@@ -284,15 +296,19 @@ class Agent:
     def run_steps(
         self, steps: list[Step], cwd: Path, deadline: float | None = None
     ) -> tuple[Status, str | None]:
-        """Run steps in order until one does not succeed; (its status, its reason)."""
+        """Run steps in order until one fails (an Unstable one does not stop them); (the
+        worst status, its reason)."""
+        status, reason = Status.SUCCESS, None
         for step in steps:
             if self.interrupter.stop is not None:
                 return self.interrupter.stop.status, self.interrupter.stop.reason
             result = self._run_step(step, cwd, deadline)
-            if result.status is not Status.SUCCESS:
-                return result.status, result.reason
+            if result.status.rank > status.rank:
+                status, reason = result.status, result.reason
+            if result.status.is_failure:
+                return status, reason
         stop = self.interrupter.stop
-        return (stop.status, stop.reason) if stop else (Status.SUCCESS, None)
+        return (stop.status, stop.reason) if stop else (status, reason)
 
     def _run_step(self, step: Step, cwd: Path, parent_deadline: float | None) -> StepResult:
         params = self.plan.params[step.uuid]
@@ -302,11 +318,14 @@ class Agent:
             deadline = own if deadline is None else min(deadline, own)
         self.reporter.step_started(step)
         log = self.logs.open(step_log_key(self.pipeline, self.context, step.uuid))
-        run = StepRun(self.runtime, step, cwd, log, deadline, self.step_env(step))
+        channels = StepChannels.make(self.workspace.steps_dir, step.uuid)
+        env = self.step_env(step) | channels.env()
+        run = StepRun(self.runtime, step, cwd, log, deadline, env, own_dir=channels.directory)
         exit_code: int | None
         try:
             outcome = self._execute(run, step, params)
             exit_code, status, reason = outcome.exit_code, outcome.final_status, outcome.reason
+            self._capture(outcome.variables, log)
         except StepFailure as exc:
             log.text(exc.message)
             exit_code, status, reason = exc.exit_code, Status.FAILED, exc.message
@@ -321,6 +340,7 @@ class Agent:
             message = f"internal error in `{step.symbol}`: {type(exc).__name__}: {exc}"
             log.text(message)
             exit_code, status, reason = None, Status.ERROR, message
+        status, reason = self._hear(channels, log, status, reason)
         stop = run.stop
         if stop is None and deadline is not None and time.monotonic() >= deadline:
             stop = Stop(Status.FAILED, "timeout")
@@ -343,6 +363,32 @@ class Agent:
         )
         self.reporter.step_finished(step, exit_code, status, reason)
         return result
+
+    def _hear(
+        self, channels: StepChannels, log: LogStream, status: Status, reason: str | None
+    ) -> tuple[Status, str | None]:
+        """Fold what the step wrote to `$OTTO_STATUS` / `$OTTO_VARIABLES` into its outcome;
+        its directory is removed. Variables that cannot be captured fail the step."""
+        try:
+            said = channels.read()
+        except VariablesError as exc:
+            log.text(f"[otto] {exc}")
+            return (status, reason) if status.is_failure else (Status.FAILED, str(exc))
+        finally:
+            channels.remove()
+        for note in said.notes:
+            log.text(f"[otto] {note}")
+        self._capture(said.variables, log)
+        if said.status is not None and said.status.rank > status.rank:
+            word = said.status.value.lower()
+            log.text(f"[otto] ${ENV_STATUS}: the step is {said.status.value}")
+            return said.status, f"{word} (${ENV_STATUS})"
+        return status, reason
+
+    def _capture(self, variables: Mapping[str, str], log: LogStream) -> None:
+        if variables:
+            self.control.capture(variables)
+            log.text(f"[otto] captured {', '.join(f'VAR_{name}' for name in variables)}")
 
     def _execute(self, run: StepRun, step: Step, params: dict[str, JsonValue]) -> StepOutcome:
         library = self.workspace.libraries.get(step.symbol)

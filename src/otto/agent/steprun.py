@@ -84,6 +84,7 @@ class StepRun:
         deadline: float | None,
         env: Mapping[str, str],
         isolation: Isolation | None = None,
+        own_dir: Path | None = None,
     ) -> None:
         self.runtime = runtime
         self.step = step
@@ -93,6 +94,7 @@ class StepRun:
         self.stop: Stop | None = None  # set when one of its processes was stopped
         self.env = env
         self.isolation = isolation  # None: the context's own (its container or sandbox)
+        self.own_dir = own_dir  # the step's directory (`channels.py`); None: not a step
 
     @property
     def pipeline(self) -> str:
@@ -113,6 +115,12 @@ class StepRun:
     @property
     def private_dir(self) -> Path:
         return self.runtime.place.private_dir
+
+    @property
+    def step_dir(self) -> Path:
+        if self.own_dir is None:
+            raise StepFailure("no directory of its own: not a step")
+        return self.own_dir
 
     @property
     def store(self) -> ObjectStore:
@@ -154,6 +162,7 @@ class StepRun:
         host: bool = False,
         mounts: Mounts | None = None,
         replace_env: bool = False,
+        output: Callable[[bytes], None] | None = None,
     ) -> int:
         place = self.runtime.place
         isolation = self.isolation or (place.host_isolation if host else place.isolation)
@@ -172,7 +181,7 @@ class StepRun:
                 command.argv,
                 cwd=cwd,
                 env=command.env,
-                output=self.log.write,
+                output=output or self.log.write,
                 interrupter=self.runtime.interrupter,
                 deadline=self.deadline,
                 grace=self.runtime.kill_grace,

@@ -12,7 +12,8 @@ else the host sandbox. The agent (`runner.py`) prepares it in this order:
 3. `check_out`: clone the invocation's commit into the workspace (a failed checkout is
    an Error);
 4. `control_socket`: a directory of the run's own for the control socket, on a memory
-   filesystem when there is one;
+   filesystem when there is one; `write_credentials`: the stage's credentials as files
+   in another, mounted read-only;
 5. `provision`: say how the steps are isolated, and start the container if there is one
    (`provision_failed` is an Error).
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
@@ -63,14 +65,62 @@ class ContextEnded(Exception):
 
 def _new_dir(parent: str) -> Path:
     """A new 0700 directory of this run's own: `tempfile.mkdtemp` without its machinery,
-    which a freshly forked agent would pay for in pages copied on write."""
+    which a freshly forked agent would pay for in pages copied on write. Its name holds
+    the agent's PID (and PID namespace), so that it can be swept once the agent is gone
+    (`remove_leftovers`)."""
     while True:
-        path = Path(parent, f"otto-agent-{os.urandom(4).hex()}")
+        path = Path(parent, f"otto-agent-{pid_namespace()}-{os.getpid()}-{os.urandom(4).hex()}")
         try:
             path.mkdir(0o700)
         except FileExistsError:
             continue
         return path
+
+
+@functools.cache
+def pid_namespace() -> str:
+    """This process's PID namespace (its inode): a PID means something only within it."""
+    try:
+        return os.readlink("/proc/self/ns/pid").strip("pid:[]")
+    except OSError:
+        return "0"
+
+
+_LEFTOVER = re.compile(r"otto-agent-(\d+)-(\d+)-[0-9a-f]{8}")
+
+
+def remove_leftovers() -> int:
+    """Remove the control and private directories of agents that are gone (killed before
+    they could clean up): those of this PID namespace and user whose PID is not running.
+    How many were removed."""
+    removed = 0
+    for parent in {runtime_dir(), tempfile.gettempdir()}:
+        try:
+            entries = list(os.scandir(parent))
+        except OSError:
+            continue
+        for entry in entries:
+            match = _LEFTOVER.fullmatch(entry.name)
+            if match is None or match[1] != pid_namespace() or _alive(int(match[2])):
+                continue
+            try:
+                if entry.stat(follow_symlinks=False).st_uid != os.geteuid():
+                    continue
+            except OSError:
+                continue
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's
+    return True
 
 
 @functools.cache
@@ -100,6 +150,7 @@ class Workspace:
         self._say = say
         self._private: Path | None = None  # made when first asked for
         self._control_dir: Path | None = None
+        self._credentials_dir: Path | None = None
 
     @property
     def private_dir(self) -> Path:
@@ -163,6 +214,27 @@ class Workspace:
             self._control_dir = _new_dir(tempfile.gettempdir())
         return self._control_dir / "control.sock"
 
+    @property
+    def steps_dir(self) -> Path:
+        """Where each step's own directory goes (`channels.py`): beside the control
+        socket, which every step process sees at the same path, sandbox or container."""
+        if self._control_dir is None:
+            raise RuntimeError("the control socket's directory is not made yet")
+        return self._control_dir
+
+    def write_credentials(self, values: dict[str, str]) -> Path | None:
+        """The credentials the stage asked for as files (0600) named by credential, in a
+        0700 directory of this run's own on a memory filesystem when there is one; the
+        steps see it read-only. None when there are none."""
+        if not values:
+            return None
+        self._credentials_dir = _new_dir(runtime_dir())
+        for name, value in values.items():
+            fd = os.open(self._credentials_dir / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as file:
+                file.write(value)
+        return self._credentials_dir
+
     def provision(
         self, runtime: ContextRuntime, log: LogStream, mask: Callable[[str], str]
     ) -> None:
@@ -223,15 +295,17 @@ class Workspace:
         """What every step process sees besides the system: its workspace, its home,
         its control socket, the files the agent made for it."""
         control = (self._control_dir,) if self._control_dir is not None else ()
-        private = (self._private,) if self._private is not None else ()
+        private = tuple(d for d in (self._private, self._credentials_dir) if d is not None)
         return Mounts(writable=(self.path, self.home, *control), readable=private)
 
     def remove(self) -> None:
-        """Delete this run's own directories (the control socket's, the private one)."""
+        """Delete this run's own directories (the control socket's, the private one, the
+        credentials')."""
         if self._control_dir is not None:
             shutil.rmtree(self._control_dir, ignore_errors=True)
-        if self._private is not None:
-            shutil.rmtree(self._private, ignore_errors=True)
+        for own in (self._private, self._credentials_dir):
+            if own is not None:
+                shutil.rmtree(own, ignore_errors=True)
 
     def release(self) -> None:
         """Remove the context's container, if it has one."""

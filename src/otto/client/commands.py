@@ -1,5 +1,5 @@
-"""The client commands of `otto` (ps, show, logs, abort, retry, artifacts, events), as functions
-that print and return an exit code; `otto.cli` only declares their options.
+"""The client commands of `otto` (ps, show, logs, abort, retry, trigger, artifacts, events),
+as functions that print and return an exit code; `otto.cli` only declares their options.
 
 `guarded()` turns every client failure into one line on stderr and its exit code
 (see `otto.client.errors`), never a traceback.
@@ -7,8 +7,10 @@ that print and return an exit code; `otto.cli` only declares their options.
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Callable
@@ -133,6 +135,27 @@ def abort(client: OttoClient, ident: str) -> int:
     return 0
 
 
+def trigger(
+    client: OttoClient, project: str, ref: str | None, sha: str | None, env: dict[str, str]
+) -> int:
+    """Start a run of `project` by hand (`env`: variables for its steps)."""
+    answer = client.trigger(project, ref, sha, env, by=_who())
+    uuid, at = answer["uuid"], answer.get("ref") or answer["sha"]
+    out = Terminal.of()
+    out.write(f"started pipeline {uuid} of {project} at {at} ({answer['sha'][:12]})")
+    out.write(f"follow it: otto logs {uuid[:8]} --follow, or {client.base_url}/pipelines/{uuid}")
+    return 0
+
+
+def _who() -> str | None:
+    """The local user's name, as the server records it (`manual by NAME`), when it is one."""
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):
+        return None
+    return name if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}", name) else None
+
+
 def retry(client: OttoClient, ident: str, every: bool = False) -> int:
     uuid = client.resolve(ident)
     answer = client.retry(uuid, every)
@@ -141,6 +164,33 @@ def retry(client: OttoClient, ident: str, every: bool = False) -> int:
     names = [c.name for c in run.contexts() if c.uuid in retried]
     shown = f": {', '.join(names)}" if names else ""
     Terminal.of().write(f"retrying pipeline {uuid} ({plural(len(retried), 'context')}{shown})")
+    return 0
+
+
+def gc(client: OttoClient, dry_run: bool, as_json: bool) -> int:
+    """Free (`dry_run`: list) what the retention policy lets go: each run's logs and
+    artifacts, each workspace, then the totals."""
+    answer = client.gc(dry_run)
+    if as_json:
+        _dump(answer)
+        return 0
+    term = Terminal.of()
+    rows: list[list[Cell]] = [
+        ["logs", r["pipeline"], r["project"] or "-", r["why"], str(r["objects"]), str(r["bytes"])]
+        for r in answer["runs"]
+    ]
+    rows += [
+        ["workspace", w["pipeline"], w["project"] or "-", w["path"], "-", str(w["bytes"])]
+        for w in answer["workspaces"]
+    ]
+    if rows:
+        table(term, ["WHAT", "PIPELINE", "PROJECT", "WHY", "OBJECTS", "BYTES"], rows)
+    runs, workspaces = plural(len(answer["runs"]), "run"), len(answer["workspaces"])
+    done = "would free" if dry_run else "freed"
+    term.write(
+        f"{done} the logs and artifacts of {runs} ({plural(answer['objects'], 'object')}) and "
+        f"{plural(workspaces, 'workspace')}: {answer['bytes']} bytes"
+    )
     return 0
 
 

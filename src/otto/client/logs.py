@@ -232,11 +232,17 @@ def _flatten(path: str, nested: list[NestedStep]) -> list[tuple[str, NestedStep 
 def select_contexts(run: RunView, name: str | None) -> list[ContextView]:
     """All the run's contexts, or those `name` names (a context name or a uuid prefix).
 
-    A run refused at creation has no logs at all: a ClientError (exit 65) says why."""
+    A run refused at creation has no logs at all, nor has one whose logs expired: a
+    ClientError (exit 65) says why."""
     if run.rejected is not None:
         raise ClientError(
             f"pipeline {run.uuid[:8]} never ran ({run.rejected.reason}), so it has no logs:\n"
             + run.rejected.message
+        )
+    if run.logs_expired:
+        raise ClientError(
+            f"pipeline {run.uuid[:8]}: logs expired (the server's retention policy removed its"
+            " logs and artifacts; `otto show` still shows the run)"
         )
     if name is None:
         return list(run.contexts())

@@ -25,6 +25,7 @@ UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]
 # How many of the newest runs a short uuid prefix is looked up among.
 PREFIX_SEARCH_LIMIT = 5000
 CREATE_RETRY_SECONDS = 30.0  # how long a create whose answer was lost is sent again
+TRIGGER_TIMEOUT = 150.0  # the server asks the repository (git, up to a minute) first
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,37 @@ class OttoClient:
         """Run a finished run's failed contexts again (`every`: all of its contexts)."""
         params = {"all": "true"} if every else None
         return self._json("POST", f"/v1/pipelines/{_segment(uuid)}/retry", params=params)
+
+    def trigger(
+        self,
+        project: str,
+        ref: str | None = None,
+        sha: str | None = None,
+        env: dict[str, str] | None = None,
+        by: str | None = None,
+    ) -> Json:
+        """Start a run of `project`'s repository at `ref` or `sha` (its default branch when
+        neither): `{"uuid", "sha", "ref"}`."""
+        body = _present({"ref": ref, "sha": sha, "env": env or None, "by": by})
+        path = f"/v1/projects/{_segment(project)}/runs"
+        return self._json("POST", path, json=body, timeout=TRIGGER_TIMEOUT)
+
+    def gc(self, dry_run: bool) -> Json:
+        """Free what the server's retention policy lets go (`dry_run`: only list it)."""
+        return self._json("POST", "/v1/gc", json={"dry_run": dry_run})
+
+    def credentials(self) -> Json:
+        """Every credential's name, scope, who set it and when (never a value)."""
+        return self._json("GET", "/v1/credentials")
+
+    def set_credential(self, name: str, value: str, project: str | None, by: str | None) -> Json:
+        body = _present({"value": value, "project": project})
+        headers = {"X-Otto-User": by} if by else {}
+        return self._json("PUT", f"/v1/credentials/{_segment(name)}", json=body, headers=headers)
+
+    def remove_credential(self, name: str, project: str | None) -> Json:
+        params = _present({"project": project})
+        return self._json("DELETE", f"/v1/credentials/{_segment(name)}", params=params)
 
     def resolve(self, ident: str) -> str:
         """The full uuid of the run `ident` names: a whole uuid, or a unique prefix of one

@@ -20,7 +20,11 @@ from otto.client.view import ContextView, Rejection, RunView, StepView, elapsed,
 
 REASON_WIDTH = 60
 # Why a run was aborted, as `otto show` says it (`superseded` names the newer run).
-ABORT_REASONS = {"user_abort": "aborted by user", "superseded": "superseded"}
+ABORT_REASONS = {
+    "user_abort": "aborted by user",
+    "superseded": "superseded",
+    "pr_closed": "pull request closed",
+}
 
 
 def pipeline_state(summary: dict[str, Any]) -> str:
@@ -86,6 +90,8 @@ def show(term: Terminal, run: RunView) -> None:
     why = abort_reason(run)
     if why:
         _line(term, term.styled("Aborted", why))
+    if run.logs_expired:
+        _line(term, Text("Logs expired: removed by the retention policy"))
     if run.batches:
         contexts = sum(len(b.contexts) for b in run.batches)
         _line(term, Text(f"{plural(len(run.batches), 'batch')}, {plural(contexts, 'context')}"))
@@ -103,7 +109,7 @@ def show(term: Terminal, run: RunView) -> None:
             rows.append(
                 [
                     f"  {context.name}",
-                    term.styled(context.state, term.state(context.state) + reason_note(context)),
+                    term.styled(context.state, term.state(context.state) + context_note(context)),
                     context.orchestrator or "-",
                     str(context.attempt) if context.attempt else "-",
                     duration(context.duration),
@@ -140,6 +146,13 @@ def abort_reason(run: RunView) -> str | None:
 
 def step_state(term: Terminal, step: StepView) -> str:
     return term.state(step.state) + reason_note(step) + exit_note(step.exit_code)
+
+
+def context_note(context: ContextView) -> str:
+    """Why a context ended so: a skipped one's condition, else its reason."""
+    if context.state == "Skipped" and context.condition:
+        return f": when {{ {context.condition} }} was false"
+    return reason_note(context)
 
 
 def reason_note(ended: StepView | ContextView) -> str:

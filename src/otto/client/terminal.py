@@ -30,6 +30,7 @@ _LOOKS: dict[str, tuple[str, str, str]] = {
     "Provisioning": ("◐", "~", "cyan"),
     "Pending": ("○", ".", "dim"),
     "NotRun": ("–", "-", "dim"),
+    "Skipped": ("↷", ">", "dim"),
     "Complete": ("✓", "+", "green"),
 }
 _UNKNOWN = ("?", "?", "")

@@ -16,7 +16,7 @@ from otto.model import Step
 from otto.status import Status
 
 OUTCOMES = frozenset(s.value for s in Status)
-FINISHED = OUTCOMES | {"NotRun", "Complete"}
+FINISHED = OUTCOMES | {"NotRun", "Skipped", "Complete"}
 LABEL_WIDTH = 48
 
 
@@ -91,6 +91,7 @@ class ContextView(_Timed):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     steps: list[StepView] = field(default_factory=list)
+    condition: str | None = None  # its gate's `when { … }`, if it has one
 
     @property
     def current_step(self) -> StepView | None:
@@ -143,11 +144,13 @@ class RunView:
     finished_at: datetime | None = None
     batches: list[BatchView] = field(default_factory=list)
     rejected: Rejection | None = None
+    logs_expired: bool = False  # its logs and artifacts removed by the retention policy
 
     @classmethod
     def load(cls, doc: dict[str, Any]) -> RunView:
         labels = _step_labels(doc.get("model") or {})
         nested = _nested_steps(doc.get("model") or {})
+        conditions = _conditions(doc.get("model") or {})
         run = cls(
             uuid=doc["uuid"],
             state=doc["state"],
@@ -163,6 +166,7 @@ class RunView:
             started_at=timestamp(doc.get("started_at") or doc.get("created_at")),
             updated_at=timestamp(doc.get("updated_at")),
             rejected=Rejection.of(doc.get("rejected")),
+            logs_expired=bool(doc.get("logs_expired")),
         )
         if run.state == "Complete":
             run.finished_at = run.updated_at
@@ -181,6 +185,7 @@ class RunView:
                     reason=c.get("reason"),
                     started_at=timestamp(c.get("started_at")),
                     finished_at=timestamp(c.get("finished_at")),
+                    condition=conditions.get(c["uuid"]),
                 )
                 for s in c.get("steps", []):
                     context.steps.append(
@@ -303,6 +308,17 @@ def _step_labels(model: dict[str, Any]) -> dict[str, str]:
     return labels
 
 
+def _conditions(model: dict[str, Any]) -> dict[str, str]:
+    """Context uuid → its gate's condition, as written back (`branch == 'main'`)."""
+    found: dict[str, str] = {}
+    for batch in model.get("batches", []):
+        for context in batch.get("contexts", []):
+            condition = (context.get("gate") or {}).get("condition")
+            if isinstance(condition, dict) and condition.get("source"):
+                found[context["uuid"]] = str(condition["source"])
+    return found
+
+
 def _nested_steps(model: dict[str, Any]) -> dict[str, list[NestedStep]]:
     """Step uuid → the steps of its blocks, each with its own, from the model."""
     found: dict[str, list[NestedStep]] = {}
@@ -326,6 +342,12 @@ def _block_steps(step: Step) -> list[NestedStep]:
 
 
 def step_label(symbol: str, parameters: Any, width: int = LABEL_WIDTH) -> str:
+    """`sh 'make test'`; a step with a `label` (`sh script: '…', label: 'Build'`) shows
+    that instead: `sh: Build`."""
+    label = parameters.get("label") if isinstance(parameters, dict) else None
+    if isinstance(label, str) and label.strip():
+        text = f"{symbol}: {' '.join(label.split())}"
+        return text if len(text) <= width else text[: width - 1] + "…"
     if isinstance(parameters, list):
         shown = [_value(p) for p in parameters if not isinstance(p, list | dict)]
         blocks = any(isinstance(p, list) for p in parameters)

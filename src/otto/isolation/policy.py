@@ -109,9 +109,15 @@ class IsolationPolicy:
             return self.engine
         return "none" if self.sandbox == "none" else "bubblewrap"
 
-    def refusal(self, context: Context) -> str | None:
-        """Why this orchestrator cannot run `context` (None: it can)."""
+    def refusal(self, context: Context, untrusted: bool = False) -> str | None:
+        """Why this orchestrator cannot run `context` (None: it can). An `untrusted` one (a
+        fork's pull request) never runs unsandboxed."""
         props = context.properties
+        if untrusted and not props.get("image") and self.sandbox == "none":
+            return (
+                "untrusted_unsandboxed: a pull request from a fork never runs unsandboxed,"
+                " and this orchestrator runs steps with `sandbox: none`"
+            )
         if props.get("image"):
             if not self.engine:
                 return "provision_failed: no container engine here"

@@ -127,6 +127,7 @@ def orchestrator_main(
                 grace=grace,
                 isolation=isolation,
                 max_log_bytes=settings.max_log_bytes,
+                sweep_interval=settings.janitor_interval,
             )
         )
     except OSError as exc:

@@ -4,7 +4,10 @@ The same class serves in `otto server` (talking to the PSM in process) and as
 `otto orchestrator --server URL` on another machine (talking to it over
 HTTP): all it needs of the PSM is the executor interface, `Executor` below.
 Each awarded context is claimed, which answers with its whole work order (the lease
-with its epoch, the context's model, the commit to check out), handed to an agent
+with its epoch, the context's model, the commit to check out, the run's variables,
+the values of the credentials its stage asked for; an untrusted one, a fork's pull
+request, gets no passthrough variables and never runs unsandboxed; one denied its
+credentials ends Error at once), handed to an agent
 process forked from the agent zygote, and its reports are relayed to the PSM under
 that lease. An award is only made once the context may start, so a claim is refused
 only when the context moved on (aborted, given to another): it is then dropped.
@@ -21,12 +24,13 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from otto.agent.invocation import DEFAULT_MAX_LOG_BYTES, Invocation
+from otto.agent.workspace import remove_leftovers
 from otto.auction import Auction, Capabilities, Lot
 from otto.diskspace import DISK_FULL, STORE_UNAVAILABLE, trouble
 from otto.isolation import ContainerSpec
@@ -60,7 +64,13 @@ class Executor(Protocol):
         status: Status | None = None,
         reason: str | None = None,
     ) -> Status: ...
-    def context_finished(self, lease: Lease, status: Status, reason: str | None = None) -> None: ...
+    def context_finished(
+        self,
+        lease: Lease,
+        status: Status,
+        reason: str | None = None,
+        variables: Mapping[str, str] | None = None,
+    ) -> None: ...
     def hand_back(self, lease: Lease) -> None: ...
 
 
@@ -192,6 +202,9 @@ class Orchestrator:
             stale = remove_stale([policy.engine, *policy.engine_args], str(self.workspace_root))
             if stale:
                 log.warning("removed %d container(s) left behind by an earlier run", stale)
+        leftovers = remove_leftovers()
+        if leftovers:
+            log.info("removed %d control directories of agents that were killed", leftovers)
         for thread in self._threads:
             thread.start()
 
@@ -257,7 +270,7 @@ class Orchestrator:
     def _launch(self, lot: Lot, order: WorkOrder) -> None:
         lease, context = order.lease, order.context
         try:
-            refusal = self.isolation.refusal(context)
+            refusal = order.denied or self.isolation.refusal(context, order.untrusted)
             if refusal is not None:
                 self._refuse(lot, lease, refusal)
                 return
@@ -271,7 +284,9 @@ class Orchestrator:
                 workspace_root=self.workspace_root,
                 lease={"epoch": lease.epoch, "orchestrator": self.name},
                 checkout=order.checkout or self.default_checkout,
-                passthrough=self.isolation.passthrough_values(),
+                passthrough={} if order.untrusted else self.isolation.passthrough_values(),
+                variables=order.variables,
+                credentials=order.credentials,
                 masked=self.masked(),
                 sandbox=self.isolation.sandbox_spec(),
                 container=container,
@@ -327,7 +342,7 @@ class Orchestrator:
                 self._tell_trouble(str(report.get("reason") or ""))
                 self._report(
                     lambda r=report: self.executor.context_finished(
-                        run.lease, Status(r["status"]), r.get("reason")
+                        run.lease, Status(r["status"]), r.get("reason"), r.get("variables")
                     ),
                     patient=True,
                 )

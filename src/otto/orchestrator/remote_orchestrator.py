@@ -26,6 +26,7 @@ import httpx
 
 from otto.agent.invocation import DEFAULT_MAX_LOG_BYTES
 from otto.auction import Auction, Lot
+from otto.housekeeping.workspaces import WorkspaceSweeper
 from otto.isolation.policy import IsolationPolicy
 from otto.orchestrator.orchestrator import Orchestrator
 from otto.orchestrator.server_api import (
@@ -58,6 +59,7 @@ class RemoteSettings:
     cost_factor: float = 1.0
     grace: float = 30.0
     max_log_bytes: int = DEFAULT_MAX_LOG_BYTES  # a step log's limit (otto.config)
+    sweep_interval: float = 30.0  # seconds between sweeps of its workspaces (otto.config)
 
 
 def objects_url(server: str, token: str | None) -> str:
@@ -88,6 +90,10 @@ class RemoteOrchestrator:
                 *settings.isolation.secret_values(),
             ],
         )
+        # Its workspaces of completed runs go when the server's retention policy says.
+        self.sweeper = WorkspaceSweeper(
+            settings.workspace, self._removable_workspaces, settings.sweep_interval
+        )
         self.instance = uuid.uuid4().hex
         self.stopping = threading.Event()
         self.exit_code = 0
@@ -97,6 +103,7 @@ class RemoteOrchestrator:
     def run(self) -> int:
         """Until `stop()` (or a fatal refusal); the exit code."""
         self.orchestrator.start()
+        self.sweeper.start()
         threading.Thread(target=self._connect_loop, name="messages", daemon=True).start()
         try:
             self.stopping.wait()
@@ -195,7 +202,12 @@ class RemoteOrchestrator:
             self.settings.capacity,
         )
 
+    def _removable_workspaces(self, pipelines: list[str]) -> list[str]:
+        answer = self.api.call("POST", "/v1/gc/workspaces", {"pipelines": pipelines})
+        return [str(p) for p in answer["remove"]]
+
     def _shutdown(self) -> None:
+        self.sweeper.stop()
         try:  # leave the auction first: awards not taken up go to someone else
             self.api.call("DELETE", f"/v1/orchestrators/{quote(self.settings.name, safe='')}")
         except Exception as exc:

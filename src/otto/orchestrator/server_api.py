@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -101,7 +102,12 @@ def _lease(data: dict[str, Any]) -> Lease:
 
 def _work_order(data: dict[str, Any]) -> WorkOrder:
     checkout = Checkout.model_validate(data["checkout"]) if data.get("checkout") else None
-    return WorkOrder(_lease(data), Context.model_validate(data["model"]), checkout)
+    variables = {str(k): str(v) for k, v in (data.get("variables") or {}).items()}
+    untrusted = data.get("untrusted") is True
+    credentials = {str(k): str(v) for k, v in (data.get("credentials") or {}).items()}
+    denied = str(data["denied"]) if data.get("denied") else None
+    model = Context.model_validate(data["model"])
+    return WorkOrder(_lease(data), model, checkout, variables, untrusted, credentials, denied)
 
 
 class HttpExecutor:
@@ -144,8 +150,14 @@ class HttpExecutor:
         path = self._path(lease, f"steps/{_q(step)}/finished")
         return Status(self.api.call("POST", path, body, self.retry_for)["status"])
 
-    def context_finished(self, lease: Lease, status: Status, reason: str | None = None) -> None:
-        body = {**_ref(lease), "status": status, "reason": reason}
+    def context_finished(
+        self,
+        lease: Lease,
+        status: Status,
+        reason: str | None = None,
+        variables: Mapping[str, str] | None = None,
+    ) -> None:
+        body = {**_ref(lease), "status": status, "reason": reason, "variables": variables or {}}
         self.api.call("POST", self._path(lease, "finished"), body, self.retry_for)
 
     @staticmethod

@@ -3,10 +3,24 @@
 
 The language, compatible with the original Otto's grammar::
 
-    pipeline    := 'pipeline' '{' (stage | steps | parallel | fanout)* '}'
-    stage       := 'stage' '{' (property | environment)* steps '}'
-    parallel    := 'parallel' '{' stage* '}'
-    fanout      := 'fanout' '{' stage* '}'
+    file        := ('use' '{' 'stdlib'* '}')? pipeline
+    pipeline    := 'pipeline' '{' (stage | steps | parallel | fanout | each)* '}'
+    stage       := 'stage' '{' (property | environment | runtime | gate)* steps '}'
+    each        := 'each' '(' (STR (',' STR)* | axis (',' axis)*) ','? ')' '{' stage '}'
+    axis        := IDENT ':' '[' STR (',' STR)* ','? ']'
+    value       := STR | 'it' ('.' IDENT)? | 'concat' '(' part (',' part)* ','? ')'
+    part        := STR | 'it' ('.' IDENT)?
+    parallel    := 'parallel' '{' gate* stage* '}'
+    fanout      := 'fanout' '{' gate* stage* '}'
+    gate        := 'when' '{' expr '}' | 'gates' '{' (enter | exit)* '}'
+    enter       := 'enter' '{' expr? input? ('timeout' '=' STR)? '}'
+    exit        := 'exit' '{' input ('timeout' '=' STR)? '}'
+    input       := 'input' (STR ','? ikwargs? | ikwargs)
+    ikwargs     := (('message' | 'parameters') ':' (STR | '[' STR (',' STR)* ']') ','?)+
+    expr        := expr '||' expr | expr '&&' expr | '!' expr
+                 | operand ('==' | '!=' | '=~') operand | operand
+    operand     := STR | 'true' | 'false' | VARIABLE | '(' expr ')'
+    VARIABLE    := branch | tag | event | project | pull_request.fork | env.NAME | vars.NAME
     environment := 'environment' '{' (NAME '=' STR)* '}'
     steps       := 'steps' '{' step+ '}'
     step        := IDENT (args timeout? | kwargs) block?
@@ -50,6 +64,35 @@ Extensions over the original (every older file keeps its meaning):
   can stand (a step named `stage`, a keyword argument named `environment`, the
   property `runtime`).
 
+- Gates (see `otto.conditions` for what an expression means): `when { EXPR }` is
+  `gates { enter { EXPR } }`. `!` binds tighter than `&&`, `&&` than `||`, and a
+  comparison tighter than `!` (so `!a == 'x'` is `!(a == 'x')`); comparisons do not
+  chain. A stage's gate fills its context's `gate` (`condition`: canonical text and
+  JSON tree; `enter_input`, `exit_input`: message, parameters, timeout in seconds); a
+  `parallel`/`fanout` block's gate is copied into each of its contexts. A stage sets
+  each part (condition, enter input, exit input) at most once, counting its block's;
+  an unknown variable, a timeout without an input, a bad duration, a parameter name
+  that is not a name, or one named twice is an error where it stands.
+
+- Matrices: `each('a', 'b') { stage { … } }` is one Parallel batch with a context
+  per value, in order; `each(os: ['l', 'm'], py: ['1', '2'])` one per combination
+  of its axes (the last axis varies fastest). Wherever a stage, its `environment`,
+  `runtime` or a step takes a string, a `value` may stand: `it` is this context's
+  value (`it.AXIS` for the named form), `concat(…)` joins its parts (outside an
+  `each` only of strings). Each context's `environment` gets `OTTO_EACH` (named
+  form: `OTTO_EACH_<AXIS>`, upper case) after the stage's own variables, which may
+  not set it. The stage's gate is copied into each context. Two contexts of one
+  `each` with the same name, a value listed twice, `it` outside an `each`, and an
+  axis it does not have are errors where they stand; a timeout is a plain string.
+  `it` and `concat(` read as values wherever a value may stand (so a step named
+  `it` cannot follow another step). `parse_syntax` also returns the file's
+  `Syntax` (its `use` libraries and each `each` as a `Matrix`: position, axes,
+  each context's values, the stage as a template), which `render` and
+  `format_ottofile` use to write the `each` block instead of its expansion, and
+  `otto explain` to say which values each context got.
+- `use { stdlib }`: the original's block naming the step libraries in scope, accepted
+  before `pipeline`; `stdlib` (the standard steps) is the only library.
+
 Stricter than the original: a stage's properties are those in `STAGE_PROPERTIES`
 (`name`, `runtime`, `arch`, `labels`, `image`, `cpus`, `memory`, `timeout`); any
 other is an error at its name, suggesting the nearest one (the original took any
@@ -62,7 +105,15 @@ errors; a repeated property or keyword argument keeps its last value.
 from otto.parser.build import MAX_BLOCK_DEPTH
 from otto.parser.errors import ParseError
 from otto.parser.fmt import format_ottofile
-from otto.parser.parsing import parse, parse_located
+from otto.parser.parsing import parse, parse_located, parse_syntax
 from otto.parser.render import render
 
-__all__ = ["MAX_BLOCK_DEPTH", "ParseError", "format_ottofile", "parse", "parse_located", "render"]
+__all__ = [
+    "MAX_BLOCK_DEPTH",
+    "ParseError",
+    "format_ottofile",
+    "parse",
+    "parse_located",
+    "parse_syntax",
+    "render",
+]

@@ -18,6 +18,9 @@ that piece, on a line of its own. Comments after the last `}` end the file. So
 comments keep their order wherever the file's parts were in the canonical order,
 and formatting twice gives what formatting once did.
 
+An `each` block stays as written (its stage is anchored by the matrix's template
+context, not the expansion), and so does a `use` block.
+
 The result is checked before it is returned: it must parse to the same model and
 hold the same comments. If it does not, a ParseError at the first comment that
 was not kept says so, and nothing should be written.
@@ -35,10 +38,10 @@ from typing import Any
 from lark import Lark, Token, Tree
 
 from otto.model import Context, Pipeline
-from otto.parser.build import BLOCK_KEY, CONTAINER_PROPERTIES, RUNTIME_PROPERTIES
+from otto.parser.build import BLOCK_KEY, CONTAINER_PROPERTIES, RUNTIME_PROPERTIES, Syntax
 from otto.parser.errors import ParseError, error_at
 from otto.parser.grammar import GRAMMAR
-from otto.parser.parsing import parse
+from otto.parser.parsing import parse_syntax
 from otto.parser.render import INDENT, render
 from otto.parser.source import comment_spans, decode, strip_comments
 
@@ -74,15 +77,15 @@ def format_ottofile(text: str | bytes, filename: str = "<string>") -> str:
     """`text` in the canonical style with its comments in place; ParseError if it is
     invalid, or (never expected) if a comment could not be kept."""
     source = decode(text, filename)
-    pipeline = parse(source, filename)
-    canonical = render(pipeline)
+    pipeline, _, syntax = parse_syntax(source, filename)
+    canonical = render(pipeline, syntax)
     spans = comment_spans(source, filename)
     if not spans:
         return canonical
     blanked = strip_comments(source, filename)
     comments = [_comment(source, blanked, start, end) for start, end in spans]
-    pieces = _pieces(canonical, _anchors(_tree(canonical), pipeline))
-    at_end = _place(comments, pieces, _anchors(_tree(blanked), pipeline), blanked)
+    pieces = _pieces(canonical, _anchors(_tree(canonical), pipeline, syntax))
+    at_end = _place(comments, pieces, _anchors(_tree(blanked), pipeline, syntax), blanked)
     formatted = _layout(pieces, at_end)
     _check(formatted, canonical, comments, source, filename)
     return formatted
@@ -110,26 +113,63 @@ def _comment(source: str, blanked: str, start: int, end: int) -> _Comment:
 
 
 def _at(token: Any) -> int:
-    return token.start_pos or 0
+    """Where a token starts; a subtree (a `['a', 'b']` list) starts at its first token."""
+    if isinstance(token, Tree):
+        token = next(token.scan_values(lambda v: isinstance(v, Token)), None)
+    return (token.start_pos or 0) if token is not None else 0
+
+
+def _is_value(child: Any) -> bool:
+    """A value token: a string, `it` or `concat(…)`."""
+    return isinstance(child, Token) and child.type in ("STR", "VALUE")
 
 
 def _subtrees(tree: Tree[Token]) -> list[Tree[Token]]:
     return [child for child in tree.children if isinstance(child, Tree)]
 
 
-def _anchors(tree: Tree[Token], pipeline: Pipeline) -> Anchors:
+def _anchors(tree: Tree[Token], pipeline: Pipeline, syntax: Syntax) -> Anchors:
     found: Anchors = {}
-    _open_close(tree, ("pipeline",), found)
-    for b, (item, batch) in enumerate(zip(_subtrees(tree), pipeline.batches, strict=True)):
-        if item.data == "steps":
+    items = _subtrees(tree)
+    if items and items[0].data == "use":
+        _open_close(items.pop(0), ("use",), found)
+    found[("pipeline",)] = _at(next(c for c in tree.children if isinstance(c, Token)))
+    found[("pipeline", "}")] = _at(tree.children[-1])
+    for b, (item, batch) in enumerate(zip(items, pipeline.batches, strict=True)):
+        if item.data == "each":
+            _open_close(item, ("batch", b), found)
+            _stage(_subtrees(item)[-1], syntax.matrices[b].template, found)
+        elif item.data == "steps":
             _steps(item, batch.contexts[0], found)
         elif item.data == "stage":
             _stage(item, batch.contexts[0], found)
         else:  # parallel, fanout
             _open_close(item, ("batch", b), found)
-            for stage, context in zip(_subtrees(item), batch.contexts, strict=True):
+            stages = [child for child in _subtrees(item) if child.data == "stage"]
+            for child in _subtrees(item):
+                if child.data in GATE_RULES:
+                    _gate(child, ("batch", b), found)
+            for stage, context in zip(stages, batch.contexts, strict=True):
                 _stage(stage, context, found)
     return found
+
+
+GATE_RULES = ("when", "gates")
+
+
+def _gate(tree: Tree[Token], owner: Key, found: Anchors) -> None:
+    """`when { … }` or `gates { enter { … } exit { … } }`: their keywords, braces, inputs
+    and timeouts (an expression is one piece with its block)."""
+    # One key for `when` and `gates`: either writes the gate, whichever the canonical
+    # text uses, so comments at one stay at the other.
+    _open_close(tree, ("gate", *owner), found)
+    for side in _subtrees(tree):
+        if side.data not in ("enter", "exit"):
+            continue
+        _open_close(side, (side.data, *owner), found)
+        for item in _subtrees(side):
+            if item.data in ("input", "gate_timeout"):
+                found[(item.data, side.data, *owner)] = _at(item.children[0])
 
 
 def _open_close(tree: Tree[Token], key: Key, found: Anchors) -> None:
@@ -142,7 +182,11 @@ def _stage(tree: Tree[Token], context: Context, found: Anchors) -> None:
     _open_close(tree, ("stage", uuid), found)
     _settings(tree.children, ("property", uuid), {}, found)
     for child in _subtrees(tree):
-        if child.data == "environment":
+        if child.data == "names":  # `credentials = […]`: a property's value
+            continue
+        if child.data in GATE_RULES:
+            _gate(child, (uuid,), found)
+        elif child.data == "environment":
             _open_close(child, ("environment", uuid), found)
             _settings(child.children, ("variable", uuid), {}, found)
         elif child.data == "runtime":
@@ -174,15 +218,13 @@ def _step(tree: Tree[Token], uuid: str, parameters: Any, found: Anchors) -> None
     position = 0
     keyword: str | None = None
     for child in children[1:]:
-        if not isinstance(child, Token):
-            continue
-        if child.type == "KEY":
+        if isinstance(child, Token) and child.type == "KEY":
             keyword = child.value
             found[("argument", uuid, keyword)] = _at(child)
-        elif child.type == "STR" and keyword is None:
+        elif _is_value(child) and keyword is None:
             found[("argument", uuid, position)] = _at(child)
             position += 1
-        elif child.type == "STR":
+        elif _is_value(child):
             found[("argument", uuid, keyword, ":")] = _at(child)
             keyword = None
     inner = _subtrees(tree)
@@ -284,7 +326,7 @@ def _check(
     formatted: str, canonical: str, comments: list[_Comment], source: str, filename: str
 ) -> None:
     try:
-        same_model = render(parse(formatted, filename)) == canonical
+        same_model = render(*_model(formatted, filename)) == canonical
         kept = Counter(_comment_texts(formatted, filename))
     except ParseError:
         same_model, kept = False, Counter()
@@ -303,6 +345,11 @@ def _check(
         where.start,
         "cannot keep this comment in place in the canonical style; nothing was rewritten",
     )
+
+
+def _model(text: str, filename: str) -> tuple[Pipeline, Syntax]:
+    pipeline, _, syntax = parse_syntax(text, filename)
+    return pipeline, syntax
 
 
 def _comment_texts(text: str, filename: str) -> list[str]:

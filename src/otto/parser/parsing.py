@@ -9,7 +9,7 @@ from lark import Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
 from otto.model import Pipeline
-from otto.parser.build import Positions, SemanticError
+from otto.parser.build import Positions, SemanticError, Syntax
 from otto.parser.errors import ParseError, error_at
 from otto.parser.grammar import HUMAN, PARSER
 from otto.parser.source import decode, strip_comments
@@ -30,13 +30,22 @@ def parse(text: str | bytes, filename: str = "<string>") -> Pipeline:
 
 def parse_located(text: str | bytes, filename: str = "<string>") -> tuple[Pipeline, Positions]:
     """`parse`, plus where each step (nested ones too) stands: uuid → (line, column)."""
+    pipeline, positions, _ = parse_syntax(text, filename)
+    return pipeline, positions
+
+
+def parse_syntax(
+    text: str | bytes, filename: str = "<string>"
+) -> tuple[Pipeline, Positions, Syntax]:
+    """`parse_located`, plus what the file says beyond its model: its `use` libraries and
+    its `each` blocks (for `otto fmt` and `otto explain`)."""
     if not isinstance(text, str | bytes | bytearray | memoryview):
         raise TypeError(f"an Ottofile is str or bytes, not {type(text).__name__}")
     try:
         source = decode(text, filename)
         blanked = strip_comments(source, filename)
         try:
-            located: tuple[Pipeline, Positions] = PARSER.parse(blanked)
+            located: tuple[Pipeline, Positions, Syntax] = PARSER.parse(blanked)
         except UnexpectedToken as exc:
             raise _unexpected_token(exc, source, blanked, filename) from None
         except UnexpectedCharacters as exc:
@@ -69,7 +78,7 @@ def _join(words: list[str]) -> str:
 
 
 def _describe(token: Token) -> str:
-    if token.type == "STR":
+    if token.type == "STR" or (token.type == "VALUE" and token.value.startswith("'")):
         return "a string"
     value = token.value if len(token.value) <= 40 else token.value[:40] + "…"
     return f"'{value}'"
@@ -114,12 +123,22 @@ def _hint(token: Token, names: set[str], blanked: str, offset: int) -> str:
         )
     if token.type == "RBRACE" and "STEPS" in names and "PROP_NAME" in names:
         return "a stage needs a 'steps' block"
-    if names == {"RBRACE"}:
+    if names == {"RBRACE"} and _innermost_block(blanked, offset) == "the 'stage' block":
         if token.value == "steps":
             return "a stage has exactly one 'steps' block"
         if token.value == "stage":
             return "is the '}' of the stage above missing?"
-        return "a stage ends with its 'steps' block; properties and 'environment' go before it"
+        return (
+            "a stage ends with its 'steps' block; properties, 'environment' and gates go before it"
+        )
+    if names == {"RBRACE"} and _innermost_block(blanked, offset) == "the 'each' block":
+        return "an 'each' block holds exactly one stage"
+    if token.value.startswith("it") and "VALUE" in names:
+        return "after 'it', another argument needs its comma: sh it, 'x'"
+    if token.value == "concat" and "VALUE" in names:
+        return "concat(…) takes strings and 'it' or 'it.AXIS', separated by commas"
+    if token.value == "each" and "EACH" in names:
+        return "'each' takes its values in parentheses: each('a', 'b') { stage { … } }"
     if token.type == "COLON" and "KEY" in names:
         return "a step takes positional arguments or keyword arguments, not both"
     if token.type == "STR" and "KEY" in names and "STR" not in names:
@@ -173,6 +192,18 @@ def _open_braces(blanked: str, offset: int) -> int:
     return depth
 
 
+def _innermost_block(blanked: str, offset: int) -> str:
+    """The name of the innermost block open just before `offset` (see `_block_name`)."""
+    stack: list[int] = []
+    for match in _BRACES.finditer(blanked, 0, offset):
+        char = blanked[match.start()]
+        if char == "{":
+            stack.append(match.start())
+        elif char == "}" and stack:
+            stack.pop()
+    return _block_name(blanked, stack[-1]) if stack else ""
+
+
 def _unclosed_brace(blanked: str) -> int | None:
     """Offset of the `{` most likely left open, or None if every `{` is closed.
 
@@ -211,6 +242,8 @@ def _indent_before(text: str, offset: int) -> int | None:
 
 
 def _block_name(blanked: str, brace: int) -> str:
+    if blanked[:brace].rstrip().endswith(")"):  # `each(…) {`, the one block after a ')'
+        return "the 'each' block"
     match = _WORD_BEFORE.search(blanked, max(0, brace - 4096), brace)
     if match and match.group(1) in {"pipeline", "stage", "steps", "parallel", "fanout"}:
         return f"the '{match.group(1)}' block"

@@ -4,7 +4,11 @@ Four-space indents, one step per line, positional arguments as `sh 'x'`,
 keyword arguments as `git url: 'u', branch: 'b'`, a step's timeout last
 (`sh 'x', timeout: '30s'`), quotes doubled, multi-line
 strings written as they are. A Linear batch whose one context has neither
-properties nor environment is an orphan `steps` block, any other a `stage`.
+properties, environment nor gate is an orphan `steps` block, any other a `stage`.
+A gate that is only a condition is `when { … }`, any other `gates { … }`; a gate
+every context of a parallel/fanout block has is written once, on the block.
+Given the file's `Syntax`, a batch an `each` block expanded into is written as
+that block (its template stage, not the expansion), and a `use` block leads.
 The output parses back to the same model (uuids aside) and renders the same
 again. A model the language cannot express raises ValueError naming the field.
 """
@@ -14,35 +18,56 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from otto.model import BatchMode, Context, Pipeline
-from otto.parser.build import BLOCK_KEY, MAX_BLOCK_DEPTH, STAGE_PROPERTIES, TIMEOUT
+from otto import conditions
+from otto.duration import duration_text
+from otto.model import BatchMode, Condition, Context, Gate, Input, Pipeline
+from otto.parser.build import (
+    BLOCK_KEY,
+    MAX_BLOCK_DEPTH,
+    STAGE_PROPERTIES,
+    TIMEOUT,
+    Expression,
+    Matrix,
+    Syntax,
+)
 
 INDENT = "    "
 _IDENT = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
-def render(pipeline: Pipeline) -> str:
-    """The canonical Ottofile text of `pipeline`; ValueError if the language cannot say it."""
-    out = ["pipeline {"]
+def render(pipeline: Pipeline, syntax: Syntax | None = None) -> str:
+    """The canonical Ottofile text of `pipeline`; ValueError if the language cannot say it.
+
+    With the `syntax` its file was parsed with, its `use` and `each` blocks are kept."""
+    syntax = syntax or Syntax()
+    out = []
+    if syntax.libraries:
+        out += ["use {", *(f"{INDENT}{library}" for library in syntax.libraries), "}"]
+    out.append("pipeline {")
     for b, batch in enumerate(pipeline.batches):
         path = f"batches[{b}]"
-        if batch.mode == BatchMode.LINEAR:
+        if b in syntax.matrices:
+            _each(out, syntax.matrices[b], path)
+        elif batch.mode == BatchMode.LINEAR:
             if len(batch.contexts) != 1:
                 raise ValueError(
                     f"{path}: a Linear batch is written as one 'stage' or 'steps' block, "
                     f"so it needs exactly one context, not {len(batch.contexts)}"
                 )
             context = batch.contexts[0]
-            if context.properties or context.environment:
+            if context.properties or context.environment or context.gate:
                 _stage(out, context, 1, f"{path}.contexts[0]")
             else:
                 _steps(out, context.steps, 1, f"{path}.contexts[0]")
         elif batch.mode in (BatchMode.PARALLEL, BatchMode.FANOUT):
             keyword = "parallel" if batch.mode == BatchMode.PARALLEL else "fanout"
             out.append(f"{INDENT}{keyword} {{")
+            shared = _shared_gate(batch.contexts)
+            if shared is not None:
+                _gate(out, shared, 2, f"{path}.contexts[0].gate")
             for c, context in enumerate(batch.contexts):
-                _stage(out, context, 2, f"{path}.contexts[{c}]")
+                _stage(out, context, 2, f"{path}.contexts[{c}]", shared is None)
             out.append(f"{INDENT}}}")
         else:
             raise ValueError(f"{path}.mode: unknown batch mode {batch.mode!r}")
@@ -50,8 +75,22 @@ def render(pipeline: Pipeline) -> str:
     return "\n".join(out) + "\n"
 
 
+def _each(out: list[str], matrix: Matrix, path: str) -> None:
+    if list(matrix.axes) == [""]:
+        values = ", ".join(quote(value, path) for value in matrix.axes[""])
+    else:
+        values = ", ".join(
+            f"{axis}: {_names_list(listed, path)}" for axis, listed in matrix.axes.items()
+        )
+    out.append(f"{INDENT}each({values}) {{")
+    _stage(out, matrix.template, 2, f"{path} (each)")
+    out.append(f"{INDENT}}}")
+
+
 def quote(value: Any, path: str) -> str:
-    """`value` as a single-quoted string literal."""
+    """`value` as a single-quoted string literal (an `Expression` as it is)."""
+    if isinstance(value, Expression):
+        return str(value)
     if not isinstance(value, str):
         raise ValueError(f"{path}: only strings can be written, not {type(value).__name__}")
     if "\r" in value:
@@ -65,7 +104,7 @@ def _name(value: Any, pattern: re.Pattern[str], what: str, path: str) -> str:
     return value
 
 
-def _stage(out: list[str], context: Context, level: int, path: str) -> None:
+def _stage(out: list[str], context: Context, level: int, path: str, with_gate: bool = True) -> None:
     pad = INDENT * level
     out.append(f"{pad}stage {{")
     for key, value in context.properties.items():
@@ -75,6 +114,9 @@ def _stage(out: list[str], context: Context, level: int, path: str) -> None:
                 f"{path}.properties.{name}: not a stage property ({', '.join(STAGE_PROPERTIES)})"
             )
         out.append(f"{pad}{INDENT}{name} = {quote(value, f'{path}.properties.{key}')}")
+    if context.credentials:
+        names = _names_list(context.credentials, f"{path}.credentials")
+        out.append(f"{pad}{INDENT}credentials = {names}")
     if context.environment:
         out.append(f"{pad}{INDENT}environment {{")
         for key, value in context.environment.items():
@@ -82,8 +124,72 @@ def _stage(out: list[str], context: Context, level: int, path: str) -> None:
             value_text = quote(value, f"{path}.environment.{key}")
             out.append(f"{pad}{INDENT * 2}{name} = {value_text}")
         out.append(f"{pad}{INDENT}}}")
+    if with_gate and context.gate:
+        _gate(out, context.gate, level + 1, f"{path}.gate")
     _steps(out, context.steps, level + 1, path)
     out.append(f"{pad}}}")
+
+
+def _shared_gate(contexts: list[Context]) -> Gate | None:
+    """The gate every context of a parallel/fanout block has, written once on the block."""
+    gates = [context.gate for context in contexts]
+    if not gates or not gates[0] or any(gate != gates[0] for gate in gates[1:]):
+        return None
+    return gates[0]
+
+
+def _gate(out: list[str], gate: Gate, level: int, path: str) -> None:
+    pad = INDENT * level
+    condition = _condition(gate.condition, f"{path}.condition") if gate.condition else None
+    if condition is not None and gate.enter_input is None and gate.exit_input is None:
+        out.append(f"{pad}when {{ {condition} }}")
+        return
+    out.append(f"{pad}gates {{")
+    enter = [condition] if condition is not None else []
+    if gate.enter_input is not None:
+        enter += _input(gate.enter_input, f"{path}.enter_input")
+    if enter:
+        _side(out, "enter", enter, level + 1)
+    if gate.exit_input is not None:
+        _side(out, "exit", _input(gate.exit_input, f"{path}.exit_input"), level + 1)
+    out.append(f"{pad}}}")
+
+
+def _side(out: list[str], keyword: str, items: list[str], level: int) -> None:
+    """`enter { … }` or `exit { … }`: on one line when it holds one item."""
+    pad = INDENT * level
+    if len(items) == 1:
+        out.append(f"{pad}{keyword} {{ {items[0]} }}")
+        return
+    out.append(f"{pad}{keyword} {{")
+    out.extend(f"{pad}{INDENT}{item}" for item in items)
+    out.append(f"{pad}}}")
+
+
+def _condition(condition: Condition, path: str) -> str:
+    try:
+        conditions.check(condition.ast)
+    except conditions.ConditionError as exc:
+        raise ValueError(f"{path}.ast: {exc}") from None
+    return conditions.source(condition.ast)
+
+
+def _input(found: Input, path: str) -> list[str]:
+    """An input's lines: the `input …` call, then its timeout if it has one."""
+    message = quote(found.message, f"{path}.message")
+    names = [_name(n, _ENV_NAME, "parameter name", f"{path}.parameters") for n in found.parameters]
+    if not names:
+        lines = [f"input {message}"]
+    else:
+        listed = quote(names[0], path) if len(names) == 1 else _names_list(names, path)
+        lines = [f"input message: {message}, parameters: {listed}"]
+    if found.timeout is not None:
+        lines.append(f"{TIMEOUT} = '{duration_text(found.timeout)}'")
+    return lines
+
+
+def _names_list(names: list[str], path: str) -> str:
+    return "[" + ", ".join(quote(name, path) for name in names) + "]"
 
 
 def _steps(out: list[str], steps: list[Any], level: int, path: str) -> None:

@@ -3,8 +3,8 @@
 Only what may start now is offered (`otto.psm.rules.claimable`: a Linear batch's next
 unfinished context, every Pending one of the other modes). An award assigns a Pending
 context of a live batch to an orchestrator; once a batch's offered contexts are all
-awarded, the rules (`otto.psm.rules.close_auction`) move the batch on to Provisioning
-in the same commit.
+awarded, the rules (`otto.psm.rules.award`) move the batch on to Provisioning in the
+same commit.
 """
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ from collections.abc import Callable
 from itertools import groupby
 from typing import Any
 
-from otto.psm import rules, views
-from otto.psm.errors import Conflict
+from otto.psm import rules
 from otto.psm.ledger import apply
-from otto.psm.states import BATCH_AWARDED, BATCH_LIVE, PENDING
+from otto.psm.states import BATCH_AWARDED, BATCH_LIVE
 from otto.psm.store import queries
 from otto.psm.store.base import Row, Store, Tx
 
@@ -65,15 +64,11 @@ class Awards:
 
 def _award(context: str, orchestrator: str, actor: str) -> Callable[[Tx], bool]:
     def work(tx: Tx) -> bool:
-        ctx = views.context_row(tx, context)
-        batch = views.batch_row(tx, ctx["pipeline"], ctx["batch"])
-        if ctx["state"] != PENDING or batch["state"] not in BATCH_LIVE:
-            raise Conflict(f"context {context} is not open for award", ctx["state"])
+        own, batch = queries.batch_of(tx, context)
+        moves = rules.award(batch, context, orchestrator, actor)
         queries.assign(tx, context, orchestrator)
-        run = queries.run_state(tx, ctx["pipeline"], steps=False)
-        moves = rules.close_auction(run, ctx["batch"], actor)
-        apply(tx, ctx["pipeline"], moves)
-        return bool(moves) or batch["state"] in BATCH_AWARDED
+        apply(tx, own["pipeline"], moves)
+        return bool(moves) or batch.state in BATCH_AWARDED
 
     return work
 

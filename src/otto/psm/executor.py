@@ -9,13 +9,24 @@ piece of work on the store's writer: the rules (`otto.psm.rules`) decide the mov
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from otto.model import Checkout, Context
+from otto.model import Context
 from otto.psm import rules, views
 from otto.psm.errors import Conflict, StaleLease
 from otto.psm.ledger import apply, move
-from otto.psm.records import Cause, Lease, WorkOrder
+from otto.psm.records import (
+    CREDENTIAL_DENIED,
+    NO_GRANT,
+    Cause,
+    CredentialSource,
+    Grant,
+    Lease,
+    WorkOrder,
+    run_variables,
+    trigger_details,
+)
 from otto.psm.states import ABORTING, BATCH_LIVE, PENDING, RUNNING, TERMINAL, Entity, Reason
 from otto.psm.store import queries
 from otto.psm.store.base import Row, Store, Tx
@@ -32,15 +43,37 @@ class Execution:
     lease_seconds: float
     default_stage_timeout: float
 
+    # The credential store (`otto.credentials.Credentials`), when the server keeps one.
+    credentials: CredentialSource | None = None
+
     def context_model(self, pipeline: str, context: str) -> Context: ...
 
     def claim_work(
         self, context: str, orchestrator: str, isolation: str | None = None
     ) -> WorkOrder:
-        """`claim`, answered with the whole work order: the lease, the context's model and
-        the commit its workspace starts from. Starting a context costs this one call."""
-        lease, checkout = self._claim(context, orchestrator, isolation, with_checkout=True)
-        return WorkOrder(lease, self.context_model(lease.pipeline, context), checkout)
+        """`claim`, answered with the whole work order: the lease, the context's model, the
+        commit its workspace starts from, its steps' run variables and whether it is
+        untrusted (a fork's pull request). Starting a context costs this one call. What
+        earlier contexts' steps captured reaches its steps as `VAR_<name>`."""
+        lease, (run, captured, grant) = self._claim(context, orchestrator, isolation, with_run=True)
+        model = self.context_model(lease.pipeline, context)
+        if run is None:
+            return WorkOrder(lease, model)
+        untrusted = trigger_details(run).get("fork") is True
+        variables = run_variables(run) | {f"VAR_{k}": v for k, v in captured.items()}
+        checkout = queries.checkout(run)
+        return WorkOrder(lease, model, checkout, variables, untrusted, grant.values, grant.denied)
+
+    def _grant(self, tx: Tx, pipeline: str, context: str, run: Row | None) -> Grant:
+        """The credentials a context's stage asks for, for its run's project, read in its
+        claim's transaction (`otto.credentials`); none asked, none given."""
+        names = self.context_model(pipeline, context).credentials if run is not None else []
+        if not names:
+            return NO_GRANT
+        if self.credentials is None:
+            return Grant(denied=f"{CREDENTIAL_DENIED}: this server keeps no credentials")
+        untrusted = trigger_details(run).get("fork") is True
+        return self.credentials.grant(tx, run["project"], names, untrusted)
 
     def claim(self, context: str, orchestrator: str, isolation: str | None = None) -> Lease:
         """Start an attempt of an awarded context; the lease fences every later report.
@@ -48,11 +81,12 @@ class Execution:
         return self._claim(context, orchestrator, isolation)[0]
 
     def _claim(
-        self, context: str, orchestrator: str, isolation: str | None, with_checkout: bool = False
-    ) -> tuple[Lease, Checkout | None]:
-        def work(tx: Tx) -> tuple[Lease, Checkout | None]:
-            ctx = views.context_row(tx, context)
-            run = queries.run_state(tx, ctx["pipeline"], steps=False)
+        self, context: str, orchestrator: str, isolation: str | None, with_run: bool = False
+    ) -> tuple[Lease, tuple[Row | None, dict[str, str], Grant]]:
+        def work(tx: Tx) -> tuple[Lease, tuple[Row | None, dict[str, str], Grant]]:
+            ctx, batch = queries.batch_of(tx, context)
+            run = queries.work_order_row(tx, ctx["pipeline"]) if with_run else None
+            grant = self._grant(tx, ctx["pipeline"], context, run)
             now = time.time()
             expires, deadline = rules.lease_terms(
                 now, self.lease_seconds, ctx["stage_timeout"], self.default_stage_timeout
@@ -62,6 +96,7 @@ class Execution:
                 "orchestrator": orchestrator,
                 "attempt": attempt,
                 **({"isolation": isolation} if isolation else {}),
+                **grant.record(),
             }
             columns = {
                 "attempt": attempt,
@@ -71,10 +106,12 @@ class Execution:
                 "started_at": now,
             }
             cause = Cause(orchestrator, Reason.CLAIMED)
-            moves = rules.claim(run, context, orchestrator, cause, data, columns)
+            moves = rules.claim(batch, context, orchestrator, cause, data, columns)
             apply(tx, ctx["pipeline"], moves)
             lease = Lease(ctx["pipeline"], context, orchestrator, epoch, expires, deadline=deadline)
-            return lease, queries.checkout(tx, ctx["pipeline"]) if with_checkout else None
+            if not with_run:
+                return lease, (None, {}, grant)
+            return lease, (run, queries.captured_variables(tx, ctx["pipeline"]), grant)
 
         return self.store.write(work)
 
@@ -141,12 +178,26 @@ class Execution:
 
         return self.store.write(work)
 
-    def context_finished(self, lease: Lease, status: Status, reason: str | None = None) -> None:
+    def context_finished(
+        self,
+        lease: Lease,
+        status: Status,
+        reason: str | None = None,
+        variables: Mapping[str, str] | None = None,
+    ) -> None:
+        """Record a context's outcome, and the variables its steps captured (later
+        contexts' steps see them)."""
+
         def work(tx: Tx) -> None:
             pipeline = _leased(tx, lease)["pipeline"]
+            if variables:
+                queries.capture_variables(tx, pipeline, lease.context, dict(variables))
             cause = Cause(lease.orchestrator, reason)
-            run = queries.run_state(tx, pipeline)
-            moves = rules.finish_context(run, lease.context, status, cause, time.time())
+            now = time.time()
+            moves = _ending(
+                tx, pipeline, lease.context,
+                lambda run: rules.finish_context(run, lease.context, status, cause, now),
+            )  # fmt: skip
             apply(tx, pipeline, moves)
 
         self.store.write(work)
@@ -171,8 +222,11 @@ class Execution:
                 raise Conflict(f"context {context} is already {ctx['state']}", ctx["state"])
             if views.batch_row(tx, ctx["pipeline"], ctx["batch"])["state"] not in BATCH_LIVE:
                 raise Conflict(f"context {context}: its batch has not started", ctx["state"])
-            run = queries.run_state(tx, ctx["pipeline"])
-            moves = rules.fail_context(run, context, Cause(actor, reason), time.time())
+            cause, now = Cause(actor, reason), time.time()
+            moves = _ending(
+                tx, ctx["pipeline"], context,
+                lambda run: rules.fail_context(run, context, cause, now),
+            )  # fmt: skip
             apply(tx, ctx["pipeline"], moves)
 
         self.store.write(work)
@@ -205,13 +259,26 @@ class Execution:
                 *((c, Reason.TIMEOUT) for c in late),
             ]:
                 # A fresh snapshot: an earlier expiry in this loop may have moved it.
-                run = queries.run_state(tx, ctx["pipeline"])
-                moves = rules.expire(run, ctx["uuid"], why, moment)
+                moves = _ending(
+                    tx, ctx["pipeline"], ctx["uuid"],
+                    lambda run: rules.expire(run, ctx["uuid"], why, moment),  # noqa: B023
+                )  # fmt: skip
                 apply(tx, ctx["pipeline"], moves)
                 expired += bool(moves)
             return expired
 
         return self.store.write(work)
+
+
+def _ending(
+    tx: Tx, pipeline: str, context: str, decide: Callable[[rules.RunState], list[rules.Move]]
+) -> list[rules.Move]:
+    """The moves of a context that ends, decided over a snapshot with only its steps (all
+    that an ending which reaches no other context needs), else over every step."""
+    try:
+        return decide(queries.run_state(tx, pipeline, steps=context))
+    except rules.NarrowSnapshot:
+        return decide(queries.run_state(tx, pipeline))
 
 
 def _leased(tx: Tx, lease: Lease) -> Row:

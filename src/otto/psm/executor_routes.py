@@ -5,7 +5,8 @@
   under `model` and the commit its workspace starts from under `checkout` (or null);
 - `POST /v1/contexts/{uuid}/lease`: renew the lease (the answer says whether to abort);
 - `POST /v1/contexts/{uuid}/steps/{step}/started`, `…/finished`: a step's reports;
-- `POST /v1/contexts/{uuid}/finished`: the context's outcome;
+- `POST /v1/contexts/{uuid}/finished`: the context's outcome (`variables`: what its
+  steps captured, which later contexts' steps see as `VAR_<name>`);
 - `POST /v1/contexts/{uuid}/release`, `/hand-back`: give an awarded context back before
   starting it, or a running one when the executor shuts down.
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -26,6 +27,7 @@ from otto.psm.errors import Conflict, IllegalTransition, NotFound, StaleLease
 from otto.psm.machine import PipelineStateMachine
 from otto.psm.records import Lease, WorkOrder
 from otto.status import Status
+from otto.steps.variables import check_variable
 
 EXECUTOR_ANSWERS = {
     200: "OK",
@@ -60,6 +62,14 @@ class StepFinished(LeaseRef):
 class ContextFinished(LeaseRef):
     status: Status
     reason: str | None = None
+    variables: dict[str, str] = Field(default_factory=dict)  # what its steps captured
+
+    @field_validator("variables")
+    @classmethod
+    def _capturable(cls, variables: dict[str, str]) -> dict[str, str]:
+        for name, value in variables.items():
+            check_variable(name, value)
+        return variables
 
 
 class HandBack(LeaseRef):
@@ -93,8 +103,10 @@ class ExecutorApi:
                 self.claim,
                 "Start an attempt of an awarded context; returns its work order: the lease "
                 "(with the stage's deadline, Unix time, by which its steps must be stopped), "
-                "the context's model (model) and the commit its workspace starts from "
-                "(checkout, null: none)",
+                "the context's model (model), the commit its workspace starts from "
+                "(checkout, null: none), the run's variables for its steps (variables: "
+                "OTTO_EVENT, OTTO_BRANCH, …) and whether it is untrusted (untrusted: a "
+                "fork's pull request, never unsandboxed, no passthrough variables)",
                 Claim,
                 EXECUTOR_ANSWERS,
             ),
@@ -186,7 +198,9 @@ class ExecutorApi:
     def context_finished(self, request: Request) -> Response:
         body = parse_body(ContextFinished, request.state.body)
         lease = self._lease(request, ContextFinished, body)
-        return _answer(lambda: self.psm.context_finished(lease, body.status, body.reason))
+        return _answer(
+            lambda: self.psm.context_finished(lease, body.status, body.reason, body.variables)
+        )
 
     def release(self, request: Request) -> Response:
         body = parse_body(Release, request.state.body)

@@ -18,7 +18,7 @@ from otto.model import Checkout, Context, Pipeline
 from otto.psm import rules, views
 from otto.psm.errors import Conflict, NotFound
 from otto.psm.ledger import apply, record_creation
-from otto.psm.records import About, Cause, Transition
+from otto.psm.records import About, Cause, Transition, gate_trigger
 from otto.psm.states import PENDING, TERMINAL, Entity, Reason
 from otto.psm.store import queries
 from otto.psm.store.base import Store, Tx
@@ -114,7 +114,7 @@ class Pipelines:
             cause = Cause(actor, Reason.CREATED)
             shown = {"repo": redact_url(repo), "ref": ref, "sha": sha}
             record_creation(tx, pipeline.uuid, cause, shown)
-            run = _new_run(pipeline)
+            run = _new_run(pipeline, about, ref)
             if rejected is not None:
                 reason, message = rejected
                 queries.record_rejection(tx, pipeline.uuid, reason, message)
@@ -165,7 +165,7 @@ class Pipelines:
             if row["rejected_reason"]:
                 message = f"pipeline {uuid} never ran ({row['rejected_reason']}): nothing to retry"
                 raise Conflict(message, row["state"])
-            run = queries.run_state(tx, uuid)
+            run = queries.run_state(tx, uuid, gates=True)
             retried = rules.retried(run, every)
             if not retried:
                 raise Conflict(f"pipeline {uuid} has nothing to retry", row["state"])
@@ -215,22 +215,31 @@ class Pipelines:
         return self.store.read(lambda tx: views.transitions(tx, uuid))
 
 
-def _new_run(pipeline: Pipeline) -> rules.RunState:
-    """A just-stored pipeline's states: every one Pending (no need to read them back)."""
+def _new_run(pipeline: Pipeline, about: About, ref: str | None) -> rules.RunState:
+    """A just-stored pipeline's states: every one Pending (no need to read them back), its
+    steps left out (starting a run moves none) but for contexts with a condition, which
+    its first batch may skip; what conditions read, when it has any."""
     batches = tuple(
         rules.BatchState(
             idx,
             batch.mode.value,
             PENDING,
             contexts=tuple(
-                rules.ContextState(ctx.uuid, idx, position, PENDING, steps=_pending_steps(ctx))
-                for position, ctx in enumerate(batch.contexts)
+                _new_context(ctx, idx, position) for position, ctx in enumerate(batch.contexts)
             ),
         )
         for idx, batch in enumerate(pipeline.batches)
     )
-    return rules.RunState(pipeline.uuid, PENDING, batches)
+    gated = any(c.condition for b in batches for c in b.contexts)
+    details = about.details or {}
+    trigger = gate_trigger(ref, about.event, about.project, details) if gated else None
+    gates = rules.GateInputs(trigger) if trigger is not None else None
+    return rules.RunState(pipeline.uuid, PENDING, batches, gates=gates)
 
 
-def _pending_steps(ctx: Context) -> tuple[rules.StepState, ...]:
-    return tuple(rules.StepState(s.uuid, PENDING) for s in ctx.steps)
+def _new_context(ctx: Context, idx: int, position: int) -> rules.ContextState:
+    condition = queries.stored_condition(ctx)
+    if condition is None:
+        return rules.ContextState(ctx.uuid, idx, position, PENDING, steps=None)
+    steps = tuple(rules.StepState(s.uuid, PENDING) for s in ctx.steps)
+    return rules.ContextState(ctx.uuid, idx, position, PENDING, steps=steps, condition=condition)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
+from otto.conditions import Trigger
 from otto.model import Checkout, Context
 
 
@@ -41,8 +44,10 @@ class Cause:
     data: dict[str, Any] | None = None  # carried by every transition it causes
 
 
-@dataclass(frozen=True, slots=True)
-class Transition:
+class Transition(NamedTuple):
+    """One entry of the transition log (immutable; a tuple: the writer makes dozens per
+    run, and a frozen dataclass costs several times as much to build)."""
+
     seq: int
     pipeline: str
     entity: str
@@ -119,6 +124,13 @@ class WorkOrder:
     lease: Lease
     context: Context  # the model: its properties and steps
     checkout: Checkout | None = None  # the commit its workspace starts from, if any
+    variables: dict[str, str] = field(default_factory=dict)  # `run_variables`, for steps
+    # A fork's pull request: no passthrough variables, never unsandboxed.
+    untrusted: bool = False
+    # The values of the credentials its stage asked for (only to the lease's holder),
+    # or why it gets none: it then ends Error before any step runs.
+    credentials: dict[str, str] = field(default_factory=dict)
+    denied: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The lease's fields, with the context's model and the checkout beside them."""
@@ -126,4 +138,95 @@ class WorkOrder:
             **self.lease.to_dict(),
             "model": self.context.model_dump(mode="json"),
             "checkout": self.checkout.model_dump() if self.checkout else None,
+            "variables": self.variables,
+            "untrusted": self.untrusted,
+            "credentials": self.credentials,
+            "denied": self.denied,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What a claimed context receives of the credential store (`otto.credentials`):
+    values by name, or why it receives none (`credential_denied: …`)."""
+
+    values: dict[str, str] = field(default_factory=dict)
+    denied: str | None = None
+
+    def record(self) -> dict[str, Any]:
+        """What its claim's transition says of it: the names granted, never a value."""
+        return {"credentials": sorted(self.values)} if self.values else {}
+
+
+NO_GRANT = Grant()
+CREDENTIAL_DENIED = "credential_denied"
+
+
+class CredentialSource(Protocol):
+    """What a claim asks of the credential store (`otto.credentials.Credentials`)."""
+
+    def grant(self, tx: Any, project: str | None, names: Sequence[str], untrusted: bool) -> Grant:
+        """The values of `names` for a context of `project`'s run, or why none."""
+        ...
+
+
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def trigger_details(run: Mapping[str, Any]) -> dict[str, Any]:
+    """A pipeline row's `trigger_data`, decoded (`About.details`; {} when none)."""
+    text = run["trigger_data"]
+    details = json.loads(text) if text else {}
+    return details if isinstance(details, dict) else {}
+
+
+def run_variables(run: Mapping[str, Any]) -> dict[str, str]:
+    """What a run's steps are told of it, from its pipeline row (project, event, ref, sha,
+    trigger_data): OTTO_EVENT, OTTO_PROJECT, OTTO_SHA, OTTO_BRANCH (a pull request's
+    source branch), OTTO_TAG, OTTO_PR where known, then the trigger's own `env`."""
+    details = trigger_details(run)
+    found = {
+        "OTTO_EVENT": run["event"],
+        "OTTO_PROJECT": run["project"],
+        "OTTO_SHA": run["sha"],
+        "OTTO_BRANCH": _branch(run["ref"], details),
+        "OTTO_TAG": _tag(run["ref"], details),
+        "OTTO_PR": details.get("number"),
+    }
+    variables = {k: str(v) for k, v in found.items() if v not in (None, "")}
+    return variables | _given_environment(details)
+
+
+def gate_trigger(
+    ref: str | None, event: str | None, project: str | None, details: Mapping[str, Any]
+) -> Trigger:
+    """What a run's gate conditions read of its trigger (`branch`, `tag`, `event`,
+    `project`, `pull_request.fork`, `env.NAME`): the same values its steps are told."""
+    return Trigger(
+        branch=_branch(ref, details) or "",
+        tag=_tag(ref, details) or "",
+        event=event or "",
+        project=project or "",
+        fork=details.get("fork") is True,
+        environment=_given_environment(details),
+    )
+
+
+def _branch(ref: str | None, details: Mapping[str, Any]) -> str | None:
+    return details.get("source_branch") or _under(ref or "", "refs/heads/")
+
+
+def _tag(ref: str | None, details: Mapping[str, Any]) -> str | None:
+    return details.get("tag") or _under(ref or "", "refs/tags/")
+
+
+def _given_environment(details: Mapping[str, Any]) -> dict[str, str]:
+    """The trigger's own `env` (validated where it was given; a bad name is skipped)."""
+    given = details.get("env")
+    if not isinstance(given, dict):
+        return {}
+    return {k: str(v) for k, v in given.items() if ENV_NAME.match(str(k))}
+
+
+def _under(ref: str, prefix: str) -> str | None:
+    return ref[len(prefix) :] if ref.startswith(prefix) else None

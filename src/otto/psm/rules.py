@@ -1,19 +1,27 @@
 """How a run moves on, as pure functions: a snapshot of a run's states in, moves out.
 
-Batch by batch, context by context: what starts when a batch opens, what a failing
+Batch by batch, context by context: what starts when a batch opens (a context whose gate
+condition is false is Skipped then, never auctioned, counted in no status), what a failing
 context does to its batch (by mode), when a batch and the run complete, what an
 abort, a retry, a hand-back, a lost lease or a stage past its deadline lead to. Nothing
 here reads a database or a clock (`now` is a parameter): the store applies the moves
 in one transaction through `ledger.apply`, each one a guarded `ledger.move`, so a
 context's outcome and every consequence of it are committed together.
+
+A snapshot holds what its decision needs, no more (every event is one on the writer):
+a claim or an award decides on its batch alone; a context that ends, on the run with
+only its own steps, unless its ending reaches other contexts' steps (a failure stopping
+siblings, later batches skipped): then `NarrowSnapshot` says to decide again with all.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import Any
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, NamedTuple
 
+from otto import conditions
 from otto.model import BatchMode
 from otto.psm.errors import Conflict
 from otto.psm.records import Cause
@@ -22,6 +30,7 @@ from otto.psm.states import (
     AUCTION_COMPLETED,
     AUCTION_STARTED,
     BATCH_AWARDED,
+    BATCH_LIVE,
     COMPLETE,
     EXECUTING,
     NOT_RUN,
@@ -29,6 +38,7 @@ from otto.psm.states import (
     PENDING,
     PROVISIONING,
     RUNNING,
+    SKIPPED,
     TERMINAL,
     Entity,
     Reason,
@@ -68,7 +78,10 @@ class ContextState:
     position: int
     state: str
     orchestrator: str | None = None
-    steps: tuple[StepState, ...] = ()  # in order
+    steps: tuple[StepState, ...] | None = ()  # in order; None: not in this snapshot
+    # Its gate's condition as stored (`contexts.gate_condition`: JSON of its `source`,
+    # `ast` and the stage environment it reads, `env`), decoded only when evaluated.
+    condition: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +94,17 @@ class BatchState:
 
 
 @dataclass(frozen=True, slots=True)
+class GateInputs:
+    """What a run's conditions read: its trigger and the variables its steps captured."""
+
+    trigger: conditions.Trigger
+    captured: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class RunState:
-    """A pipeline's states: what its progress depends on (not its model)."""
+    """A pipeline's states: what its progress depends on (not its model). `gates`: what
+    conditions read, held only when a batch about to start has a context with one."""
 
     uuid: str
     state: str
@@ -90,6 +112,7 @@ class RunState:
     abort_requested: bool = False
     abort_reason: str | None = None
     abort_data: dict[str, Any] | None = None
+    gates: GateInputs | None = None
 
     def context(self, uuid: str) -> ContextState:
         for batch in self.batches:
@@ -99,8 +122,12 @@ class RunState:
         raise KeyError(uuid)
 
 
-@dataclass(frozen=True, slots=True)
-class Move:
+class NarrowSnapshot(Exception):
+    """A decision needs steps its snapshot left out (a failure or an abort reaches other
+    contexts), or a condition's inputs: decide again over a snapshot with every step."""
+
+
+class Move(NamedTuple):  # immutable like the snapshots, and cheaper to make: many per event
     """One state change to make: `entity` `ident` from `current` to `wanted`."""
 
     entity: Entity
@@ -151,12 +178,21 @@ def fail_context(run: RunState, context: str, cause: Cause, now: float) -> list[
     return plan.moves
 
 
-def close_auction(run: RunState, idx: int, actor: str) -> list[Move]:
+def close_auction(batch: BatchState, actor: str) -> list[Move]:
     """When no context of a batch in auction that may start now (`claimable`) waits for an
     orchestrator: provision."""
-    plan = _Plan(run, 0.0)
-    plan.close_auction(idx, actor)
-    return plan.moves
+    return _auction_closed(batch, batch.state, lambda ctx: ctx.state, actor)
+
+
+def award(batch: BatchState, context: str, orchestrator: str, actor: str) -> list[Move]:
+    """A Pending context of a live batch goes to `orchestrator` (Conflict otherwise); the
+    moves are the auction's end, when that was the last award it waited for."""
+    ctx = _in(batch, context)
+    if ctx.state != PENDING or batch.state not in BATCH_LIVE:
+        raise Conflict(f"context {context} is not open for award", ctx.state)
+    awarded = replace(ctx, orchestrator=orchestrator)
+    contexts = tuple(awarded if c is ctx else c for c in batch.contexts)
+    return close_auction(replace(batch, contexts=contexts), actor)
 
 
 def abort(run: RunState, cause: Cause, now: float) -> list[Move]:
@@ -224,13 +260,12 @@ def hand_back(run: RunState, context: str, cause: Cause) -> list[Move]:
 
 
 def claim(
-    run: RunState, context: str, orchestrator: str, cause: Cause, data: dict[str, Any],
+    batch: BatchState, context: str, orchestrator: str, cause: Cause, data: dict[str, Any],
     columns: dict[str, Any],
 ) -> list[Move]:  # fmt: skip
-    """Start an attempt of an awarded context (Conflict when it may not start now): a
-    Linear batch's context waits for the one before it to end."""
-    ctx = run.context(context)
-    batch = run.batches[ctx.batch]
+    """Start an attempt of an awarded context of `batch` (Conflict when it may not start
+    now): a Linear batch's context waits for the one before it to end."""
+    ctx = _in(batch, context)
     if ctx.state != PENDING:
         raise Conflict(f"context {context} is {ctx.state}", ctx.state)
     if ctx.orchestrator != orchestrator or batch.state not in BATCH_AWARDED:
@@ -242,6 +277,10 @@ def claim(
         moves.append(Move(Entity.BATCH, str(batch.idx), PROVISIONING, EXECUTING, cause))
     moves.append(Move(Entity.CONTEXT, context, PENDING, RUNNING, cause, data=data, columns=columns))
     return moves
+
+
+def _in(batch: BatchState, context: str) -> ContextState:
+    return next(c for c in batch.contexts if c.uuid == context)
 
 
 def claimable(batch: BatchState) -> list[ContextState]:
@@ -339,11 +378,46 @@ class _Plan:
             self.complete_pipeline(cause)
             return
         self.move(Entity.BATCH, str(idx), PENDING, AUCTION_STARTED, cause)
-        if not self.run.batches[idx].contexts:
+        batch = self.run.batches[idx]
+        if self.skip_unmet(batch, cause.actor) or not batch.contexts:
             self.settle_batch(idx, cause)
 
+    def skip_unmet(self, batch: BatchState, actor: str) -> bool:
+        """Skip each Pending context of a starting batch whose condition is false, its
+        steps NotRun; whether any was."""
+        skipped = False
+        for ctx in batch.contexts:
+            if ctx.condition is None or self.ctx_state(ctx) != PENDING:
+                continue
+            held, data = self.evaluate(ctx)
+            if held:
+                continue
+            cause = Cause(actor, Reason.CONDITION_FALSE, data)
+            self.move(Entity.CONTEXT, ctx.uuid, PENDING, SKIPPED, cause)
+            for step in self.steps(ctx):
+                if self.state(Entity.STEP, step.uuid, step.state) == PENDING:
+                    self.move(Entity.STEP, step.uuid, PENDING, NOT_RUN, cause)
+            skipped = True
+        return skipped
+
+    def evaluate(self, ctx: ContextState) -> tuple[bool, dict[str, Any]]:
+        """Whether a context's condition holds, and what to record: its text, and the
+        values it saw."""
+        if self.run.gates is None:
+            raise NarrowSnapshot(ctx.uuid)
+        gate = json.loads(ctx.condition or "{}")
+        inputs = self.run.gates
+        variables = inputs.trigger.variables(gate.get("env") or {}, inputs.captured)
+        held, seen = conditions.evaluate(gate["ast"], variables)
+        return held, {"condition": gate["source"], "seen": seen}
+
+    def steps(self, ctx: ContextState) -> tuple[StepState, ...]:
+        if ctx.steps is None:
+            raise NarrowSnapshot(ctx.uuid)
+        return ctx.steps
+
     def finish_context(self, ctx: ContextState, reported: Status, cause: Cause) -> None:
-        steps = [(s.uuid, self.state(Entity.STEP, s.uuid, s.state)) for s in ctx.steps]
+        steps = [(s.uuid, self.state(Entity.STEP, s.uuid, s.state)) for s in self.steps(ctx)]
         outcome = worst([reported, *(Status(state) for _, state in steps if state in OUTCOMES)])
         columns = {"lease_expires": None, "finished_at": self.now}
         self.move(Entity.CONTEXT, ctx.uuid, self.ctx_state(ctx), outcome.value, cause,
@@ -379,7 +453,7 @@ class _Plan:
 
     def not_run_context(self, ctx: ContextState, cause: Cause) -> None:
         self.move(Entity.CONTEXT, ctx.uuid, PENDING, NOT_RUN, cause)
-        for step in ctx.steps:
+        for step in self.steps(ctx):
             self.move(Entity.STEP, step.uuid, PENDING, NOT_RUN, cause)
 
     def settle_batch(self, idx: int, cause: Cause) -> None:
@@ -423,21 +497,30 @@ class _Plan:
     def reset_steps(self, ctx: ContextState, cause: Cause) -> None:
         """Every step of a context that will run again goes back to Pending."""
         columns = {"exit_code": None, "started_at": None, "finished_at": None}
-        for step in ctx.steps:
+        for step in self.steps(ctx):
             if step.state != PENDING:
                 self.move(Entity.STEP, step.uuid, step.state, PENDING, cause, columns=columns)
 
     def close_auction(self, idx: int, actor: str) -> None:
         batch = self.run.batches[idx]
-        if self.batch_state(batch) != AUCTION_STARTED:
-            return
-        # What the auction offers is what may start now (a Linear batch's first context):
-        # once those are all awarded, the batch is provisioned.
-        if any(c.orchestrator is None for c in _claimable(batch, self.ctx_state)):
-            return
-        cause = Cause(actor, Reason.AWARDED)
-        awards = {c.uuid: c.orchestrator for c in batch.contexts}
-        ident = str(idx)
-        self.move(Entity.BATCH, ident, AUCTION_STARTED, AUCTION_COMPLETED, cause,
-                  data={"awards": awards})  # fmt: skip
-        self.move(Entity.BATCH, ident, AUCTION_COMPLETED, PROVISIONING, cause)
+        for m in _auction_closed(batch, self.batch_state(batch), self.ctx_state, actor):
+            self.move(m.entity, m.ident, m.current, m.wanted, m.cause, data=m.data)
+
+
+def _auction_closed(
+    batch: BatchState, state: str, state_of: Callable[[ContextState], str], actor: str
+) -> list[Move]:
+    """The batch (in `state`, its contexts' in `state_of`) is provisioned once what its
+    auction offers, what may start now (a Linear batch's first context), is all awarded."""
+    if state != AUCTION_STARTED:
+        return []
+    if any(c.orchestrator is None for c in _claimable(batch, state_of)):
+        return []
+    cause = Cause(actor, Reason.AWARDED)
+    awards = {c.uuid: c.orchestrator for c in batch.contexts}
+    ident = str(batch.idx)
+    return [
+        Move(Entity.BATCH, ident, AUCTION_STARTED, AUCTION_COMPLETED, cause,
+             data={"awards": awards}),
+        Move(Entity.BATCH, ident, AUCTION_COMPLETED, PROVISIONING, cause),
+    ]  # fmt: skip

@@ -28,6 +28,7 @@ RUNNING = "Running"
 COMPLETE = "Complete"
 NOT_RUN = "NotRun"
 ABORTING = "Aborting"
+SKIPPED = "Skipped"  # a context whose condition was false when its batch started
 
 # Batch-only states, in the order a batch passes through them.
 AUCTION_STARTED = "AuctionStarted"
@@ -51,12 +52,14 @@ class Reason(StrEnum):
     CLAIMED = "claimed"
     USER_ABORT = "user_abort"
     SUPERSEDED = "superseded"  # aborted by a newer run of the same branch
+    PR_CLOSED = "pr_closed"  # aborted: its pull request was closed or merged
     PREVIOUS_CONTEXT_FAILED = "previous_context_failed"  # Linear: an earlier context failed
     FANOUT_SIBLING_FAILED = "fanout_sibling_failed"
     PREVIOUS_BATCH_FAILED = "previous_batch_failed"
     AGENT_LOST = "agent_lost"  # its lease ran out
     TIMEOUT = "timeout"  # stopped at its stage's deadline
     RETRY = "retry"
+    CONDITION_FALSE = "condition_false"  # Skipped: its gate's condition did not hold
     HANDED_BACK = "handed_back"  # its executor shut down before it ended
 
 
@@ -71,7 +74,7 @@ def _moves(
     }
 
 
-_RERUN = (*OUTCOMES, NOT_RUN)  # a retry runs a context or step in any end state again
+_RERUN = (*OUTCOMES, NOT_RUN, SKIPPED)  # a retry runs a context in any end state again
 
 # The transition table: `TRANSITIONS[entity][from][reason]` is the set of states `from`
 # may become, for any reason (None) or only for that one. A retry
@@ -93,8 +96,9 @@ TRANSITIONS: dict[Entity, dict[str, dict[Reason | None, frozenset[str]]]] = {
         NOT_RUN: _moves(retry={PENDING}),
     },
     Entity.CONTEXT: {
-        # Pending → Error: provisioning failed before the context started.
-        PENDING: _moves({RUNNING, NOT_RUN, Status.ERROR.value}),
+        # Pending → Error: provisioning failed before the context started; Pending →
+        # Skipped: its condition was false when its batch started.
+        PENDING: _moves({RUNNING, NOT_RUN, SKIPPED, Status.ERROR.value}),
         RUNNING: _moves({ABORTING, *OUTCOMES}, handed_back={PENDING}),
         # An abort races the context's own end: whatever really happened is recorded.
         ABORTING: _moves(OUTCOMES),

@@ -8,7 +8,7 @@ from typing import Any
 
 from otto.psm.errors import NotFound
 from otto.psm.records import Transition, iso
-from otto.psm.states import OUTCOMES
+from otto.psm.states import OUTCOMES, SKIPPED
 from otto.psm.store.base import Row, Tx
 from otto.redact import redact_url
 
@@ -41,6 +41,11 @@ def step_row(tx: Tx, context: str, uuid: str) -> Row:
 
 def _outcome(state: str) -> str | None:
     return state if state in OUTCOMES else None
+
+
+def _ended(state: str) -> bool:
+    """Whether a context's state has a reason to show: an outcome, or Skipped."""
+    return state in OUTCOMES or state == SKIPPED
 
 
 def pipeline(tx: Tx, uuid: str) -> dict[str, Any]:
@@ -76,7 +81,7 @@ def pipeline(tx: Tx, uuid: str) -> dict[str, Any]:
                 "name": c["name"],
                 "state": c["state"],
                 "status": _outcome(c["state"]),
-                "reason": why.get(c["uuid"]) if _outcome(c["state"]) else None,
+                "reason": why.get(c["uuid"]) if _ended(c["state"]) else None,
                 "orchestrator": c["orchestrator"],
                 "attempt": c["attempt"],
                 "started_at": iso(c["started_at"]),
@@ -132,6 +137,8 @@ def _summary(run: Row) -> dict[str, Any]:
         # When its last attempt began: its creation, or its last retry.
         "started_at": iso(run["retried_at"] or run["created_at"]),
         "updated_at": iso(run["updated_at"]),
+        # Its logs and artifacts removed by the retention policy (otto.housekeeping).
+        "logs_expired": run["logs_expired_at"] is not None,
     }
 
 

@@ -30,6 +30,6 @@ BUILTINS: dict[str, Builtin] = {
     "echo": Builtin(messages.echo),
     "error": Builtin(messages.error),
     "git": Builtin(git.run, git.check),
-    "sh": Builtin(sh.run),
+    "sh": Builtin(sh.run, sh.check),
     "unarchive": Builtin(artifacts.unarchive, artifacts.check_unarchive),
 }

@@ -7,22 +7,112 @@ from collections.abc import Iterator
 
 from pydantic import JsonValue
 
-from otto.model import Pipeline, Step
+from otto.conditions import Trigger, evaluate
+from otto.duration import duration_text
+from otto.model import Context, Gate, Input, Pipeline, Step
+from otto.parser.build import Matrix, each_variable
 from otto.steps.manifest import Manifest, StepCallError, check_step
 
 
-def explain_lines(pipeline: Pipeline, manifests: dict[str, Manifest]) -> Iterator[str]:
+def explain_lines(
+    pipeline: Pipeline,
+    manifests: dict[str, Manifest],
+    trigger: Trigger | None = None,
+    matrices: dict[int, Matrix] | None = None,
+) -> Iterator[str]:
+    """The pipeline in words; with a `trigger`, what each gate decides for such a run;
+    with the file's `matrices` (by batch index), which `each` values each context got."""
+    matrices = matrices or {}
     yield f"pipeline {pipeline.uuid}: {len(pipeline.batches)} batch(es)"
+    if trigger is not None:
+        yield f"for a run with {_trigger_phrase(trigger)}"
+    outcomes: dict[str, list[str]] = {outcome: [] for outcome in OUTCOMES}
     for number, batch in enumerate(pipeline.batches, 1):
         yield f"batch {number} ({batch.mode}): {_contexts_phrase(batch.mode, len(batch.contexts))}"
-        for context in batch.contexts:
+        matrix = matrices.get(number - 1)
+        if matrix is not None:
+            yield f"  expanded from the 'each' at line {matrix.line}, column {matrix.column}"
+        for c, context in enumerate(batch.contexts):
             yield f"  context {context.name or '(unnamed)'}"
+            if matrix is not None:
+                yield f"    each: {_binding_phrase(matrix.bindings[c])}"
+            if context.gate is not None:
+                yield from _gate_lines(context.gate)
+            if trigger is not None:
+                outcome, line = _verdict(context, trigger)
+                outcomes[outcome].append(context.name or "(unnamed)")
+                yield f"    => {line}"
             for key, value in context.properties.items():
                 if key != "name":
                     yield f"    {key} = {value}"
             for key, value in context.environment.items():
                 yield f"    env {key}={value}"
+            if context.credentials:
+                yield f"    credentials: {', '.join(context.credentials)}"
             yield from _step_lines(context.steps, manifests, indent="    ")
+    if trigger is not None:
+        yield "; ".join(f"{kind}: {', '.join(names)}" for kind, names in outcomes.items() if names)
+
+
+# What a gate can decide for a context, in the order `otto explain` sums them up.
+OUTCOMES = ("would run", "skipped", "waits for input")
+
+
+def _binding_phrase(binding: dict[str, str]) -> str:
+    return ", ".join(
+        f"{'it.' + axis if axis else 'it'}={_show(value)} ({each_variable(axis)})"
+        for axis, value in binding.items()
+    )
+
+
+def _trigger_phrase(trigger: Trigger) -> str:
+    shown = [
+        f"{name} {value!r}"
+        for name, value in (
+            ("branch", trigger.branch),
+            ("tag", trigger.tag),
+            ("event", trigger.event),
+            ("project", trigger.project),
+        )
+        if value
+    ]
+    shown += [f"env.{key} {value!r}" for key, value in trigger.environment.items()]
+    return ", ".join(shown) or "no branch, tag, event or project"
+
+
+def _gate_lines(gate: Gate) -> Iterator[str]:
+    if gate.condition is not None:
+        yield f"    when: {gate.condition.source}"
+    if gate.enter_input is not None:
+        yield f"    before it runs, waits for: {_input_phrase(gate.enter_input)}"
+    if gate.exit_input is not None:
+        yield f"    after its steps, waits for: {_input_phrase(gate.exit_input)}"
+
+
+def _input_phrase(found: Input) -> str:
+    details = []
+    if found.parameters:
+        details.append(f"parameters {', '.join(found.parameters)}")
+    if found.timeout is not None:
+        details.append(f"aborted after {duration_text(found.timeout)}")
+    shown = f"input {_show(found.message)}"
+    return f"{shown} ({'; '.join(details)})" if details else shown
+
+
+def _verdict(context: Context, trigger: Trigger) -> tuple[str, str]:
+    """(outcome, the line saying it) of a context's gate for a run of `trigger`."""
+    gate = context.gate or Gate()
+    seen = ""
+    if gate.condition is not None:
+        holds, values = evaluate(gate.condition.ast, trigger.variables(context.environment))
+        seen = ", ".join(f"{name}={_show(value)}" for name, value in values.items())
+        if not holds:
+            return "skipped", f"skipped: the condition is false ({seen or 'no variables'})"
+    if gate.enter_input is not None:
+        return "waits for input", "waits for input before it runs"
+    if gate.exit_input is not None:
+        return "would run", "runs, then waits for input before it counts as done"
+    return "would run", f"runs (the condition holds: {seen})" if seen else "runs"
 
 
 def _contexts_phrase(mode: str, count: int) -> str:

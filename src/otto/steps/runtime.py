@@ -9,8 +9,8 @@ abort and timeout) and fails with `StepFailure(message)`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -34,6 +34,7 @@ class StepOutcome:
     exit_code: int
     reason: str | None = None
     status: Status | None = None  # when not the exit code's own (e.g. a `dir` block's)
+    variables: Mapping[str, str] = field(default_factory=dict)  # captured: later VAR_<name>
 
     @property
     def final_status(self) -> Status:
@@ -68,6 +69,11 @@ class StepRuntime(Protocol):
     @property
     def private_dir(self) -> Path:
         """A 0700 directory of this agent run, for files no step output should hold."""
+
+    @property
+    def step_dir(self) -> Path:
+        """This step's own directory, which its processes may write to (in a sandbox or a
+        container alike), removed once the step has ended."""
 
     @property
     def store(self) -> ObjectStore: ...
@@ -109,12 +115,14 @@ class StepRuntime(Protocol):
         host: bool = False,
         mounts: Mounts | None = None,
         replace_env: bool = False,
+        output: Callable[[bytes], None] | None = None,
     ) -> int:
         """Run a process in the step's cwd and environment (`env` adds to it), isolated as
         the context is (`otto.isolation`); its exit code. `host`: on this machine, in its
         sandbox, even when the context has a container (Otto's own tools: `git`).
         `mounts`: what it may see beyond the workspace, home and control socket.
-        `replace_env`: `env` is the whole environment (Otto's own tools), not an addition."""
+        `replace_env`: `env` is the whole environment (Otto's own tools), not an addition.
+        `output`: where its output goes instead of the step's log (e.g. to transcode it)."""
 
     def run_block(self, steps: list[Step], cwd: Path) -> StepOutcome:
         """Run nested steps (validated with the rest) in `cwd`, as `dir` does."""

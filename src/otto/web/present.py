@@ -29,6 +29,7 @@ ICONS = {
     "Aborting": "⊘",
     "Complete": "●",
     "NotRun": "–",
+    "Skipped": "↷",
     "Success": "✓",
     "Unstable": "◒",
     "Aborted": "⊘",
@@ -43,6 +44,17 @@ LABEL_WIDTH = 40
 def shown(item: dict[str, Any]) -> str:
     """What to show for a pipeline, batch, context or step: its outcome once it has one."""
     return str(item.get("status") or item["state"])
+
+
+def gate_conditions(model: dict[str, Any]) -> dict[str, str]:
+    """The condition of each context of a run's model that has one (`when { … }`), by uuid."""
+    found = {}
+    for batch in model.get("batches", []):
+        for ctx in batch.get("contexts", []):
+            condition = (ctx.get("gate") or {}).get("condition")
+            if condition:
+                found[ctx["uuid"]] = str(condition["source"])
+    return found
 
 
 def icon(state: str) -> str:
@@ -149,9 +161,12 @@ class Described:
 
 
 def step_label(symbol: str, parameters: JsonValue) -> str:
-    """`sh: make test`: the symbol and the first line of its first text parameter."""
+    """`sh: make test`: the symbol and its `label` (`sh script: '…', label: 'Build'`), else
+    the first line of its first text parameter."""
     values = parameters.values() if isinstance(parameters, dict) else parameters
-    text = next((v for v in values or [] if isinstance(v, str) and v.strip()), "")
+    label = parameters.get("label") if isinstance(parameters, dict) else None
+    text = label if isinstance(label, str) and label.strip() else ""
+    text = text or next((v for v in values or [] if isinstance(v, str) and v.strip()), "")
     if not text:
         return symbol
     label = f"{symbol}: {text.strip().splitlines()[0].strip()}"

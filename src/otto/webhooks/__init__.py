@@ -1,8 +1,9 @@
 """Webhooks: forge push payloads → Ottofile at the pushed SHA → parser → PSM.
 
 `Webhooks` is the part's one entry point for `otto server`: its HTTP
-endpoints, its background threads (the push worker; the project watcher, which
-reloads `projects.d` when a file in it changes, or on SIGHUP; the dispatcher, which
+endpoints (forge hooks, deliveries, runs by hand), its background threads (the push
+worker; the scheduler, which starts the projects' scheduled runs; the project watcher,
+which reloads `projects.d` when a file in it changes, or on SIGHUP; the dispatcher, which
 turns transitions into commit statuses and outbound webhook deliveries in the
 outbox; the sender, which delivers them). A run from a push carries the commit its
 workspaces start from (unless its project says `checkout: false`): the PSM hands it
@@ -29,9 +30,11 @@ from otto.webhooks.deliveries import DeliveriesApi
 from otto.webhooks.dispatch import Dispatcher
 from otto.webhooks.github import ForgeHooks
 from otto.webhooks.inbox import Inbox
+from otto.webhooks.manual import RunsApi, Starter
 from otto.webhooks.mirror import Mirrors
 from otto.webhooks.outbox import Outbox
 from otto.webhooks.projects import PROJECT_FILES, Problem, Project, load_projects
+from otto.webhooks.schedules import Deadlines, Scheduler
 from otto.webhooks.sender import BACKOFF, Sender
 from otto.webhooks.statuses import status_entries
 from otto.webhooks.subscribers import webhook_entries
@@ -47,11 +50,16 @@ class Webhooks:
         self.directory = home / "projects.d"
         self.projects: dict[str, Project] = {}
         self.problems: list[Problem] = []
+        self.reloaded = threading.Event()  # wakes the scheduler: schedules may have changed
         self.watcher = ProjectWatcher(self.directory, self.reload)
         self.reload()
         self.ledger = Inbox(psm.store)
-        self.worker = PushWorker(
-            psm, self.ledger, Mirrors(home / "mirrors"), lambda name: self.projects.get(name)
+        mirrors = Mirrors(home / "mirrors")
+        self.worker = PushWorker(psm, self.ledger, mirrors, lambda name: self.projects.get(name))
+        starter = Starter(self.worker, mirrors)
+        self.runs = RunsApi(starter, lambda name: self.projects.get(name))
+        self.scheduler = Scheduler(
+            Deadlines(psm.store), starter, lambda: list(self.projects.values()), self.reloaded
         )
         self.outbox = Outbox(psm.store, start=psm.events.last_seq)
         self.sender = Sender(self.outbox, backoff_from_env())
@@ -97,22 +105,25 @@ class Webhooks:
         self.projects, self.problems = dict(sorted(loaded.items())), problems
         said = fields(directory=str(self.directory), projects=len(loaded), rejected=len(rejected))
         log.info("projects read", extra=said)
+        self.reloaded.set()
 
     def reload_soon(self) -> None:
         """Reload `projects.d` on the watcher's thread (safe from a signal handler)."""
         self.watcher.wake.set()
 
     def endpoints(self) -> list[Endpoint]:
-        return [*self.forges.endpoints(), *self.deliveries.endpoints()]
+        return [*self.forges.endpoints(), *self.deliveries.endpoints(), *self.runs.endpoints()]
 
     def start(self) -> None:
         self.sender.start()
         self.dispatcher.start()
         self.worker.start()
+        self.scheduler.start()
         self.watcher.start()
 
     def stop(self) -> None:
         self.watcher.stop()
+        self.scheduler.stop()
         self.worker.stop()
         self.dispatcher.stop()
         self.sender.stop()

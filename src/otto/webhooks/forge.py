@@ -26,6 +26,9 @@ class Forge:
     names: Callable[[dict[str, Any]], set[str] | None]  # the repository's URLs and names
     push: Callable[[Any, str, dict[str, Any]], tuple[Push | None, str]]
     clone_url_at: str = "repository.clone_url"  # the URL matched against `source.url`
+    content_types: tuple[str, ...] = ("application/json",)  # bodies it sends; others: 415
+    pull_events: frozenset[str] = frozenset()  # pull (merge) request events
+    pull: Callable[[Any, str, dict[str, Any]], tuple[Push | None, str]] | None = None
 
     def clone_url(self, payload: dict[str, Any]) -> tuple[str, str | None]:
         """Where the payload names the repository's clone URL, and that URL."""

@@ -1,10 +1,12 @@
 """`POST /v1/webhooks/github` (and `/gitea`, `/gitlab`) and `GET /v1/projects`.
 
 The signature (`X-Hub-Signature-256`; Gitea's `X-Gitea-Signature`, GitLab's
-`X-Gitlab-Token`) is checked over the raw body before anything is parsed;
+`X-Gitlab-Token`) is checked over the raw body before anything is parsed (GitHub's
+form-encoded body too: its JSON is the `payload` field; another content type is a 415);
 the delivery id (`X-GitHub-Delivery`, …) is recorded so a redelivery creates
 nothing: it is answered with the run the first delivery came to, as is a push of a
-commit that already has a run. A push is acknowledged (202) as soon as it is queued;
+commit that already has a run (not a tag push's, nor a pull request's: they run again,
+`otto.webhooks.pulls`). A push is acknowledged (202) as soon as it is queued;
 the Ottofile is read and the pipeline created in the background. Every request,
 refused ones too, is logged and listed by `GET /v1/webhooks/deliveries`.
 """
@@ -15,6 +17,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
+from urllib.parse import parse_qs
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -28,11 +31,13 @@ from otto.webhooks.forge import Forge, repository_names, verify_hex, verify_sign
 from otto.webhooks.gitlab import gitlab_names, gitlab_push
 from otto.webhooks.inbox import BUILT, IGNORED, QUEUED, REDELIVERY, REFUSED, Inbox, Push, Received
 from otto.webhooks.projects import Project
+from otto.webhooks.pulls import as_tag, github_pull, gitlab_merge_request
 from otto.webhooks.statuses import run_page
 
 log = logging.getLogger("otto.webhooks")
 
 SHA = frozenset("0123456789abcdef")
+JSON, FORM = "application/json", "application/x-www-form-urlencoded"
 DEFAULT_RECEIVED, MAX_RECEIVED = 50, 500  # GET /v1/webhooks/deliveries: ?limit=
 LIMIT_SCHEMA = {"type": "integer", "minimum": 1, "maximum": MAX_RECEIVED, "default": 50}
 
@@ -62,17 +67,21 @@ class ForgeHooks:
                         200: "ping; a redelivery, or a commit already built (`duplicate`, with"
                         " the run's `uuid` and `url`)",
                         202: "accepted (a push is queued) or ignored",
-                        400: "a header is missing, or the body is not JSON",
+                        400: "a header is missing, or the body is not JSON (nor a form"
+                        " whose `payload` is)",
                         401: f"missing or wrong {forge.secret_header}",
                         404: "no project has the repository's clone URL as `source.url`",
                         413: "body over 25 MB",
+                        415: "a Content-Type other than "
+                        + " or ".join(forge.content_types)
+                        + " (named)",
                         422: "a payload field is missing or invalid (named)",
                     },
                 )
                 for forge, summary in (
-                    (GITHUB, "GitHub webhook (push, ping)"),
-                    (GITEA, "Gitea webhook (push)"),
-                    (GITLAB, "GitLab webhook (Push Hook, Tag Push Hook)"),
+                    (GITHUB, "GitHub webhook (push, pull_request, ping)"),
+                    (GITEA, "Gitea webhook (push, pull_request)"),
+                    (GITLAB, "GitLab webhook (Push Hook, Tag Push Hook, Merge Request Hook)"),
                 )
             ),
             Endpoint(
@@ -80,7 +89,8 @@ class ForgeHooks:
                 "/v1/webhooks/deliveries",
                 self.list_received,
                 "Incoming webhook deliveries, newest first: when, forge, event, delivery id,"
-                " verdict (refused, ignored, redelivery, built, queued, created), why, run",
+                " verdict (refused, ignored, redelivery, built, queued, created, aborted),"
+                " why, run",
                 responses={200: "the latest deliveries", 400: "a bad `limit` (names it)"},
                 query={
                     "limit": {
@@ -154,17 +164,19 @@ class ForgeHooks:
             raise ApiError(400, "missing_delivery", f"{what} header is missing")
         if not event:
             raise ApiError(400, "missing_event", f"{forge.event_header} header is missing")
-        payload = _json(raw)
+        payload = _payload(forge, request.headers.get("content-type"), raw)
         project = _matching(forge, signed, payload, event)
         push, ignored = (None, f"event {event!r} is not handled")
         if event in forge.ping_events:
             ignored = "ping"
         elif event in forge.push_events:
             push, ignored = forge.push(project, delivery, payload)
+        elif forge.pull is not None and event in forge.pull_events:
+            push, ignored = forge.pull(project, delivery, payload)
         received = replace(received, project=project.name)
         if push is None:
             verdict = replace(received, verdict=IGNORED, status=202, reason=ignored)
-        elif (run := self.built(push.clone_url, push.sha)) is not None:
+        elif not push.force and (run := self.built(push.clone_url, push.sha)) is not None:
             reason = f"commit {push.sha} already built"
             verdict = replace(received, verdict=BUILT, status=200, reason=reason, pipeline=run)
         else:
@@ -245,6 +257,30 @@ async def _read_limited(request: Request) -> bytes:
     return b"".join(chunks)
 
 
+def _payload(forge: Forge, content_type: str | None, raw: bytes) -> dict[str, Any]:
+    """The payload of a body of one of the forge's content types (GitHub's form-encoded
+    body holds the JSON in its `payload` field); 415 naming them for any other."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media not in forge.content_types:
+        expected = " or ".join(forge.content_types)
+        message = f"Content-Type {media or '(none)'!r}: expected {expected}"
+        raise ApiError(415, "unsupported_media_type", message, accepted=list(forge.content_types))
+    return _json(_form_payload(raw) if media == FORM else raw)
+
+
+def _form_payload(raw: bytes) -> bytes:
+    """The `payload` field of a form-encoded body."""
+    try:
+        form = parse_qs(raw.decode("ascii"), strict_parsing=True, max_num_fields=100)
+    except (UnicodeDecodeError, ValueError):
+        raise ApiError(400, "invalid_form", "request body is not a URL-encoded form") from None
+    found = form.get("payload")
+    if not found or len(found) != 1:
+        raise ApiError(400, "invalid_form", "payload: the form has no single `payload` field",
+                       field="payload")  # fmt: skip
+    return found[0].encode()
+
+
 def _json(raw: bytes) -> dict[str, Any]:
     payload = json_body(raw)
     if not isinstance(payload, dict):
@@ -271,6 +307,9 @@ def _push(project: Project, delivery: str, payload: dict[str, Any]) -> tuple[Pus
         return None, f"{ref} is outside the refspec {project.source.refspec}"
     full_name = repository.get("full_name")
     clone_url = project.source.url  # the project's spelling: one dedup key per repository
+    tagged = _text(payload.get("head_commit"), "id")
+    if ref.startswith("refs/tags/") and len(tagged) == 40 and set(tagged) <= SHA:
+        sha = tagged  # an annotated tag's `after` is the tag object: run its commit
     push = Push(
         delivery,
         project.name,
@@ -278,10 +317,26 @@ def _push(project: Project, delivery: str, payload: dict[str, Any]) -> tuple[Pus
         sha,
         clone_url,
         full_name if isinstance(full_name, str) else None,
-        message=_text(payload.get("head_commit"), "message").split("\n", 1)[0] or None,
-        pusher=_text(payload.get("pusher"), "name") or None,
+        message=_message(payload, sha),
+        pusher=_pusher(payload.get("pusher")),
     )
-    return push, ""
+    return as_tag(push), ""
+
+
+def _message(payload: dict[str, Any], sha: str) -> str | None:
+    """The first line of the pushed commit's message: `head_commit`'s (GitHub), else the
+    pushed commit's entry in `commits[]` or its last (Gitea sends no `head_commit`)."""
+    text = _text(payload.get("head_commit"), "message")
+    commits = payload.get("commits")
+    if not text and isinstance(commits, list) and commits:
+        pushed = [c for c in commits if isinstance(c, dict) and c.get("id") == sha]
+        text = _text((pushed or commits)[-1], "message")
+    return text.split("\n", 1)[0] or None
+
+
+def _pusher(pusher: Any) -> str | None:
+    """Who pushed: GitHub's `pusher.name`, Gitea's `pusher.login` or `pusher.username`."""
+    return _text(pusher, "name") or _text(pusher, "login") or _text(pusher, "username") or None
 
 
 def _text(part: Any, key: str) -> str:
@@ -301,6 +356,9 @@ GITHUB = Forge(
     "repository",
     repository_names,
     _push,
+    content_types=(JSON, FORM),  # GitHub's default is the form
+    pull_events=frozenset({"pull_request"}),
+    pull=github_pull,
 )
 GITEA = Forge(
     "gitea",
@@ -313,6 +371,8 @@ GITEA = Forge(
     "repository",
     repository_names,
     _push,  # Gitea's push payload has GitHub's shape
+    pull_events=frozenset({"pull_request"}),
+    pull=github_pull,  # and so has its pull_request payload
 )
 GITLAB = Forge(
     "gitlab",
@@ -326,4 +386,6 @@ GITLAB = Forge(
     gitlab_names,
     gitlab_push,
     "project.git_http_url",
+    pull_events=frozenset({"Merge Request Hook"}),
+    pull=gitlab_merge_request,
 )

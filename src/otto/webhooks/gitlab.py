@@ -10,6 +10,7 @@ from otto.endpoints import ApiError
 from otto.limits import MAX_NAME, has_control
 from otto.webhooks.inbox import Push
 from otto.webhooks.projects import Project
+from otto.webhooks.pulls import as_tag
 
 SHA = frozenset("0123456789abcdef")
 
@@ -56,7 +57,7 @@ def gitlab_push(
         message=(message.split("\n", 1)[0] or None) if isinstance(message, str) else None,
         pusher=pusher if isinstance(pusher, str) and pusher else None,
     )
-    return push, ""
+    return as_tag(push), ""
 
 
 def _is_sha(value: Any) -> bool:

@@ -28,6 +28,7 @@ from otto.psm.store.base import Store, Tx
 QUEUED, DONE, IGNORED = "queued", "done", "ignored"
 # What became of a received delivery (`webhook_received.verdict`); QUEUED and IGNORED too.
 REFUSED, REDELIVERY, BUILT, CREATED = "refused", "redelivery", "built", "created"
+ABORTED = "aborted"  # a closed pull request: its runs were aborted
 KEEP_RECEIVED = 10_000  # rows of webhook_received kept, the latest
 PRUNE_EVERY = 100  # received rows between two prunings
 
@@ -46,6 +47,9 @@ class Push:
     pusher: str | None = None
     event: str = "push"  # the kind of trigger (`otto.psm.EVENTS`), recorded with the run
     details: dict[str, Any] | None = None  # what it said (`About.details`)
+    # Runs even when its commit already ran: a tag push, a pull request's (unless the
+    # project says `dedup_pull_requests`); a pull request's closing aborts its runs.
+    force: bool = False
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__)
@@ -59,7 +63,8 @@ class Push:
 class Received:
     """A request a forge hook answered, and its verdict: `refused` (4xx), `ignored`,
     `redelivery` (a delivery id seen before), `built` (the commit has a run already),
-    `queued` (then `created`, or `built` when the worker finds the commit's run)."""
+    `queued` (then `created`, `built` when the worker finds the commit's run, or
+    `aborted`: a pull request closed, its runs aborted)."""
 
     forge: str
     event: str

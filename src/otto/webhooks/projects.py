@@ -3,8 +3,9 @@
 A project names its repository (`source.url`, the clone URL a forge sends as
 `repository.clone_url`), which refs trigger runs, where the Ottofile is, the
 environment variable holding the webhook secret (never the secret itself),
-whether contexts start with a checkout, where commit statuses go, and who
-else hears of its runs (outbound webhook subscribers). A file that cannot be
+whether contexts start with a checkout, where commit statuses go, who
+else hears of its runs (outbound webhook subscribers), and when it runs by itself
+(`schedules`, cron expressions: `otto.webhooks.schedules`). A file that cannot be
 used is reported with every problem at once, each at its line, naming the key
 (`line 7: unknown key 'secert_env' (did you mean 'secret_env'?)`); the others load.
 """
@@ -12,14 +13,19 @@ used is reported with every problem at once, each at its line, naming the key
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
+from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from otto.housekeeping.policy import Retention
 from otto.psm.states import ALLOWED
 from otto.redact import redact_url
 from otto.status import Status
@@ -77,6 +83,44 @@ class Subscriber(_Strict):
         return not self.states or to_state in self.states or status in self.states
 
 
+class Schedule(_Strict):
+    """A run at every due time of `cron` (five fields, or six: the sixth is seconds), read
+    in `timezone`, of `ref` (the project's default branch when omitted)."""
+
+    cron: str = Field(min_length=1, max_length=200)
+    ref: str | None = Field(None, min_length=1, max_length=255)
+    timezone: str = Field("UTC", min_length=1, max_length=100)
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, cron: str) -> str:
+        if not croniter.is_valid(cron):
+            raise ValueError(f"not a cron expression: {cron!r} (e.g. '0 3 * * *')")
+        return cron
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, zone: str) -> str:
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {zone!r} (e.g. 'UTC', 'Europe/Paris')") from None
+        return zone
+
+    def key(self) -> str:
+        """Stable across reloads while cron, ref and time zone stay the same."""
+        said = json.dumps([self.cron, self.ref, self.timezone])
+        return hashlib.sha256(said.encode()).hexdigest()[:16]
+
+
+class PullRequests(_Strict):
+    """Whether pull (merge) requests run, and which commit: the request's head, or the
+    merge the forge made of it with its target branch (the head when it names none)."""
+
+    enabled: bool = True
+    build: Literal["head", "merge"] = "head"
+
+
 class Project(_Strict):
     name: str = Field(pattern=NAME)  # the file's stem
     title: str = ""
@@ -87,8 +131,15 @@ class Project(_Strict):
     checkout: bool = True
     statuses: Statuses | None = None
     supersede: Literal["none", "pending", "running"] = "none"
+    pull_requests: PullRequests = Field(default_factory=PullRequests)
+    # A fork's request: never run, or run untrusted (sandboxed, no passthrough variables).
+    forks: Literal["never", "sandboxed"] = "sandboxed"
+    # True: a request's commit that already ran (as a push) does not run again.
+    dedup_pull_requests: bool = False
     default_branches: list[str] = Field(default_factory=lambda: ["main", "master"])
     webhooks: list[Subscriber] = Field(default_factory=list)
+    retention: Retention | None = None  # overrides of the server's retention settings
+    schedules: list[Schedule] = Field(default_factory=list, max_length=100)
 
     def secret_variables(self) -> list[str]:
         """The variables holding this project's secrets (signing, status, outbound)."""

@@ -4,7 +4,10 @@
 Ottofile: `pending`, then `error`), then `success` / `failure` / `error` when
 it is Complete (Unstable as the project says). `POST {api}/repos/{owner}/
 {repo}/statuses/{sha}` with `state`, `target_url`, `description`, `context`
-and the token from the project's `statuses.token_env`. The requests go
+and the token from the project's `statuses.token_env`. A run rejected for its
+Ottofile says why in a few words (`Ottofile not found at <sha>`, `Ottofile:4:5:
+expected …`): the first line of its error, without URLs or server paths (the whole
+error stays in the run, for the server's users). The requests go
 through the outbox (outbox.py), so they survive a restart, are retried with
 back-off, and the statuses of one commit arrive in order.
 """
@@ -12,6 +15,7 @@ back-off, and the statuses of one commit arrive in order.
 from __future__ import annotations
 
 import json
+import re
 
 from otto.psm import Transition
 from otto.psm.states import COMPLETE, PENDING, Entity
@@ -20,6 +24,9 @@ from otto.webhooks.outbox import Entry
 from otto.webhooks.projects import Project
 
 DESCRIPTION_LIMIT = 140  # GitHub refuses longer descriptions
+# What a description never shows: URLs (with credentials or not, scp-like too), paths.
+URL = re.compile(r"[A-Za-z][\w+.-]*://[^\s'\"()<>`]*|[\w.-]+@[\w.-]+:[\w./~-]*")
+SERVER_PATH = re.compile(r"(?<![\w.~-])/[^\s:'\"`]+")
 STATES = {"Success": "success", "Failed": "failure", "Aborted": "error", "Error": "error"}
 HEADERS = {
     "Accept": "application/vnd.github+json",
@@ -46,7 +53,7 @@ def status_entries(t: Transition, run: RunInfo, project: Project, public_url: st
         if status == "Unstable":
             state = statuses.unstable_as
         message = (t.data or {}).get("message") if t.reason == "config_error" else None
-        description = f"Otto: {status}" + (f": {message}" if message else "")
+        description = f"Otto: {status}" + (f": {_for_people(message)}" if message else "")
     else:
         return []
     url = f"{statuses.api_url.rstrip('/')}/repos/{run.full_name}/statuses/{run.sha}"
@@ -82,6 +89,13 @@ def status_headers(token: str | None) -> dict[str, str]:
 def worth_retrying(code: int) -> bool:
     """A refused status is tried again only when GitHub is down or rate-limiting."""
     return code >= 500 or code in (403, 429)
+
+
+def _for_people(error: str) -> str:
+    """What failed, from the first line of a rejected run's error (the lines after it
+    are details: a parse error's excerpt, git's words), with no URL or server path."""
+    first = next((line for line in error.splitlines() if line.strip()), "")
+    return SERVER_PATH.sub("<path>", URL.sub("<url>", first))
 
 
 def _clip(text: str) -> str:

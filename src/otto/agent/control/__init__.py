@@ -12,6 +12,8 @@ filesystem where there is one); every request carries the per-run token as
     {"type": "CaptureVariable", "name": "VERSION", "value": "1.2"}   # later: VAR_VERSION
     {"type": "DropVariable", "name": "VERSION"}
     {"type": "Terminate", "status": "Success", "reason": "nothing to do"}  # end it now
+    {"type": "RetrieveCredential", "name": "npm-token"}   # → {"value": …}; 409 when the
+                                                          # stage did not ask for it
 
 From a shell: `python -m otto.agent.control set-status Unstable` (see
 `otto.agent.control.client`). This package imports only the standard
@@ -20,4 +22,5 @@ library, so the client starts fast.
 
 ENV_SOCKET = "OTTO_CONTROL_SOCKET"
 ENV_TOKEN = "OTTO_CONTROL_TOKEN"
+ENV_CREDENTIALS = "OTTO_CREDENTIALS"  # the directory of the stage's credentials, one file each
 PATH = "/v1/control"

@@ -77,3 +77,8 @@ def drop_variable(name: str, **kw: Any) -> dict[str, Any]:
 
 def terminate(status: str, reason: str | None = None, **kw: Any) -> dict[str, Any]:
     return send({"type": "Terminate", "status": status, "reason": reason}, **kw)
+
+
+def retrieve_credential(name: str, **kw: Any) -> str:
+    """The value of a credential the step's stage asked for (ControlError otherwise)."""
+    return str(send({"type": "RetrieveCredential", "name": name}, **kw)["value"])

@@ -14,13 +14,21 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
 
 from otto.agent.control import PATH
 from otto.status import Status
+from otto.steps.variables import MAX_NAME_LENGTH, MAX_VALUE_BYTES, VARIABLE_NAME
 from otto.validation import first_error_text
 
-VARIABLE_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 MAX_BODY = 1 << 20
 
 
@@ -42,13 +50,20 @@ class SetPipelineStatus(_Message):
 
 class CaptureVariable(_Message):
     type: Literal["CaptureVariable"]
-    name: str = Field(pattern=VARIABLE_NAME, max_length=200)
+    name: str = Field(pattern=VARIABLE_NAME, max_length=MAX_NAME_LENGTH)
     value: str
+
+    @field_validator("value")
+    @classmethod
+    def _fits(cls, value: str) -> str:
+        if len(value.encode()) > MAX_VALUE_BYTES:
+            raise ValueError(f"a variable's value holds at most {MAX_VALUE_BYTES // 1024} KiB")
+        return value
 
 
 class DropVariable(_Message):
     type: Literal["DropVariable"]
-    name: str = Field(pattern=VARIABLE_NAME, max_length=200)
+    name: str = Field(pattern=VARIABLE_NAME, max_length=MAX_NAME_LENGTH)
 
 
 class Terminate(_Message):
@@ -57,8 +72,16 @@ class Terminate(_Message):
     reason: str | None = None
 
 
+class RetrieveCredential(_Message):
+    """A credential the context's stage asked for (answered as `{"value": …}`)."""
+
+    type: Literal["RetrieveCredential"]
+    name: str = Field(min_length=1, max_length=100)
+
+
 ControlMessage = Annotated[
-    SetPipelineStatus | CaptureVariable | DropVariable | Terminate, Field(discriminator="type")
+    SetPipelineStatus | CaptureVariable | DropVariable | Terminate | RetrieveCredential,
+    Field(discriminator="type"),
 ]
 _MESSAGE: TypeAdapter[ControlMessage] = TypeAdapter(ControlMessage)
 

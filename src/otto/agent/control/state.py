@@ -1,16 +1,18 @@
 """What the control socket changes: the context's status floor, captured variables, and
-a request to end the context now."""
+a request to end the context now; and what it tells: the stage's credentials."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from otto.agent.control.server import (
     CaptureVariable,
     ControlMessage,
+    ControlRejected,
     DropVariable,
+    RetrieveCredential,
     SetPipelineStatus,
     Terminate,
 )
@@ -21,9 +23,15 @@ from otto.status import Status, worst
 class ControlState:
     """Thread-safe: the server's threads handle messages while steps read the state."""
 
-    def __init__(self, interrupter: Interrupter, note: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        interrupter: Interrupter,
+        note: Callable[[str], None],
+        credentials: Mapping[str, str] | None = None,
+    ) -> None:
         self._interrupter = interrupter
         self._note = note
+        self._credentials = dict(credentials or {})  # only those the stage asked for
         self._lock = threading.Lock()
         self._floor = Status.SUCCESS
         self._variables: dict[str, str] = {}
@@ -39,7 +47,14 @@ class ControlState:
         with self._lock:
             return dict(self._variables)
 
+    def capture(self, variables: Mapping[str, str]) -> None:
+        """Record variables a step captured otherwise (`$OTTO_VARIABLES`, `returnStdout`)."""
+        with self._lock:
+            self._variables.update(variables)
+
     def handle(self, message: ControlMessage) -> dict[str, Any]:
+        if isinstance(message, RetrieveCredential):
+            return self._credential(message.name)
         with self._lock:
             if isinstance(message, SetPipelineStatus):
                 self._floor = worst([self._floor, message.status])
@@ -63,3 +78,11 @@ class ControlState:
             }
         self._note(f"control: {note}")
         return answer
+
+    def _credential(self, name: str) -> dict[str, Any]:
+        value = self._credentials.get(name)
+        if value is None:
+            self._note(f"control: credential {name} refused: the stage did not ask for it")
+            raise ControlRejected(f"no credential {name} for this context")
+        self._note(f"control: credential {name} retrieved")
+        return {"ok": True, "name": name, "value": value}

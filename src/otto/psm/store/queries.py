@@ -1,8 +1,8 @@
 """The SQL the PSM's role modules (`pipelines`, `executor`, `awards`) run, by what it does.
 
 State itself changes only through `otto.psm.ledger`; what is here reads snapshots for
-the rules (`run_state`) and writes the columns no transition covers (awards, leases,
-abort requests, idempotency keys).
+the rules (`run_state`, `batch_of`) and writes the columns no transition covers (awards,
+leases, abort requests, idempotency keys).
 """
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from otto import conditions
 from otto.duration import parse_duration
-from otto.model import Checkout, Pipeline
-from otto.psm.errors import Conflict
-from otto.psm.records import About, Cause
-from otto.psm.rules import BatchState, ContextState, RunState, StepState
+from otto.model import Checkout, Context, Pipeline
+from otto.psm.errors import Conflict, NotFound
+from otto.psm.records import About, Cause, gate_trigger, trigger_details
+from otto.psm.rules import BatchState, ContextState, GateInputs, RunState, StepState
 from otto.psm.states import ABORTING, PENDING, RUNNING
 from otto.psm.store.base import Row, Tx
 
@@ -24,10 +25,11 @@ STAGE_TIMEOUT = "timeout"  # the stage property that bounds how long it may run
 # -- snapshots ---------------------------------------------------------------------
 
 
-# A run's states, one row per step (per context without steps, per batch without contexts).
+# A run's states, one row per step read (per context without, per batch without contexts).
 _SNAPSHOT = """SELECT p.state, p.abort_requested, p.abort_reason, p.abort_data,
     b.idx, b.mode, b.state AS batch_state, b.status,
-    c.uuid AS context, c.position, c.state AS context_state, c.orchestrator, {steps}
+    c.uuid AS context, c.position, c.state AS context_state, c.orchestrator, c.gate_condition,
+    {steps}
 FROM pipelines p
 LEFT JOIN batches b ON b.pipeline = p.uuid
 LEFT JOIN contexts c ON c.pipeline = b.pipeline AND c.batch = b.idx {join}
@@ -46,39 +48,131 @@ _WITH_STEPS = {
         " WHERE context = c.uuid OFFSET 0) s ON TRUE",
     }.items()
 }
+_CONTEXT_STEPS = "SELECT uuid, state FROM steps WHERE context = ? ORDER BY position"
+# A context's own columns (`_OWN`) and its batch's states, one row per context of the batch.
+_OWN = ("pipeline", "batch", "attempt", "lease_epoch", "stage_timeout")
+_BATCH_OF = """SELECT me.pipeline, me.batch, me.attempt, me.lease_epoch, me.stage_timeout,
+    b.mode, b.state, b.status, c.uuid, c.position, c.state, c.orchestrator
+FROM contexts me
+JOIN batches b ON b.pipeline = me.pipeline AND b.idx = me.batch
+JOIN contexts c ON c.pipeline = me.pipeline AND c.batch = me.batch
+WHERE me.uuid = ? ORDER BY c.position"""
 
 
-def run_state(tx: Tx, uuid: str, steps: bool = True) -> RunState:
-    """A pipeline's states for the rules (`steps=False`: without its steps'), in one query."""
-    rows = tx.tuples(_WITH_STEPS[tx.dialect] if steps else _WITHOUT_STEPS, uuid)
+def run_state(tx: Tx, uuid: str, steps: bool | str = True, gates: bool | None = None) -> RunState:
+    """A pipeline's states for the rules, with every context's steps (`steps=True`), none
+    (False), or only those of the context `steps` names; the others' are None (not read).
+
+    What conditions read (`gates`) is read too when asked, or (None) only when the next
+    batch to start has a Pending context with a condition: then those contexts' steps
+    are held as well, to be skipped with them."""
+    rows = tx.tuples(_WITH_STEPS[tx.dialect] if steps is True else _WITHOUT_STEPS, uuid)
     assert rows, f"no pipeline {uuid}"
-    batch_of: dict[int, tuple[str, str, str | None]] = {}
-    contexts_of: dict[int, dict[str, tuple[int, str, str | None]]] = {}
+    gated = _gated_next(rows)
+    read: dict[str, tuple[StepState, ...]] | None = None
+    if steps is not True:
+        wanted = [*gated, steps] if isinstance(steps, str) else gated
+        read = _steps_of(tx, wanted) if wanted else {}
+    batches = _batches(rows, read)
+    state, abort_requested, abort_reason, abort_data = rows[0][:4]
+    data = json.loads(abort_data) if abort_data else None
+    inputs = gate_inputs(tx, uuid) if (gates if gates is not None else bool(gated)) else None
+    return RunState(uuid, state, batches, bool(abort_requested), abort_reason, data, inputs)
+
+
+def _steps_of(tx: Tx, contexts: list[str]) -> dict[str, tuple[StepState, ...]]:
+    """The steps of `contexts`, in order, by context."""
+    if len(contexts) == 1:
+        (only,) = contexts
+        return {only: tuple(StepState(*s) for s in tx.tuples(_CONTEXT_STEPS, only))}
+    found: dict[str, list[StepState]] = {c: [] for c in contexts}
+    marks = ", ".join("?" for _ in contexts)
+    query = f"SELECT context, uuid, state FROM steps WHERE context IN ({marks}) ORDER BY position"
+    for context, step, state in tx.tuples(query, *contexts):
+        found[context].append(StepState(step, state))
+    return {c: tuple(s) for c, s in found.items()}
+
+
+def _gated_next(rows: list[tuple[Any, ...]]) -> list[str]:
+    """The Pending contexts with a condition of the first batch not yet started (of
+    snapshot rows: batch index 4, its state 6, context 8, its state 10, condition 12)."""
+    first: int | None = None
+    gated: list[str] = []
+    for row in rows:
+        if first is None and row[6] == PENDING:
+            first = row[4]
+        if first is not None and row[4] != first:
+            break
+        if first is not None and row[12] and row[10] == PENDING and row[8] not in gated:
+            gated.append(row[8])
+    return gated
+
+
+# What conditions read of a run, in one query: its row, with each captured variable.
+_GATE_INPUTS = """SELECT p.ref, p.event, p.project, p.trigger_data, v.name, v.value
+FROM pipelines p LEFT JOIN run_variables v ON v.pipeline = p.uuid WHERE p.uuid = ?"""
+
+
+def gate_inputs(tx: Tx, pipeline: str) -> GateInputs:
+    """What a run's gate conditions read: its trigger, and what its steps captured."""
+    rows = tx.tuples(_GATE_INPUTS, pipeline)
+    assert rows, f"no pipeline {pipeline}"
+    ref, event, project, trigger_data = rows[0][:4]
+    details = trigger_details({"trigger_data": trigger_data})
+    captured = {name: value for *_, name, value in rows if name is not None}
+    return GateInputs(gate_trigger(ref, event, project, details), captured)
+
+
+def _batches(
+    rows: list[tuple[Any, ...]], read: dict[str, tuple[StepState, ...]] | None
+) -> tuple[BatchState, ...]:
+    """The batches of snapshot rows (ordered by batch, context, step). `read`: the steps
+    read apart, by context, the only ones held (None: the rows hold every context's)."""
+    batch_of: dict[int, tuple[Any, ...]] = {}
+    contexts_of: dict[int, list[tuple[Any, ...]]] = {}
     steps_of: dict[str, list[StepState]] = {}
     for row in rows:
-        idx, mode, batch, status, context, position, state, orchestrator, step, step_state = row[4:]
+        idx, context = row[4], row[8]
         if idx is None:  # a run without batches (rejected)
             continue
         if idx not in batch_of:
-            batch_of[idx] = (mode, batch, status)
-            contexts_of[idx] = {}
-        if context is not None:
-            contexts_of[idx][context] = (position, state, orchestrator)
-            if step is not None:
-                steps_of.setdefault(context, []).append(StepState(step, step_state))
-    batches = tuple(
-        BatchState(
-            idx, mode, batch, status,
-            tuple(
-                ContextState(context, idx, *c, tuple(steps_of.get(context, ())))
-                for context, c in contexts_of[idx].items()
-            ),
-        )
-        for idx, (mode, batch, status) in batch_of.items()
+            batch_of[idx] = row[5:8]
+            contexts_of[idx] = []
+        if context is None:
+            continue
+        steps = steps_of.get(context)
+        if steps is None:
+            steps_of[context] = steps = []
+            contexts_of[idx].append(row[8:13])
+        if row[13] is not None:
+            steps.append(StepState(row[13], row[14]))
+
+    def held(context: str) -> tuple[StepState, ...] | None:
+        return tuple(steps_of[context]) if read is None else read.get(context)
+
+    return tuple(
+        BatchState(idx, *batch_of[idx], tuple(
+            ContextState(c, idx, position, state, orchestrator, held(c), condition)
+            for c, position, state, orchestrator, condition in contexts
+        ))
+        for idx, contexts in contexts_of.items()
     )  # fmt: skip
-    state, abort_requested, abort_reason, abort_data = rows[0][:4]
-    data = json.loads(abort_data) if abort_data else None
-    return RunState(uuid, state, batches, bool(abort_requested), abort_reason, data)
+
+
+def batch_of(tx: Tx, context: str) -> tuple[dict[str, Any], BatchState]:
+    """A context's own columns (`_OWN`: its pipeline, batch, attempt, lease epoch and
+    stage timeout) and its batch's states (not its steps'), in one query: all a claim or
+    an award decides on."""
+    rows = tx.tuples(_BATCH_OF, context)
+    if not rows:
+        raise NotFound(f"no context {context}")
+    own = dict(zip(_OWN, rows[0][:5], strict=True))
+    idx, (mode, batch, status) = own["batch"], rows[0][5:8]
+    contexts = tuple(
+        ContextState(uuid, idx, position, state, orchestrator, None)
+        for *_, uuid, position, state, orchestrator in rows
+    )
+    return own, BatchState(idx, mode, batch, status, contexts)
 
 
 # -- pipelines ---------------------------------------------------------------------
@@ -109,6 +203,19 @@ def remember_idempotency_key(
         int(duplicate),
         now,
     )
+
+
+def stored_condition(context: Context) -> str | None:
+    """A context's gate condition as `contexts.gate_condition` keeps it (None: it has
+    none): its text, its tree and the values of the stage environment it reads."""
+    condition = context.gate.condition if context.gate is not None else None
+    if condition is None:
+        return None
+    # An evaluation reads every variable its expression names: these are the ones.
+    _, named = conditions.evaluate(condition.ast, {})
+    own = {name.removeprefix("env."): None for name in named if name.startswith("env.")}
+    env = {name: context.environment[name] for name in own if name in context.environment}
+    return json.dumps({"source": condition.source, "ast": condition.ast, "env": env})
 
 
 def insert_pipeline(
@@ -142,14 +249,17 @@ def insert_pipeline(
         for c, context in enumerate(batch.contexts):
             timeout = context.properties.get(STAGE_TIMEOUT)
             seconds = parse_duration(timeout) if timeout is not None else None
-            contexts.append((context.uuid, pipeline.uuid, b, c, context.name, PENDING, seconds))
+            contexts.append(
+                (context.uuid, pipeline.uuid, b, c, context.name, PENDING, seconds,
+                 stored_condition(context))
+            )  # fmt: skip
             steps += [
                 (s.uuid, context.uuid, i, s.symbol, PENDING) for i, s in enumerate(context.steps)
             ]
     try:
         tx.many(
-            "INSERT INTO contexts (uuid, pipeline, batch, position, name, state, stage_timeout)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO contexts (uuid, pipeline, batch, position, name, state, stage_timeout,"
+            " gate_condition) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             contexts,
         )
         tx.many(
@@ -269,12 +379,18 @@ def set_checkout(tx: Tx, pipeline: str, checkout: Checkout) -> None:
     )  # fmt: skip
 
 
-def checkout(tx: Tx, pipeline: str) -> Checkout | None:
-    """The commit a run's workspaces start from, if it has one."""
-    row = tx.one(
-        "SELECT checkout_url, checkout_sha, checkout_branch FROM pipelines WHERE uuid = ?",
+def work_order_row(tx: Tx, pipeline: str) -> Row | None:
+    """What a claim's work order tells of its run: the checkout (`checkout`) and the
+    trigger its steps' variables come from (`otto.psm.records.run_variables`)."""
+    return tx.one(
+        "SELECT checkout_url, checkout_sha, checkout_branch, project, event, trigger_data,"
+        " ref, sha FROM pipelines WHERE uuid = ?",
         pipeline,
     )
+
+
+def checkout(row: Row | None) -> Checkout | None:
+    """The commit a run's workspaces start from, if it has one (of `work_order_row`)."""
     if row is None or not row["checkout_url"]:
         return None
     return Checkout(url=row["checkout_url"], sha=row["checkout_sha"], branch=row["checkout_branch"])
@@ -295,3 +411,19 @@ def open_batches(tx: Tx, live: frozenset[str]) -> list[Row]:
         f" WHERE b.state IN ({states}) ORDER BY c.pipeline, c.batch, c.position",
         *sorted(live),
     )
+
+
+def capture_variables(tx: Tx, pipeline: str, context: str, variables: dict[str, str]) -> None:
+    """Record what a context's steps captured; a name reported again takes the new value."""
+    tx.many(
+        "INSERT INTO run_variables (pipeline, name, value, context) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (pipeline, name) DO UPDATE SET value = excluded.value,"
+        " context = excluded.context",
+        [(pipeline, name, value, context) for name, value in sorted(variables.items())],
+    )
+
+
+def captured_variables(tx: Tx, pipeline: str) -> dict[str, str]:
+    """The variables a run's steps captured so far, by name."""
+    rows = tx.tuples("SELECT name, value FROM run_variables WHERE pipeline = ?", pipeline)
+    return {name: value for name, value in rows}

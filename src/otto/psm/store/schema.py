@@ -234,4 +234,54 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE pipelines ADD COLUMN trigger_data TEXT",
         "UPDATE pipelines SET event = 'push' WHERE trigger LIKE 'push%'",
     ],
+    [
+        # When the janitor removed a run's logs and artifacts (otto.housekeeping); the
+        # run record stays. The index serves its search for completed runs by age.
+        "ALTER TABLE pipelines ADD COLUMN logs_expired_at DOUBLE PRECISION",
+        "CREATE INDEX pipelines_completed ON pipelines (state, updated_at)",
+    ],
+    [
+        # Each project schedule's next due time (otto.webhooks.schedules), keyed by the
+        # project and the schedule's (cron, ref, timezone): a restart neither fires one twice
+        # nor forgets one missed while the server was down. `firing_due`: a due time claimed
+        # whose run is not known to exist yet (started again, idempotently, until it is).
+        """CREATE TABLE schedule_deadlines (
+            project TEXT NOT NULL,
+            schedule TEXT NOT NULL,
+            cron TEXT NOT NULL,
+            due_at DOUBLE PRECISION NOT NULL,
+            fired_at DOUBLE PRECISION,
+            firing_due DOUBLE PRECISION,
+            PRIMARY KEY (project, schedule)
+        )""",
+    ],
+    [
+        # Variables a run's steps captured (`$OTTO_VARIABLES`, the control socket's
+        # CaptureVariable), reported with their context's outcome: later contexts' steps
+        # see them as VAR_<name>. The last context to report a name wins.
+        """CREATE TABLE IF NOT EXISTS run_variables (
+            pipeline TEXT NOT NULL,
+            name TEXT NOT NULL,
+            value TEXT NOT NULL,
+            context TEXT NOT NULL,
+            PRIMARY KEY (pipeline, name)
+        )""",
+    ],
+    [
+        # The credential store (otto.credentials): a value per name and scope (a project,
+        # '' for every project), encrypted under a key kept outside the database.
+        """CREATE TABLE credentials (
+            name TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            ciphertext TEXT NOT NULL,
+            set_by TEXT NOT NULL,
+            set_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (name, scope)
+        )""",
+    ],
+    [
+        # A context's gate condition (JSON: its `source`, `ast` and the stage environment it
+        # reads, `env`), NULL for most: the PSM evaluates it when the context's batch starts.
+        "ALTER TABLE contexts ADD COLUMN gate_condition TEXT",
+    ],
 ]

@@ -5,7 +5,7 @@
 import { AnsiUp } from "./vendor/ansi_up-6.0.6.js";
 
 const body = document.body;
-const FINISHED = new Set(["Success", "Unstable", "Aborted", "Failed", "Error", "NotRun", "Complete"]);
+const FINISHED = new Set(["Success", "Unstable", "Aborted", "Failed", "Error", "NotRun", "Skipped", "Complete"]);
 
 // -- live regions -------------------------------------------------------------------
 let timer = null;
@@ -54,7 +54,12 @@ async function refreshRegion(region) {
   const fresh = template.content.firstElementChild;
   if (!fresh) return;
   const focused = document.activeElement && document.activeElement.id;
+  const typed = [...region.querySelectorAll("input[id]")].map((input) => [input.id, input.value]);
   region.replaceWith(fresh);
+  for (const [id, value] of typed) {
+    const input = document.getElementById(id);
+    if (input) input.value = value; // what someone is typing outlives the refresh
+  }
   if (window.htmx) window.htmx.process(fresh);
   if (focused && document.getElementById(focused)) document.getElementById(focused).focus();
   markOpenStep();
@@ -101,7 +106,7 @@ function connect() {
   });
 }
 
-// -- actions (Abort, Retry) --------------------------------------------------------------
+// -- actions (Abort, Retry, Run) ---------------------------------------------------------
 // They are JSON POSTs (a page elsewhere cannot send those). When the server has an API
 // token, the first refused one asks for it once and exchanges it for a session cookie
 // (`POST /login`; HttpOnly, so no script here or in an artifact can read it back); the
@@ -134,21 +139,33 @@ async function login() {
   return "";
 }
 
-async function post(url, retried = false) {
+// The answer's JSON when the server took it (null otherwise: the notice says why).
+async function post(url, body = "{}", retried = false) {
   const headers = { "Content-Type": "application/json" };
   if (csrf) headers["X-Otto-CSRF"] = csrf;
-  const response = await fetch(url, { method: "POST", headers, body: "{}" });
+  const response = await fetch(url, { method: "POST", headers, body });
   if (response.status === 401 && !retried) {
     const problem = await refusal(response);
     const failed = await login();
-    if (failed === "") return post(url, true);
+    if (failed === "") return post(url, body, true);
     notice(failed || problem);
     schedule(0);
-    return;
+    return null;
   }
   notice(response.ok ? "Done." : await refusal(response));
   schedule(0);
+  return response.ok ? response.json().catch(() => ({})) : null;
 }
+
+// The project page's Run form: a manual run at the ref given, then its page.
+document.addEventListener("submit", async (event) => {
+  const form = event.target.closest("form[data-post]");
+  if (!form) return;
+  event.preventDefault();
+  const fields = Object.fromEntries([...new FormData(form)].filter(([, value]) => value.trim()));
+  const answer = await post(form.dataset.post, JSON.stringify({ ...fields, by: "dashboard" }));
+  if (answer && answer.uuid) location.assign(`/pipelines/${answer.uuid}`);
+});
 
 document.addEventListener("click", (event) => {
   const button = event.target.closest("button[data-post]");
