@@ -166,13 +166,13 @@ def _trigger(
     )
 
 
-def _assignments(pairs: list[str]) -> dict[str, str]:
+def _assignments(pairs: list[str], option: str = "-e") -> dict[str, str]:
     """`-e KEY=VALUE` options as a mapping; a usage error for one without its `=`."""
     assigned: dict[str, str] = {}
     for pair in pairs:
         key, equals, value = pair.partition("=")
         if not equals or not key:
-            raise typer.BadParameter(f"{pair!r}: expected KEY=VALUE", param_hint="-e")
+            raise typer.BadParameter(f"{pair!r}: expected KEY=VALUE", param_hint=option)
         assigned[key] = value
     return assigned
 
@@ -464,6 +464,43 @@ def abort_command(
     _client_call(server, token, lambda c: commands.abort(c, uuid))
 
 
+@app.command("approve")
+def approve_command(
+    uuid: str = typer.Argument(..., help="A pipeline uuid, or a unique prefix of one."),
+    context: str = typer.Option(
+        None, "--context", "-c", help="The waiting context (its stage name; default: the one)."
+    ),
+    comment: str = typer.Option(None, "--comment", help="Why, on record with who and when."),
+    params: list[str] = typer.Option(
+        [], "--param", metavar="NAME=VALUE", help="A value the input asks for (repeatable)."
+    ),
+    server: str = _server_option(),
+    token: str = _token_option(),
+) -> None:
+    """Approve a context waiting at its gate's input: it runs (an enter gate) or counts as
+    done (an exit gate). Its parameters' values reach later steps as VAR_<NAME>."""
+    from otto.client import commands
+
+    given = _assignments(params, "--param")
+    _client_call(server, token, lambda c: commands.answer(c, uuid, True, context, comment, given))
+
+
+@app.command("reject")
+def reject_command(
+    uuid: str = typer.Argument(..., help="A pipeline uuid, or a unique prefix of one."),
+    context: str = typer.Option(
+        None, "--context", "-c", help="The waiting context (its stage name; default: the one)."
+    ),
+    comment: str = typer.Option(None, "--comment", help="Why, on record with who and when."),
+    server: str = _server_option(),
+    token: str = _token_option(),
+) -> None:
+    """Reject a context waiting at its gate's input: it ends Failed (reason rejected)."""
+    from otto.client import commands
+
+    _client_call(server, token, lambda c: commands.answer(c, uuid, False, context, comment, {}))
+
+
 @app.command("retry")
 def retry_command(
     uuid: str = typer.Argument(..., help="A pipeline uuid, or a unique prefix of one."),
@@ -486,7 +523,8 @@ def gc_command(
     token: str = _token_option(),
 ) -> None:
     """Free what the server's retention policy lets go: old runs' logs and artifacts,
-    workspaces of completed runs (--dry-run: list them, free nothing)."""
+    workspaces of completed runs, caches past their project's limit (--dry-run: list
+    them, free nothing)."""
     from otto.client import commands
 
     _client_call(server, token, lambda c: commands.gc(c, dry_run, as_json))

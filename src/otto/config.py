@@ -81,6 +81,7 @@ class Settings(BaseModel):
     keep_runs: int = Field(0, ge=0)  # runs per project whose objects are kept; 0: no limit
     workspace_grace: float = Field(5.0, ge=0)  # minutes a successful run's workspace stays
     keep_failed_workspaces: float = Field(24.0, ge=0)  # hours any other run's workspace stays
+    cache_limit_mb: float = Field(2048.0, ge=0)  # a project's caches, LRU past it; 0: no limit
     janitor_interval: float = Field(30.0, gt=0)  # seconds between sweeps with nothing to free
 
     @field_validator("default_stage_timeout", mode="before")

@@ -127,6 +127,20 @@ class Gate(_Sparse):
     exit_input: Input | None = None
 
 
+CACHE_NAME = r"^[A-Za-z][A-Za-z0-9_]*$"
+
+
+class Cache(_Strict):
+    """`cache { use gems  pip = ['.cache/pip/']  key = 'requirements.txt' }`: the caches a
+    context restores before its steps (`use`) and saves after them (`save`: name → paths
+    in the workspace), keyed by the contents of the `key` files. The parser also inserts
+    the `cache-restore`/`cache-save` steps that do it (`otto.steps.caches`)."""
+
+    use: list[Annotated[str, Field(pattern=CACHE_NAME)]] = Field(default_factory=list)
+    save: dict[str, list[str]] = Field(default_factory=dict)
+    key: list[str] = Field(default_factory=list)
+
+
 class Context(_Sparse):
     uuid: str = Field(default_factory=new_uuid)
     properties: dict[str, str] = Field(default_factory=dict)
@@ -136,6 +150,8 @@ class Context(_Sparse):
     gate: Gate | None = None
     # `credentials = ['npm-token']`: what only this context receives (left out when none).
     credentials: list[Annotated[str, Field(pattern=CREDENTIAL_NAME)]] = Field(default_factory=list)
+    # `cache { … }`: left out of the JSON when the stage has none.
+    cache: Cache | None = None
 
     @field_validator("environment", mode="before")
     @classmethod

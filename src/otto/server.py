@@ -230,6 +230,7 @@ def housekeeper(
         keep_runs=settings.keep_runs,
         workspace_grace=settings.workspace_grace,
         keep_failed_workspaces=settings.keep_failed_workspaces,
+        cache_limit_mb=settings.cache_limit_mb,
     )
     return Housekeeper(
         psm.store,

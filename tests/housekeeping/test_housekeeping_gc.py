@@ -77,7 +77,8 @@ def test_gc_lists_then_frees_what_the_policy_allows(server: Server, tmp_path: Pa
         assert objects_of(client, busy) and (workspaces / busy).is_dir()
         assert client.get(f"/v1/pipelines/{busy}").json()["logs_expired"] is False
         assert gc(server, dry_run=True) == {
-            "dry_run": True, "runs": [], "workspaces": [], "objects": 0, "bytes": 0
+            "dry_run": True, "runs": [], "workspaces": [], "caches": [], "objects": 0,
+            "bytes": 0,
         }  # fmt: skip
         gate.touch()
         wait_for(lambda: client.get(f"/v1/pipelines/{busy}").json()["state"] == "Complete")

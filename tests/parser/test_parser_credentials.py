@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from otto.model import Pipeline
-from otto.parser import ParseError, parse
+from otto.parser import ParseError, parse, render
 from otto.parser.fmt import format_ottofile
 
 ASKING = """pipeline {
@@ -72,3 +72,11 @@ def test_explain_names_them(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "    credentials: npm-token, deploy.key\n" in done.stdout
     assert done.stdout.count("credentials") == 1
+
+
+def test_a_stage_with_only_credentials_renders_as_a_stage() -> None:
+    model = parse("pipeline {\n  stage {\n    credentials = ['npm-token']\n"
+                  "    steps { sh 'true' }\n  }\n}\n")  # fmt: skip
+    assert model.batches[0].contexts[0].properties == {}
+    again = parse(render(model))
+    assert again.batches[0].contexts[0].credentials == ["npm-token"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -122,9 +123,14 @@ def claim(run: RunState, ctx: ContextState) -> RunState:
     return play(run, moves)
 
 
-def drive(run: RunState, outcomes: list[Status], abort_at: int | None = None) -> RunState:
+def drive(
+    run: RunState, outcomes: list[Status], abort_at: int | None = None,
+    answers: list[str] | None = None,
+) -> RunState:  # fmt: skip
     """Run the pipeline to its end: award, claim and finish each context in turn with the
-    next of `outcomes` (Success once they run out); abort before the `abort_at`th claim."""
+    next of `outcomes` (Success once they run out); abort before the `abort_at`th claim;
+    answer a Waiting context with the next of `answers` (`respond`; approve when none)."""
+    answers = list(answers or [])
     started = rules.start(run, CAUSE, NOW)
     try:
         assert rules.start(narrowed(run, None), CAUSE, NOW) == started  # starting moves no step
@@ -139,6 +145,10 @@ def drive(run: RunState, outcomes: list[Status], abort_at: int | None = None) ->
         batch = run.batches[batch.idx]
         pending = [c for c in batch.contexts if c.state == "Pending"]
         running = [c for c in batch.contexts if c.state in ("Running", "Aborting")]
+        waiting = [c for c in batch.contexts if c.state == "Waiting"]
+        if waiting and not running and (batch.mode == "Linear" or not pending):
+            run = play(run, respond(run, waiting[0].uuid, answers.pop(0) if answers else "approve"))
+            continue
         if abort_at is not None and claims == abort_at and run.state == "Running":
             run = play(run, rules.abort(run, Cause("api", Reason.USER_ABORT), NOW))
             run = replace(run, abort_requested=True, abort_reason=Reason.USER_ABORT)
@@ -503,3 +513,124 @@ def test_every_run_with_conditions_ends_with_every_entity_terminal(
         for ctx in batch.contexts:
             skipped = batch.state != "NotRun" and gates.get(ctx.uuid) is False
             assert (ctx.state == "Skipped") == skipped, ctx
+
+
+# -- approvals ---------------------------------------------------------------------------
+
+
+def gated(run: RunState, inputs: dict[str, dict[str, Any]]) -> RunState:
+    """`run` with approval gates: by context uuid, its stored `gate_input`."""
+    return replace(run, batches=tuple(
+        replace(b, contexts=tuple(
+            replace(c, gate_input=json.dumps(inputs[c.uuid])) if c.uuid in inputs else c
+            for c in b.contexts
+        ))
+        for b in run.batches
+    ))  # fmt: skip
+
+
+ASK = {"message": "Deploy?", "parameters": [], "timeout": None}
+
+
+def respond(run: RunState, context: str, how: str) -> list[Move]:
+    """A Waiting context's answer (`approve`, `reject`) or its input's timeout (`timeout`)."""
+    if how == "timeout":
+        return rules.input_timed_out(run, context, NOW)
+    (at,) = json.loads(run.context(context).gate_input or "{}")  # one gate per context here
+    cause = Cause("alice", Reason.APPROVED if how == "approve" else Reason.REJECTED)
+    return rules.answer(run, context, how == "approve", at, cause, NOW)
+
+
+def started(shape: list[tuple[str, list[int]]], inputs: dict[str, dict[str, Any]]) -> RunState:
+    run = gated(make_run(shape), inputs)
+    return play(run, rules.start(run, CAUSE, NOW))
+
+
+def test_an_enter_input_holds_the_context_waiting_when_its_batch_starts() -> None:
+    run = started([("Parallel", [1, 1])], {"c0.0": {"enter": {**ASK, "timeout": 60.0}}})
+    assert contexts(run) == {"c0.0": "Waiting", "c0.1": "Pending"}
+    new = gated(make_run([("Parallel", [1, 1])]), {"c0.0": {"enter": {**ASK, "timeout": 60.0}}})
+    hold = next(m for m in rules.start(new, CAUSE, NOW) if m.ident == "c0.0")
+    assert hold.cause.reason == Reason.INPUT
+    assert hold.data == {"gate": "enter", "message": "Deploy?", "parameters": []}
+    assert hold.columns == {"waiting_for": "enter", "input_deadline": NOW + 60.0}
+    assert [c.uuid for c in rules.claimable(run.batches[0])] == ["c0.1"]  # never auctioned
+
+
+def test_an_approved_enter_input_is_auctioned_and_the_batch_waits_for_it() -> None:
+    run = started([("Parallel", [1, 1]), ("Linear", [1])], {"c0.0": {"enter": ASK}})
+    run = award_all(run, run.batches[0])  # the other one is awarded; the auction closes
+    run = claim(run, run.batches[0].contexts[1])
+    run = play(run, rules.finish_context(run, "c0.1", Status.SUCCESS, CAUSE, NOW))
+    assert run.batches[0].state == "Executing" and run.batches[1].state == "Pending"
+    run = play(run, respond(run, "c0.0", "approve"))
+    assert contexts(run)["c0.0"] == "Pending"
+    assert [c.uuid for c in rules.claimable(run.batches[0])] == ["c0.0"]
+
+
+@pytest.mark.parametrize(
+    ("mode", "sibling", "batch"),
+    [("Linear", "NotRun", "Failed"), ("Parallel", "Pending", None), ("Fanout", "NotRun", "Failed")],
+)
+def test_a_rejected_input_fails_the_context_and_its_mode_decides_the_rest(
+    mode: str, sibling: str, batch: str | None
+) -> None:
+    run = started([(mode, [2, 1])], {"c0.0": {"enter": ASK}})
+    moves = respond(run, "c0.0", "reject")
+    assert moves[0].cause.reason == Reason.REJECTED
+    run = play(run, moves)
+    assert contexts(run) == {"c0.0": "Failed", "c0.1": sibling}
+    assert [s.state for s in run.batches[0].contexts[0].steps] == ["NotRun", "NotRun"]
+    assert run.batches[0].status == batch
+
+
+def test_an_exit_input_waits_after_success_releasing_the_lease() -> None:
+    run = started([("Linear", [1, 1])], {"c0.0": {"exit": ASK}})
+    run = claim(award_all(run, run.batches[0]), run.batches[0].contexts[0])
+    moves = rules.finish_context(run, "c0.0", Status.SUCCESS, CAUSE, NOW)
+    hold = moves[0]
+    assert (hold.current, hold.wanted) == ("Running", "Waiting")
+    assert hold.data == {"gate": "exit", "message": "Deploy?", "parameters": [],
+                         "outcome": "Success"}  # fmt: skip
+    assert hold.columns == {"waiting_for": "exit", "input_deadline": None, "lease_expires": None}
+    run = play(run, moves)
+    assert rules.claimable(run.batches[0]) == []  # the next one waits
+    run = play(run, respond(run, "c0.0", "approve"))
+    assert contexts(run) == {"c0.0": "Success", "c0.1": "Pending"}
+
+
+def test_an_exit_input_is_not_asked_after_a_failure() -> None:
+    run = drive(gated(make_run([("Linear", [1])]), {"c0.0": {"exit": ASK}}), [Status.FAILED])
+    assert contexts(run) == {"c0.0": "Failed"} and run.state == "Complete"
+
+
+def test_an_input_nobody_answers_in_time_aborts_the_context() -> None:
+    run = drive(gated(make_run([("Linear", [1]), ("Linear", [1])]), {"c0.0": {"enter": ASK}}),
+                [], answers=["timeout"])  # fmt: skip
+    assert contexts(run) == {"c0.0": "Aborted", "c1.0": "NotRun"}
+    assert rules.input_timed_out(run, "c0.0", NOW) == []  # no longer waiting: nothing
+
+
+def test_an_abort_ends_a_waiting_context_aborted() -> None:
+    run = started([("Parallel", [1, 1])], {"c0.0": {"enter": ASK}})
+    run = play(run, rules.abort(run, Cause("api", Reason.USER_ABORT), NOW))
+    assert contexts(run) == {"c0.0": "Aborted", "c0.1": "NotRun"}
+    assert run.state == "Complete" and run.batches[0].status == "Aborted"
+    with pytest.raises(Conflict):
+        respond(run, "c0.0", "approve")
+
+
+@settings(max_examples=200, deadline=None)
+@given(SHAPES, OUTCOMES, st.none() | st.integers(0, 6), st.data())
+def test_every_run_with_inputs_ends_with_every_entity_terminal(
+    shape: list[tuple[str, list[int]]], outcomes: list[Status], abort_at: int | None, data
+) -> None:
+    """With enter and exit inputs anywhere, answered any way (approve, reject, time out),
+    racing aborts, every move is allowed and the run completes."""
+    uuids = [f"c{b}.{c}" for b, (_, counts) in enumerate(shape) for c in range(len(counts))]
+    kinds = st.sampled_from(["enter", "exit"])
+    inputs = {u: {data.draw(kinds, label=u): ASK} for u in uuids if data.draw(st.booleans())}
+    answers = data.draw(st.lists(st.sampled_from(["approve", "reject", "timeout"]), max_size=8))
+    run = drive(gated(make_run(shape), inputs), list(outcomes), abort_at, answers)
+    assert _terminal(run)
+    assert "Waiting" not in contexts(run).values()

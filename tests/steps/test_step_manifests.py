@@ -16,7 +16,11 @@ from otto.steps import (
 
 def test_standard_manifests() -> None:
     manifests = standard_manifests()
-    assert set(manifests) == {"sh", "git", "echo", "error", "dir", "archive", "unarchive"}
+    assert set(manifests) == {
+        *("sh", "git", "echo", "error", "dir", "archive", "unarchive"),
+        *("cache-restore", "cache-save"),
+    }
+    assert [p.name for p in manifests["cache-save"].parameters] == ["name", "paths", "key"]
     assert [p.name for p in manifests["git"].parameters] == [
         "url",
         "branch",

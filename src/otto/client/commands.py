@@ -147,6 +147,27 @@ def trigger(
     return 0
 
 
+def answer(
+    client: OttoClient, ident: str, approve: bool, context: str | None, comment: str | None,
+    params: dict[str, str],
+) -> int:  # fmt: skip
+    """Approve or reject a Waiting context of a run (`context`: its name; None: the one
+    context waiting, a usage error when several are)."""
+    uuid = client.resolve(ident)
+    if context is None:
+        waiting = [c.name for c in RunView.load(client.pipeline(uuid)).contexts()
+                   if c.state == "Waiting"]  # fmt: skip
+        if len(waiting) != 1:
+            listed = f": {', '.join(waiting)}; name one with --context" if waiting else ""
+            raise UsageProblem(f"pipeline {uuid} has {plural(len(waiting), 'waiting context')}"
+                               f"{listed}")  # fmt: skip
+        context = waiting[0]
+    client.answer(uuid, context, approve, by=_who(), comment=comment, params=params)
+    said = "approved" if approve else "rejected"
+    Terminal.of().write(f"{said} {context} of pipeline {uuid}")
+    return 0
+
+
 def _who() -> str | None:
     """The local user's name, as the server records it (`manual by NAME`), when it is one."""
     try:
@@ -169,7 +190,7 @@ def retry(client: OttoClient, ident: str, every: bool = False) -> int:
 
 def gc(client: OttoClient, dry_run: bool, as_json: bool) -> int:
     """Free (`dry_run`: list) what the retention policy lets go: each run's logs and
-    artifacts, each workspace, then the totals."""
+    artifacts, each workspace, each cache past its project's limit, then the totals."""
     answer = client.gc(dry_run)
     if as_json:
         _dump(answer)
@@ -183,13 +204,18 @@ def gc(client: OttoClient, dry_run: bool, as_json: bool) -> int:
         ["workspace", w["pipeline"], w["project"] or "-", w["path"], "-", str(w["bytes"])]
         for w in answer["workspaces"]
     ]
+    rows += [
+        ["cache", "-", c["project"], c["key"], "1", str(c["bytes"])]
+        for c in answer.get("caches", [])
+    ]
     if rows:
         table(term, ["WHAT", "PIPELINE", "PROJECT", "WHY", "OBJECTS", "BYTES"], rows)
     runs, workspaces = plural(len(answer["runs"]), "run"), len(answer["workspaces"])
     done = "would free" if dry_run else "freed"
     term.write(
         f"{done} the logs and artifacts of {runs} ({plural(answer['objects'], 'object')}) and "
-        f"{plural(workspaces, 'workspace')}: {answer['bytes']} bytes"
+        f"{plural(workspaces, 'workspace')} and {plural(len(answer.get('caches', [])), 'cache')}: "
+        f"{answer['bytes']} bytes"
     )
     return 0
 

@@ -167,6 +167,17 @@ class OttoClient:
     def abort(self, uuid: str) -> Json:
         return self._json("POST", f"/v1/pipelines/{_segment(uuid)}/abort")
 
+    def answer(
+        self, uuid: str, context: str, approve: bool, by: str | None = None,
+        comment: str | None = None, params: dict[str, str] | None = None,
+    ) -> Json:  # fmt: skip
+        """Approve or reject a context Waiting at its gate's input (`context`: its uuid or
+        stage name); `params`: the values the input asks for (approving)."""
+        verb = "approve" if approve else "reject"
+        path = f"/v1/pipelines/{_segment(uuid)}/contexts/{_segment(context)}/{verb}"
+        body = _present({"by": by, "comment": comment, "params": params or None})
+        return self._json("POST", path, json=body)
+
     def retry(self, uuid: str, every: bool = False) -> Json:
         """Run a finished run's failed contexts again (`every`: all of its contexts)."""
         params = {"all": "true"} if every else None

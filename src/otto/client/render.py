@@ -30,7 +30,9 @@ ABORT_REASONS = {
 def pipeline_state(summary: dict[str, Any]) -> str:
     if summary["state"] == "Complete":
         return summary.get("status") or "Complete"
-    return "Aborting" if summary.get("abort_requested") else summary["state"]
+    if summary.get("abort_requested"):
+        return "Aborting"
+    return "Waiting" if summary.get("waiting") else summary["state"]
 
 
 def ps(term: Terminal, pipelines: list[dict[str, Any]]) -> None:
@@ -126,6 +128,20 @@ def show(term: Terminal, run: RunView) -> None:
                     ]
                 )
     table(term, ["WHAT", "STATE", "RAN ON", "ATTEMPT", "DURATION"], rows)
+    for context in run.contexts():
+        if context.waiting is not None:
+            _question(term, run, context)
+
+
+def _question(term: Terminal, run: RunView, context: ContextView) -> None:
+    """What a Waiting context asks, and how to answer it."""
+    asked = context.waiting or {}
+    params = "".join(f" --param {name}=…" for name in asked.get("parameters") or [])
+    where = f"{run.uuid[:8]} --context '{context.name}'"
+    gate = "before it runs" if asked.get("gate") == "enter" else "before it counts as done"
+    _line(term, Text(f"{context.name} waits {gate}: {asked.get('message', '')}", style="yellow"))
+    _line(term, Text(f"  approve: otto approve {where}{params} [--comment …]"))
+    _line(term, Text(f"  reject:  otto reject {where} [--comment …]"))
 
 
 def rejection(term: Terminal, rejected: Rejection) -> None:

@@ -31,6 +31,7 @@ _LOOKS: dict[str, tuple[str, str, str]] = {
     "Pending": ("○", ".", "dim"),
     "NotRun": ("–", "-", "dim"),
     "Skipped": ("↷", ">", "dim"),
+    "Waiting": ("◇", "?", "yellow"),  # held at an approval gate's input
     "Complete": ("✓", "+", "green"),
 }
 _UNKNOWN = ("?", "?", "")

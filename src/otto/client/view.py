@@ -92,6 +92,7 @@ class ContextView(_Timed):
     finished_at: datetime | None = None
     steps: list[StepView] = field(default_factory=list)
     condition: str | None = None  # its gate's `when { … }`, if it has one
+    waiting: dict[str, Any] | None = None  # what it asks while Waiting at a gate's input
 
     @property
     def current_step(self) -> StepView | None:
@@ -186,6 +187,7 @@ class RunView:
                     started_at=timestamp(c.get("started_at")),
                     finished_at=timestamp(c.get("finished_at")),
                     condition=conditions.get(c["uuid"]),
+                    waiting=c.get("waiting"),
                 )
                 for s in c.get("steps", []):
                     context.steps.append(
@@ -295,7 +297,13 @@ def _move_context(context: ContextView, to: str, at: datetime | None, data: dict
         context.started_at = context.finished_at = None
     elif to in FINISHED:
         context.finished_at = at
+    context.waiting = _asked(data) if to == "Waiting" else None
     context.state = to
+
+
+def _asked(data: dict[str, Any]) -> dict[str, Any]:
+    """What a context's move to Waiting says it asks (`ContextView.waiting`)."""
+    return {k: data.get(k) for k in ("gate", "message", "parameters")}
 
 
 def _step_labels(model: dict[str, Any]) -> dict[str, str]:

@@ -2,12 +2,13 @@
 
 A `Housekeeper` plans (`plan`: every completed run past its project's `retention_days`,
 or beyond its `keep_runs` newest, with its objects and their bytes; every workspace of a
-completed run past its grace) and frees a plan (`free`). Only runs that are `Complete`
-are touched, checked again right before their objects or workspaces go (a retry may
-have started one since the plan); a run whose objects are gone keeps its record, marked
-`logs_expired_at`. The `Janitor` thread frees a few runs at a time with a pause between,
-off the state machine's path: it reads the database, deletes objects and directories,
-and writes only that mark.
+completed run past its grace; every cache beyond its project's `cache_limit_mb`, least
+recently used first: `otto.housekeeping.caches`) and frees a plan (`free`). Only runs
+that are `Complete` are touched, checked again right before their objects or workspaces
+go (a retry may have started one since the plan); a run whose objects are gone keeps its
+record, marked `logs_expired_at`. The `Janitor` thread frees a few runs at a time with a
+pause between, off the state machine's path: it reads the database, deletes objects and
+directories, and writes only that mark.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from otto.housekeeping.caches import StaleCache, stale_caches
 from otto.housekeeping.policy import Policy, Retention
 from otto.housekeeping.workspaces import remove_tree, run_dirs, tree_bytes
 from otto.objectstore import ObjectNotFound, ObjectStore
@@ -75,24 +77,30 @@ class StaleWorkspace:
 class Plan:
     runs: list[ExpiredRun] = field(default_factory=list)
     workspaces: list[StaleWorkspace] = field(default_factory=list)
+    caches: list[StaleCache] = field(default_factory=list)
 
     @property
     def objects(self) -> int:
-        return sum(len(r.keys) for r in self.runs)
+        return sum(len(r.keys) for r in self.runs) + len(self.caches)
 
     @property
     def bytes(self) -> int:
-        return sum(r.bytes for r in self.runs) + sum(w.bytes for w in self.workspaces)
+        kept = sum(r.bytes for r in self.runs) + sum(w.bytes for w in self.workspaces)
+        return kept + sum(c.bytes for c in self.caches)
 
     def parts(self, runs: int) -> list[Plan]:
-        """The plan in parts of at most `runs` runs each (the workspaces in the first)."""
+        """The plan in parts of at most `runs` runs each (workspaces, caches in the first)."""
         slices = [self.runs[i : i + runs] for i in range(0, len(self.runs), runs)] or [[]]
-        return [Plan(part, self.workspaces if i == 0 else []) for i, part in enumerate(slices)]
+        return [
+            Plan(part, *((self.workspaces, self.caches) if i == 0 else ([], [])))
+            for i, part in enumerate(slices)
+        ]
 
     def to_json(self) -> dict[str, Any]:
         return {
             "runs": [r.to_json() for r in self.runs],
             "workspaces": [w.to_json() for w in self.workspaces],
+            "caches": [c.to_json() for c in self.caches],
             "objects": self.objects,
             "bytes": self.bytes,
         }
@@ -132,7 +140,8 @@ class Housekeeper:
         if runs_limit is not None:
             expired = expired[:runs_limit]
         runs = [self._with_objects(pipeline, project, why) for pipeline, project, why in expired]
-        return Plan(runs=runs, workspaces=self._stale_workspaces(now))
+        caches = stale_caches(self.objects, self._policies())
+        return Plan(runs=runs, workspaces=self._stale_workspaces(now), caches=caches)
 
     def _expired_runs(self, now: float) -> list[tuple[str, str | None, str]]:
         """(pipeline, project, why) of every completed run whose objects may go, oldest
@@ -205,9 +214,13 @@ class Housekeeper:
             for run in plan.runs:
                 if self._free_run(run):
                     freed.runs.append(run)
-        if freed.runs or freed.workspaces:
+            for cache in plan.caches:
+                self._delete(cache.keys)
+                freed.caches.append(cache)
+        if freed.runs or freed.workspaces or freed.caches:
             said = fields(
                 runs=len(freed.runs),
+                caches=len(freed.caches),
                 objects=freed.objects,
                 workspaces=len(freed.workspaces),
                 bytes=freed.bytes,
@@ -322,7 +335,7 @@ class Janitor(threading.Thread):
         freed_any = False
         for part in self.keeper.plan(runs_limit=self.round_runs).parts(self.step_runs):
             freed = self.keeper.free(part)
-            freed_any = freed_any or bool(freed.runs or freed.workspaces)
+            freed_any = freed_any or bool(freed.runs or freed.workspaces or freed.caches)
             if self.stopping.wait(self.pause):
                 break
         return freed_any

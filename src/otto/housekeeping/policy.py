@@ -1,7 +1,7 @@
 """The retention policy: the server's defaults (`otto.config`), a project's overrides.
 
 A project file may hold `retention: {retention_days, keep_runs, workspace_grace,
-keep_failed_workspaces}`; a key it leaves out takes the server's setting.
+keep_failed_workspaces, cache_limit_mb}`; a key it leaves out takes the server's setting.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict, Field
 
 DAY, HOUR, MINUTE = 86400.0, 3600.0, 60.0
+MB = 1_000_000
 
 
 class Retention(BaseModel):
@@ -22,6 +23,7 @@ class Retention(BaseModel):
     keep_runs: int | None = Field(None, ge=0)  # 0: no limit
     workspace_grace: float | None = Field(None, ge=0)  # minutes
     keep_failed_workspaces: float | None = Field(None, ge=0)  # hours
+    cache_limit_mb: float | None = Field(None, ge=0)  # its caches' size; 0: no limit
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class Policy:
     keep_runs: int | None  # the newest runs of a project whose objects are kept
     success_workspace_for: float  # a successful run's workspaces
     other_workspace_for: float  # a failed, unstable, aborted or errored run's
+    cache_bytes: int | None = None  # the project's caches, least recently used go past it
 
     @classmethod
     def of(cls, defaults: Retention, override: Retention | None = None) -> Policy:
@@ -45,6 +48,7 @@ class Policy:
             keep_runs=merged.keep_runs or None,
             success_workspace_for=merged.workspace_grace * MINUTE,
             other_workspace_for=merged.keep_failed_workspaces * HOUR,
+            cache_bytes=int(merged.cache_limit_mb * MB) if merged.cache_limit_mb else None,
         )
 
     def workspace_for(self, status: str | None) -> float:

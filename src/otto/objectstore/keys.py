@@ -98,3 +98,14 @@ def is_valid_key(key: str) -> bool:
     except InvalidKey:
         return False
     return True
+
+
+def cache_key(project: str, branch: str, name: str, content: str) -> str:
+    """A saved cache (`otto.steps.caches`); a branch's `/` becomes `~`, which no git ref
+    holds, so `feature/x` stays one segment."""
+    return f"caches/{project}/{branch.replace('/', '~')}/{name}/{content}"
+
+
+def cache_used_key(key: str) -> str:
+    """Touched on each restore of the cache at `key`: when it was last used."""
+    return f"{key}.used"

@@ -25,6 +25,7 @@ from otto.model import (
     CREDENTIAL_NAME,
     Batch,
     BatchMode,
+    Cache,
     Condition,
     Context,
     Gate,
@@ -260,8 +261,60 @@ class _List(list[Token]):
     """A `['a', 'b']` list of strings."""
 
 
+# The steps a `cache { … }` block inserts around the stage's own (`otto.steps.caches`);
+# their names hold a `-`, which no written step name may.
+CACHE_RESTORE, CACHE_SAVE = "cache-restore", "cache-save"
+CACHE_KEY = "key"
+
+
+class _CacheBlock:
+    """A `cache { … }` block as written, and where it stands."""
+
+    __slots__ = ("model", "token")
+
+    def __init__(self, token: Token, model: Cache) -> None:
+        self.token = token
+        self.model = model
+
+
+def _cache_path(token: Token) -> str:
+    path = _unquote(token)
+    normal = re.sub(r"/+$", "", path) or path
+    if (
+        not path
+        or path.startswith("/")
+        or normal == ".."
+        or normal.startswith("../")
+        or "/../" in f"/{normal}/"
+    ):
+        raise SemanticError(
+            token, f"cache path '{path}' must be inside the workspace (relative, no '..')"
+        )
+    return path
+
+
+def _cache_paths(value: Token | _List) -> list[str]:
+    return [_cache_path(t) for t in value] if value.__class__ is _List else [_cache_path(value)]
+
+
+def _cache_steps(block: _CacheBlock) -> tuple[list[_Step], list[_Step]]:
+    """The `cache-restore` steps to run before the stage's steps and `cache-save` after."""
+    cache, token = block.model, block.token
+    key = {CACHE_KEY: "\n".join(cache.key)} if cache.key else {}
+    restores = [_Step(token, {"name": name, **key}, None, 0, None) for name in cache.use]
+    saves = [
+        _Step(token, {"name": name, "paths": "\n".join(paths), **key}, None, 0, None)
+        for name, paths in cache.save.items()
+    ]
+    for step in restores:
+        step.symbol = CACHE_RESTORE
+    for step in saves:
+        step.symbol = CACHE_SAVE
+    return restores, saves
+
+
 class _Stage:
-    __slots__ = ("credentials", "environment", "gates", "properties", "steps")
+    __slots__ = ("cache", "credentials", "environment", "gates", "properties", "steps")
 
     # properties, environment: name → Value (a string or an expression).
 
@@ -272,12 +325,14 @@ class _Stage:
         steps: _Steps,
         gates: _Gates,
         credentials: list[str] | None = None,
+        cache: _CacheBlock | None = None,
     ):
         self.properties = properties
         self.environment = environment
         self.steps = steps
         self.gates = gates
         self.credentials = credentials or []
+        self.cache = cache
 
     @property
     def dynamic(self) -> bool:
@@ -296,6 +351,7 @@ class _Stage:
             _Steps(step.bound(resolve) for step in self.steps),
             gates,
             self.credentials,
+            self.cache,
         )
 
 
@@ -473,9 +529,14 @@ class Builder(Transformer[Token, Pipeline]):
         gates = _Gates()
         name: str | None = None
         credentials: list[str] = []
+        cache: _CacheBlock | None = None
         key: Token | None = None
         for child in children[1:-1]:
-            if child.__class__ is _Gates:
+            if child.__class__ is _CacheBlock:
+                if cache is not None:
+                    raise SemanticError(child.token, "a stage has at most one 'cache' block")
+                cache = child
+            elif child.__class__ is _Gates:
                 gates.merge(child, "this stage")
             elif child.__class__ is _Environment:
                 if environment is not None:
@@ -494,7 +555,31 @@ class Builder(Transformer[Token, Pipeline]):
             else:  # a repeated property: the last one wins
                 properties[name] = _duration(child) if name == TIMEOUT else _value(child)
                 name = None
-        return _Stage(properties, dict(environment or {}), children[-1], gates, credentials)
+        steps = children[-1]
+        return _Stage(properties, dict(environment or {}), steps, gates, credentials, cache)
+
+    def cache(self, children: list[Any]) -> _CacheBlock:
+        use: list[str] = []
+        save: dict[str, list[str]] = {}
+        key: list[str] = []
+        items = iter(children[1:])
+        for item in items:
+            if item.type == "USE":
+                name: Token = next(items)
+                if name.value in use:
+                    raise SemanticError(name, f"cache '{name.value}' is used twice in this block")
+                use.append(name.value)
+            elif item.value == CACHE_KEY:
+                key = _cache_paths(next(items))
+            elif item.value in save:
+                raise SemanticError(item, f"cache '{item.value}' is saved twice in this block")
+            else:
+                save[item.value] = _cache_paths(next(items))
+        if not use and not save:
+            raise SemanticError(
+                children[0], "a 'cache' block names caches: NAME = ['path/'] or use NAME"
+            )
+        return _CacheBlock(children[0], Cache(use=use, save=save, key=key))
 
     def parallel(self, children: list[Any]) -> _Group:
         return _group(BatchMode.PARALLEL, children)
@@ -802,7 +887,8 @@ def _find_key(children: list[Any], key: str) -> Token:
 def _context(stage: _Stage, positions: Positions) -> Context:
     uuid = new_uuid()
     built = []
-    for step in stage.steps:
+    restores, saves = _cache_steps(stage.cache) if stage.cache else ([], [])
+    for step in [*restores, *stage.steps, *saves]:
         step_uuid = new_uuid()
         positions[step_uuid] = step.position
         built.append(
@@ -821,6 +907,7 @@ def _context(stage: _Stage, positions: Positions) -> Context:
         steps=built,
         gate=stage.gates.model(),
         credentials=stage.credentials,
+        cache=stage.cache.model if stage.cache else None,
     )
 
 

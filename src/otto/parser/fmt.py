@@ -38,7 +38,14 @@ from typing import Any
 from lark import Lark, Token, Tree
 
 from otto.model import Context, Pipeline
-from otto.parser.build import BLOCK_KEY, CONTAINER_PROPERTIES, RUNTIME_PROPERTIES, Syntax
+from otto.parser.build import (
+    BLOCK_KEY,
+    CACHE_RESTORE,
+    CACHE_SAVE,
+    CONTAINER_PROPERTIES,
+    RUNTIME_PROPERTIES,
+    Syntax,
+)
 from otto.parser.errors import ParseError, error_at
 from otto.parser.grammar import GRAMMAR
 from otto.parser.parsing import parse_syntax
@@ -189,12 +196,23 @@ def _stage(tree: Tree[Token], context: Context, found: Anchors) -> None:
         elif child.data == "environment":
             _open_close(child, ("environment", uuid), found)
             _settings(child.children, ("variable", uuid), {}, found)
+        elif child.data == "cache":
+            _cache(child, uuid, found)
         elif child.data == "runtime":
             _settings(child.children, ("property", uuid), RUNTIME_PROPERTIES, found)
             for docker in _subtrees(child):
                 _settings(docker.children, ("property", uuid), CONTAINER_PROPERTIES, found)
         else:
             _steps(child, context, found)
+
+
+def _cache(tree: Tree[Token], uuid: str, found: Anchors) -> None:
+    """`cache { use NAME  NAME = […] }`: each name, by what it says."""
+    _open_close(tree, ("cache", uuid), found)
+    _settings(tree.children, ("cache", uuid), {}, found)
+    for i, child in enumerate(tree.children):
+        if isinstance(child, Token) and child.type == "USE":
+            found[("cache", uuid, "use", tree.children[i + 1].value)] = _at(child)
 
 
 def _settings(children: Sequence[Any], key: Key, names: dict[str, str], found: Anchors) -> None:
@@ -208,7 +226,8 @@ def _settings(children: Sequence[Any], key: Key, names: dict[str, str], found: A
 
 def _steps(tree: Tree[Token], context: Context, found: Anchors) -> None:
     _open_close(tree, ("steps", context.uuid), found)
-    for child, step in zip(_subtrees(tree), context.steps, strict=True):
+    written = [s for s in context.steps if s.symbol not in (CACHE_RESTORE, CACHE_SAVE)]
+    for child, step in zip(_subtrees(tree), written, strict=True):
         _step(child, step.uuid, step.parameters, found)
 
 

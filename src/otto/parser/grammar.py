@@ -24,7 +24,8 @@ _item: stage | steps | parallel | fanout | each
 use: USE "{" LIBRARY* "}"
 
 stage: STAGE "{" _stage_item* steps "}"
-_stage_item: _property | environment | runtime | _gate
+_stage_item: _property | environment | runtime | _gate | cache
+cache: CACHE "{" (USE PROP_NAME | PROP_NAME "=" (STR | names))* "}"
 _property: (PROP_NAME | STEPS | ENVIRONMENT | RUNTIME) "=" (VALUE | names)
 environment: ENVIRONMENT "{" (ENV_NAME "=" VALUE)* "}"
 runtime: RUNTIME "{" (PROP_NAME "=" VALUE | docker)* "}"
@@ -75,6 +76,7 @@ FANOUT.2: /fanout(?![A-Za-z0-9_])/
 ENVIRONMENT.2: /environment(?![A-Za-z0-9_])/
 RUNTIME.2: /runtime(?![A-Za-z0-9_])/
 DOCKER.2: /docker(?![A-Za-z0-9_])/
+CACHE.2: /cache(?![A-Za-z0-9_])/
 WHEN.2: /when(?![A-Za-z0-9_])/
 GATES.2: /gates(?![A-Za-z0-9_])/
 ENTER.2: /enter(?![A-Za-z0-9_])/
@@ -115,6 +117,7 @@ HUMAN = {
     "ENVIRONMENT": "'environment'",
     "RUNTIME": "'runtime'",
     "DOCKER": "'docker'",
+    "CACHE": "'cache'",
     "WHEN": "'when'",
     "GATES": "'gates'",
     "ENTER": "'enter'",

@@ -20,9 +20,12 @@ from typing import Any
 
 from otto import conditions
 from otto.duration import duration_text
-from otto.model import BatchMode, Condition, Context, Gate, Input, Pipeline
+from otto.model import BatchMode, Cache, Condition, Context, Gate, Input, Pipeline
 from otto.parser.build import (
     BLOCK_KEY,
+    CACHE_KEY,
+    CACHE_RESTORE,
+    CACHE_SAVE,
     MAX_BLOCK_DEPTH,
     STAGE_PROPERTIES,
     TIMEOUT,
@@ -56,7 +59,13 @@ def render(pipeline: Pipeline, syntax: Syntax | None = None) -> str:
                     f"so it needs exactly one context, not {len(batch.contexts)}"
                 )
             context = batch.contexts[0]
-            if context.properties or context.environment or context.gate:
+            if (
+                context.properties
+                or context.environment
+                or context.gate
+                or context.cache
+                or context.credentials
+            ):
                 _stage(out, context, 1, f"{path}.contexts[0]")
             else:
                 _steps(out, context.steps, 1, f"{path}.contexts[0]")
@@ -126,7 +135,24 @@ def _stage(out: list[str], context: Context, level: int, path: str, with_gate: b
         out.append(f"{pad}{INDENT}}}")
     if with_gate and context.gate:
         _gate(out, context.gate, level + 1, f"{path}.gate")
-    _steps(out, context.steps, level + 1, path)
+    if context.cache:
+        _cache(out, context.cache, level + 1, f"{path}.cache")
+    written = [s for s in context.steps if s.symbol not in (CACHE_RESTORE, CACHE_SAVE)]
+    _steps(out, written, level + 1, path)
+    out.append(f"{pad}}}")
+
+
+def _cache(out: list[str], cache: Cache, level: int, path: str) -> None:
+    """`cache { … }`; its `cache-restore`/`cache-save` steps come back when it is parsed."""
+    pad = INDENT * level
+    out.append(f"{pad}cache {{")
+    for name in cache.use:
+        out.append(f"{pad}{INDENT}use {_name(name, _IDENT, 'cache name', f'{path}.use')}")
+    for name, paths in cache.save.items():
+        shown = _name(name, _IDENT, "cache name", f"{path}.save")
+        out.append(f"{pad}{INDENT}{shown} = {_names_list(paths, f'{path}.save.{name}')}")
+    if cache.key:
+        out.append(f"{pad}{INDENT}{CACHE_KEY} = {_names_list(cache.key, f'{path}.key')}")
     out.append(f"{pad}}}")
 
 

@@ -194,7 +194,7 @@ class Execution:
                 queries.capture_variables(tx, pipeline, lease.context, dict(variables))
             cause = Cause(lease.orchestrator, reason)
             now = time.time()
-            moves = _ending(
+            moves = ending(
                 tx, pipeline, lease.context,
                 lambda run: rules.finish_context(run, lease.context, status, cause, now),
             )  # fmt: skip
@@ -223,7 +223,7 @@ class Execution:
             if views.batch_row(tx, ctx["pipeline"], ctx["batch"])["state"] not in BATCH_LIVE:
                 raise Conflict(f"context {context}: its batch has not started", ctx["state"])
             cause, now = Cause(actor, reason), time.time()
-            moves = _ending(
+            moves = ending(
                 tx, ctx["pipeline"], context,
                 lambda run: rules.fail_context(run, context, cause, now),
             )  # fmt: skip
@@ -247,19 +247,21 @@ class Execution:
         A running context still there `DEADLINE_GRACE` after its stage's deadline (its
         agent, which stops it at the deadline, did not report) ends Failed, reason
         `timeout`: its running step too, and its steps not run are NotRun. Its agent is
-        stopped when its next lease renewal is refused."""
+        stopped when its next lease renewal is refused.
+
+        A context Waiting past its gate's input timeout ends Aborted, `input_timeout`."""
         moment = time.time() if now is None else now
 
         def work(tx: Tx) -> int:
             lost = queries.leases_expired(tx, moment)
             late = queries.deadlines_passed(tx, moment - rules.DEADLINE_GRACE)
-            expired = 0
+            expired = expire_inputs(tx, moment)
             for ctx, why in [
                 *((c, Reason.AGENT_LOST) for c in lost),
                 *((c, Reason.TIMEOUT) for c in late),
             ]:
                 # A fresh snapshot: an earlier expiry in this loop may have moved it.
-                moves = _ending(
+                moves = ending(
                     tx, ctx["pipeline"], ctx["uuid"],
                     lambda run: rules.expire(run, ctx["uuid"], why, moment),  # noqa: B023
                 )  # fmt: skip
@@ -270,7 +272,20 @@ class Execution:
         return self.store.write(work)
 
 
-def _ending(
+def expire_inputs(tx: Tx, moment: float) -> int:
+    """Waiting contexts past their gate's timeout end Aborted (`input_timeout`); how many."""
+    expired = 0
+    for ctx in queries.inputs_timed_out(tx, moment):
+        moves = ending(
+            tx, ctx["pipeline"], ctx["uuid"],
+            lambda run: rules.input_timed_out(run, ctx["uuid"], moment),  # noqa: B023
+        )  # fmt: skip
+        apply(tx, ctx["pipeline"], moves)
+        expired += bool(moves)
+    return expired
+
+
+def ending(
     tx: Tx, pipeline: str, context: str, decide: Callable[[rules.RunState], list[rules.Move]]
 ) -> list[rules.Move]:
     """The moves of a context that ends, decided over a snapshot with only its steps (all

@@ -2,7 +2,8 @@
 
 A small facade over one module per role: `pipelines` (create, abort, retry, reads),
 `executor` (claim, renew, step and context reports, hand-back, lease and deadline
-expiry) and `awards` (open contexts, award, release). Every method that changes
+expiry), `awards` (open contexts, award, release) and `approvals` (answers to
+approval gates). Every method that changes
 anything runs as one piece of work on the store's writer (one transaction,
 group-committed); reads run on snapshots. The decisions are `otto.psm.rules`'.
 """
@@ -10,6 +11,7 @@ group-committed); reads run on snapshots. The decisions are `otto.psm.rules`'.
 from __future__ import annotations
 
 from otto.model import Pipeline
+from otto.psm.approvals import Approvals
 from otto.psm.awards import Awards
 from otto.psm.events import EventHub
 from otto.psm.executor import DEFAULT_LEASE_SECONDS, DEFAULT_STAGE_TIMEOUT, Execution
@@ -28,7 +30,7 @@ __all__ = [
 ]
 
 
-class PipelineStateMachine(Pipelines, Execution, Awards):
+class PipelineStateMachine(Pipelines, Execution, Awards, Approvals):
     def __init__(
         self,
         store: Store,

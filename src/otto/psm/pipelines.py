@@ -238,8 +238,10 @@ def _new_run(pipeline: Pipeline, about: About, ref: str | None) -> rules.RunStat
 
 
 def _new_context(ctx: Context, idx: int, position: int) -> rules.ContextState:
-    condition = queries.stored_condition(ctx)
+    condition, gate_input = queries.stored_condition(ctx), queries.stored_gate_input(ctx)
     if condition is None:
-        return rules.ContextState(ctx.uuid, idx, position, PENDING, steps=None)
+        return rules.ContextState(ctx.uuid, idx, position, PENDING, steps=None,
+                                  gate_input=gate_input)  # fmt: skip
     steps = tuple(rules.StepState(s.uuid, PENDING) for s in ctx.steps)
-    return rules.ContextState(ctx.uuid, idx, position, PENDING, steps=steps, condition=condition)
+    return rules.ContextState(ctx.uuid, idx, position, PENDING, steps=steps, condition=condition,
+                              gate_input=gate_input)  # fmt: skip

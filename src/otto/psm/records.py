@@ -173,6 +173,11 @@ class CredentialSource(Protocol):
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+# The project's first default branch, kept with a run's trigger details for its steps
+# (`OTTO_DEFAULT_BRANCH`) but not shown among them.
+DEFAULT_BRANCH_DETAIL = "default_branch"
+
+
 def trigger_details(run: Mapping[str, Any]) -> dict[str, Any]:
     """A pipeline row's `trigger_data`, decoded (`About.details`; {} when none)."""
     text = run["trigger_data"]
@@ -192,6 +197,7 @@ def run_variables(run: Mapping[str, Any]) -> dict[str, str]:
         "OTTO_BRANCH": _branch(run["ref"], details),
         "OTTO_TAG": _tag(run["ref"], details),
         "OTTO_PR": details.get("number"),
+        "OTTO_DEFAULT_BRANCH": details.get(DEFAULT_BRANCH_DETAIL),
     }
     variables = {k: str(v) for k, v in found.items() if v not in (None, "")}
     return variables | _given_environment(details)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
@@ -15,6 +15,7 @@ from otto import model as pipeline_model
 from otto.endpoints import ApiError, Endpoint, parse_body, query_bool, query_int
 from otto.limits import MAX_NAME, has_control
 from otto.psm import states
+from otto.psm.approvals import Answer, MissingParameters
 from otto.psm.errors import Conflict, NotFound
 from otto.psm.executor_routes import EXECUTOR_ANSWERS, refusal
 from otto.psm.machine import PipelineStateMachine
@@ -26,6 +27,7 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 # Bounded fields of a new pipeline: names are shown on every page and terminal.
 NAME_FIELDS = ("ref", "project", "trigger")
 MAX_REPO, MAX_SHA = 2048, 128
+MAX_COMMENT, MAX_PARAM, MAX_PARAMS = 2000, 4096, 64  # an answer to an approval gate
 
 
 class _Body(BaseModel):
@@ -42,6 +44,18 @@ class CreatePipeline(_Body):
     project: str | None = None
     trigger: str | None = None
     message: str | None = None
+
+
+class AnswerInput(_Body):
+    """An answer to a Waiting context's input: who gives it (`by`), why (`comment`), and
+    (approving) a value for each parameter the input asks for (`params`)."""
+
+    by: str = Field("api", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@+-]*$")
+    comment: str | None = Field(None, max_length=MAX_COMMENT)
+    params: dict[
+        Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=MAX_NAME)],
+        Annotated[str, Field(max_length=MAX_PARAM)],
+    ] = Field(default_factory=dict, max_length=MAX_PARAMS)
 
 
 class Award(_Body):
@@ -118,6 +132,28 @@ class PsmApi:
                 self.abort,
                 "Abort a run",
                 responses={202: "abort under way", 404: "unknown uuid", 409: "already complete"},
+            ),
+            *(
+                Endpoint(
+                    "POST",
+                    f"/v1/pipelines/{{uuid}}/contexts/{{ctx}}/{verb}",
+                    handler,
+                    f"{verb.capitalize()} a context Waiting at its gate's input ({{ctx}}: its "
+                    "uuid or stage name); who, when and the comment go in the transition"
+                    + (
+                        "; `params`: a value for each parameter the input asks for"
+                        if verb == "approve"
+                        else ""
+                    ),
+                    AnswerInput,
+                    {
+                        200: "answered",
+                        404: "unknown pipeline or context",
+                        409: "the context is not Waiting (`current` names its state)",
+                        422: "an invalid field, or a parameter the input asks for is missing",
+                    },
+                )
+                for verb, handler in (("approve", self.approve), ("reject", self.reject))
             ),
             Endpoint(
                 "POST",
@@ -246,6 +282,31 @@ class PsmApi:
         except (NotFound, Conflict) as exc:
             raise refusal(exc) from None
         return JSONResponse({"uuid": request.path_params["uuid"], "aborting": True}, 202)
+
+    def approve(self, request: Request) -> Response:
+        return self._answer(request, approved=True)
+
+    def reject(self, request: Request) -> Response:
+        return self._answer(request, approved=False)
+
+    def _answer(self, request: Request, approved: bool) -> Response:
+        body = parse_body(AnswerInput, request.state.body)
+        uuid, ctx = request.path_params["uuid"], request.path_params["ctx"]
+        if not approved and body.params:
+            raise ApiError(422, "invalid_request", "params: only an approval gives them",
+                           field="params")  # fmt: skip
+        answer = Answer(approved, body.by, body.comment, body.params)
+        try:
+            context = self.psm.answer(uuid, ctx, answer)
+        except (NotFound, Conflict) as exc:
+            raise refusal(exc) from None
+        except MissingParameters as exc:
+            message = f"params: missing {', '.join(exc.names)} (the input asks for them)"
+            raise ApiError(
+                422, "missing_params", message, field="params", missing=exc.names
+            ) from None
+        state = "approved" if approved else "rejected"
+        return JSONResponse({"uuid": uuid, "context": context, "answer": state})
 
     def retry(self, request: Request) -> Response:
         uuid = request.path_params["uuid"]

@@ -40,6 +40,7 @@ from otto.psm.states import (
     RUNNING,
     SKIPPED,
     TERMINAL,
+    WAITING,
     Entity,
     Reason,
 )
@@ -57,6 +58,11 @@ ON_FAILURE: dict[str, tuple[str, Reason] | None] = {
     BatchMode.PARALLEL: None,
     BatchMode.FANOUT: ("all", Reason.FANOUT_SIBLING_FAILED),
 }
+
+# The approval gates of a context (`Gate.enter_input`, `Gate.exit_input`), as stored.
+ENTER, EXIT = "enter", "exit"
+# The columns a context leaving Waiting clears.
+_NOT_WAITING = {"waiting_for": None, "input_deadline": None}
 
 # What a retry runs again (unless asked to run everything again).
 RETRYABLE = frozenset({Status.FAILED.value, Status.ERROR.value, Status.ABORTED.value, NOT_RUN})
@@ -82,6 +88,9 @@ class ContextState:
     # Its gate's condition as stored (`contexts.gate_condition`: JSON of its `source`,
     # `ast` and the stage environment it reads, `env`), decoded only when evaluated.
     condition: str | None = None
+    # Its approval gates as stored (`contexts.gate_input`: JSON of its `enter` and `exit`
+    # inputs), decoded only when one may be reached.
+    gate_input: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,6 +307,36 @@ def _claimable(batch: BatchState, state_of: Callable[[ContextState], str]) -> li
     return [following] if following is not None and state_of(following) == PENDING else []
 
 
+def answer(
+    run: RunState, context: str, approved: bool, waiting_for: str, cause: Cause, now: float
+) -> list[Move]:
+    """A person answered a Waiting context's input (`waiting_for`: its `enter` or `exit`
+    gate): approved, it goes on (Pending, to be auctioned; or Success); rejected, it
+    ends Failed, and its batch's mode decides what follows."""
+    ctx = run.context(context)
+    if ctx.state != WAITING:
+        raise Conflict(f"context {context} is {ctx.state}, not {WAITING}", ctx.state)
+    plan = _Plan(run, now)
+    if not approved:
+        plan.end_waiting(ctx, Status.FAILED, cause)
+    elif waiting_for == ENTER:
+        plan.move(Entity.CONTEXT, ctx.uuid, WAITING, PENDING, cause, columns=_NOT_WAITING)
+    else:
+        plan.end_waiting(ctx, Status.SUCCESS, cause)
+    return plan.moves
+
+
+def input_timed_out(run: RunState, context: str, now: float) -> list[Move]:
+    """Nobody answered a Waiting context's input before its gate's timeout: Aborted
+    (`input_timeout`), unless it is no longer waiting."""
+    ctx = run.context(context)
+    if ctx.state != WAITING:
+        return []
+    plan = _Plan(run, now)
+    plan.end_waiting(ctx, Status.ABORTED, Cause("psm", Reason.INPUT_TIMEOUT))
+    return plan.moves
+
+
 def expire(run: RunState, context: str, why: Reason, now: float) -> list[Move]:
     """A context whose lease ran out (`agent_lost`) or whose stage is past its deadline
     and grace (`timeout`) ends, unless it already has.
@@ -379,8 +418,47 @@ class _Plan:
             return
         self.move(Entity.BATCH, str(idx), PENDING, AUCTION_STARTED, cause)
         batch = self.run.batches[idx]
-        if self.skip_unmet(batch, cause.actor) or not batch.contexts:
+        skipped = self.skip_unmet(batch, cause.actor)
+        self.hold_at_enter_gates(batch, cause.actor)
+        if skipped or not batch.contexts:
             self.settle_batch(idx, cause)
+
+    def hold_at_enter_gates(self, batch: BatchState, actor: str) -> None:
+        """Each Pending context of a starting batch with an enter input waits for it (after
+        its condition: a skipped context never waits)."""
+        for ctx in batch.contexts:
+            if ctx.gate_input is None or self.ctx_state(ctx) != PENDING:
+                continue
+            gate = json.loads(ctx.gate_input).get(ENTER)
+            if gate is not None:
+                self.hold(ctx, PENDING, ENTER, gate, Cause(actor, Reason.INPUT))
+
+    def hold(
+        self, ctx: ContextState, current: str, which: str, gate: dict[str, Any], cause: Cause
+    ) -> None:
+        """`ctx` waits at its `which` gate's input, until its timeout if it has one."""
+        data = {"gate": which, "message": gate["message"],
+                "parameters": gate.get("parameters") or [], **(cause.data or {})}  # fmt: skip
+        timeout = gate.get("timeout")
+        columns = {"waiting_for": which, "input_deadline": self.now + timeout if timeout else None}
+        if current == RUNNING:
+            columns["lease_expires"] = None
+        self.move(Entity.CONTEXT, ctx.uuid, current, WAITING, Cause(cause.actor, Reason.INPUT),
+                  data=data, columns=columns)  # fmt: skip
+
+    def end_waiting(self, ctx: ContextState, outcome: Status, cause: Cause) -> None:
+        """A Waiting context ends: what follows, as for any context that ends."""
+        self.leave_waiting(ctx, outcome, cause)
+        if outcome.is_failure:
+            self.react_to_failure(ctx, cause.actor)
+        self.settle_batch(ctx.batch, cause)
+
+    def leave_waiting(self, ctx: ContextState, outcome: Status, cause: Cause) -> None:
+        columns = {**_NOT_WAITING, "finished_at": self.now}
+        self.move(Entity.CONTEXT, ctx.uuid, WAITING, outcome.value, cause, columns=columns)
+        for step in self.steps(ctx):
+            if self.state(Entity.STEP, step.uuid, step.state) == PENDING:
+                self.move(Entity.STEP, step.uuid, PENDING, NOT_RUN, cause)
 
     def skip_unmet(self, batch: BatchState, actor: str) -> bool:
         """Skip each Pending context of a starting batch whose condition is false, its
@@ -419,9 +497,14 @@ class _Plan:
     def finish_context(self, ctx: ContextState, reported: Status, cause: Cause) -> None:
         steps = [(s.uuid, self.state(Entity.STEP, s.uuid, s.state)) for s in self.steps(ctx)]
         outcome = worst([reported, *(Status(state) for _, state in steps if state in OUTCOMES)])
-        columns = {"lease_expires": None, "finished_at": self.now}
-        self.move(Entity.CONTEXT, ctx.uuid, self.ctx_state(ctx), outcome.value, cause,
-                  columns=columns)  # fmt: skip
+        exit_gate = self.exit_gate(ctx) if outcome == Status.SUCCESS else None
+        if exit_gate is not None:
+            held = Cause(cause.actor, cause.reason, {"outcome": outcome.value})
+            self.hold(ctx, RUNNING, EXIT, exit_gate, held)
+        else:
+            columns = {"lease_expires": None, "finished_at": self.now}
+            self.move(Entity.CONTEXT, ctx.uuid, self.ctx_state(ctx), outcome.value, cause,
+                      columns=columns)  # fmt: skip
         for uuid, state in steps:
             if state == RUNNING:
                 self.move(Entity.STEP, uuid, RUNNING, outcome.value, cause,
@@ -431,6 +514,13 @@ class _Plan:
         if outcome.is_failure:
             self.react_to_failure(ctx, cause.actor)
         self.settle_batch(ctx.batch, cause)
+
+    def exit_gate(self, ctx: ContextState) -> dict[str, Any] | None:
+        """The exit input a Running context that succeeded waits at, if it has one."""
+        if ctx.gate_input is None or self.ctx_state(ctx) != RUNNING:
+            return None
+        gate: dict[str, Any] | None = json.loads(ctx.gate_input).get(EXIT)
+        return gate
 
     def react_to_failure(self, ctx: ContextState, actor: str) -> None:
         batch = self.run.batches[ctx.batch]
@@ -443,11 +533,14 @@ class _Plan:
                 self.stop_context(sibling.uuid, Cause(actor, reason))
 
     def stop_context(self, uuid: str, cause: Cause) -> None:
-        """A Pending context never runs; a Running one is asked to abort."""
+        """A Pending context never runs; a Waiting one ends Aborted; a Running one is
+        asked to abort."""
         ctx = self.run.context(uuid)
         state = self.ctx_state(ctx)
         if state == PENDING:
             self.not_run_context(ctx, cause)
+        elif state == WAITING:
+            self.leave_waiting(ctx, Status.ABORTED, cause)
         elif state == RUNNING:
             self.move(Entity.CONTEXT, uuid, RUNNING, ABORTING, cause)
 

@@ -29,6 +29,7 @@ COMPLETE = "Complete"
 NOT_RUN = "NotRun"
 ABORTING = "Aborting"
 SKIPPED = "Skipped"  # a context whose condition was false when its batch started
+WAITING = "Waiting"  # a context held at an approval gate (`input`), holding nothing
 
 # Batch-only states, in the order a batch passes through them.
 AUCTION_STARTED = "AuctionStarted"
@@ -61,6 +62,10 @@ class Reason(StrEnum):
     RETRY = "retry"
     CONDITION_FALSE = "condition_false"  # Skipped: its gate's condition did not hold
     HANDED_BACK = "handed_back"  # its executor shut down before it ended
+    INPUT = "input"  # Waiting: held at its gate's input for a person's answer
+    APPROVED = "approved"  # a person approved a Waiting context
+    REJECTED = "rejected"  # Failed: a person rejected a Waiting context
+    INPUT_TIMEOUT = "input_timeout"  # Aborted: nobody answered its gate's input in time
 
 
 def _moves(
@@ -97,9 +102,14 @@ TRANSITIONS: dict[Entity, dict[str, dict[Reason | None, frozenset[str]]]] = {
     },
     Entity.CONTEXT: {
         # Pending → Error: provisioning failed before the context started; Pending →
-        # Skipped: its condition was false when its batch started.
-        PENDING: _moves({RUNNING, NOT_RUN, SKIPPED, Status.ERROR.value}),
-        RUNNING: _moves({ABORTING, *OUTCOMES}, handed_back={PENDING}),
+        # Skipped: its condition was false when its batch started; Pending → Waiting: held
+        # at its enter gate's input.
+        PENDING: _moves({RUNNING, NOT_RUN, SKIPPED, WAITING, Status.ERROR.value}),
+        # Running → Waiting: its steps succeeded, it waits at its exit gate's input.
+        RUNNING: _moves({ABORTING, WAITING, *OUTCOMES}, handed_back={PENDING}),
+        # Waiting → Pending (approved at the enter gate), Success (at the exit gate),
+        # Failed (rejected), Aborted (input_timeout, or the run or its batch stopped).
+        WAITING: _moves({PENDING, Status.SUCCESS, Status.FAILED, Status.ABORTED}),
         # An abort races the context's own end: whatever really happened is recorded.
         ABORTING: _moves(OUTCOMES),
         **{state: _moves(retry={PENDING}) for state in _RERUN},

@@ -7,8 +7,8 @@ import json
 from typing import Any
 
 from otto.psm.errors import NotFound
-from otto.psm.records import Transition, iso
-from otto.psm.states import OUTCOMES, SKIPPED
+from otto.psm.records import DEFAULT_BRANCH_DETAIL, Transition, iso
+from otto.psm.states import OUTCOMES, SKIPPED, WAITING
 from otto.psm.store.base import Row, Tx
 from otto.redact import redact_url
 
@@ -46,6 +46,20 @@ def _outcome(state: str) -> str | None:
 def _ended(state: str) -> bool:
     """Whether a context's state has a reason to show: an outcome, or Skipped."""
     return state in OUTCOMES or state == SKIPPED
+
+
+def _waiting(context: Row) -> dict[str, Any] | None:
+    """What a Waiting context asks (its gate, `enter` or `exit`: the input's message and
+    parameters) and until when; None when it is not waiting."""
+    if context["waiting_for"] is None:
+        return None
+    gate = json.loads(context["gate_input"])[context["waiting_for"]]
+    return {
+        "gate": context["waiting_for"],
+        "message": gate["message"],
+        "parameters": gate.get("parameters") or [],
+        "timeout_at": iso(context["input_deadline"]),
+    }
 
 
 def pipeline(tx: Tx, uuid: str) -> dict[str, Any]:
@@ -86,11 +100,13 @@ def pipeline(tx: Tx, uuid: str) -> dict[str, Any]:
                 "attempt": c["attempt"],
                 "started_at": iso(c["started_at"]),
                 "finished_at": iso(c["finished_at"]),
+                "waiting": _waiting(c),
                 "steps": steps_of.get(c["uuid"], []),
             }
         )
     return {
         **_summary(run),
+        "waiting": any(c["state"] == WAITING for c in contexts),
         "model": json.loads(run["model"]),
         "batches": [
             {
@@ -116,8 +132,16 @@ def _reasons(tx: Tx, pipeline: str) -> dict[str, str]:
     return {r["id"]: r["reason"] for r in rows if r["reason"]}
 
 
+# Whether a run has a context Waiting at an approval gate (a column of a pipelines query).
+_WAITING = (
+    f"EXISTS (SELECT 1 FROM contexts c WHERE c.pipeline = pipelines.uuid AND c.state = '{WAITING}')"
+)
+
+
 def _summary(run: Row) -> dict[str, Any]:
     return {
+        # keys(): `in` on a sqlite3.Row looks among its values
+        **({"waiting": bool(run["waiting"])} if "waiting" in run.keys() else {}),  # noqa: SIM118
         "uuid": run["uuid"],
         "state": run["state"],
         "status": run["status"],
@@ -127,7 +151,7 @@ def _summary(run: Row) -> dict[str, Any]:
         "project": run["project"],
         "trigger": run["trigger"],
         "event": run["event"],
-        "trigger_details": json.loads(run["trigger_data"]) if run["trigger_data"] else {},
+        "trigger_details": _shown_details(run["trigger_data"]),
         "message": run["message"],
         "abort_requested": bool(run["abort_requested"]),
         "abort_reason": run["abort_reason"],
@@ -176,7 +200,7 @@ def pipelines(
         where.append("(created_at < ? OR (created_at = ? AND uuid < ?))")
         params += [created, created, uuid]
     limit = max(1, min(limit, MAX_PAGE))
-    sql = "SELECT * FROM pipelines"
+    sql = f"SELECT *, {_WAITING} AS waiting FROM pipelines"
     if where:
         sql += " WHERE " + " AND ".join(where)
     rows = tx.all(sql + " ORDER BY created_at DESC, uuid DESC LIMIT ?", *params, limit + 1)
@@ -214,3 +238,8 @@ def transitions(tx: Tx, uuid: str) -> list[Transition]:
     pipeline_row(tx, uuid)
     rows = tx.all("SELECT * FROM transitions WHERE pipeline = ? ORDER BY seq", uuid)
     return [Transition.from_row(r) for r in rows]
+
+
+def _shown_details(trigger_data: str | None) -> dict[str, Any]:
+    details = json.loads(trigger_data) if trigger_data else {}
+    return {k: v for k, v in details.items() if k != DEFAULT_BRANCH_DETAIL}

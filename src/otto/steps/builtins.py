@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from pydantic import JsonValue
 
-from otto.steps import artifacts, directory, git, messages, sh
+from otto.steps import artifacts, caches, directory, git, messages, sh
 from otto.steps.runtime import StepOutcome, StepRuntime
 
 Params = dict[str, JsonValue]
@@ -26,6 +26,8 @@ class Builtin:
 
 BUILTINS: dict[str, Builtin] = {
     "archive": Builtin(artifacts.archive, artifacts.check_archive),
+    "cache-restore": Builtin(caches.restore, caches.check_restore),
+    "cache-save": Builtin(caches.save, caches.check_save),
     "dir": Builtin(directory.run, directory.check),
     "echo": Builtin(messages.echo),
     "error": Builtin(messages.error),

@@ -9,7 +9,7 @@ from pydantic import JsonValue
 
 from otto.conditions import Trigger, evaluate
 from otto.duration import duration_text
-from otto.model import Context, Gate, Input, Pipeline, Step
+from otto.model import Cache, Context, Gate, Input, Pipeline, Step
 from otto.parser.build import Matrix, each_variable
 from otto.steps.manifest import Manifest, StepCallError, check_step
 
@@ -49,6 +49,8 @@ def explain_lines(
                 yield f"    env {key}={value}"
             if context.credentials:
                 yield f"    credentials: {', '.join(context.credentials)}"
+            if context.cache is not None:
+                yield f"    cache: {_cache_phrase(context.cache)}"
             yield from _step_lines(context.steps, manifests, indent="    ")
     if trigger is not None:
         yield "; ".join(f"{kind}: {', '.join(names)}" for kind, names in outcomes.items() if names)
@@ -56,6 +58,13 @@ def explain_lines(
 
 # What a gate can decide for a context, in the order `otto explain` sums them up.
 OUTCOMES = ("would run", "skipped", "waits for input")
+
+
+def _cache_phrase(cache: Cache) -> str:
+    parts = [f"restores {name}" for name in cache.use]
+    parts += [f"saves {name} ({', '.join(paths)})" for name, paths in cache.save.items()]
+    keyed = f", keyed by {', '.join(cache.key)}" if cache.key else ""
+    return "; ".join(parts) + keyed
 
 
 def _binding_phrase(binding: dict[str, str]) -> str:

@@ -142,7 +142,8 @@ def check_step(step: Step, manifests: dict[str, Manifest]) -> dict[str, JsonValu
     """Bind one step's parameters by its manifest; raise StepCallError saying what is wrong."""
     manifest = manifests.get(step.symbol)
     if manifest is None:
-        known = sorted(manifests)
+        # A step a file cannot name (`cache-save`: the parser inserts it) is not offered.
+        known = sorted(symbol for symbol in manifests if "-" not in symbol)
         raise StepCallError(
             f"unknown step `{step.symbol}`{_suggest(step.symbol, known)}; "
             f"known steps: {', '.join(known)}"

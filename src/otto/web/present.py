@@ -30,6 +30,7 @@ ICONS = {
     "Complete": "●",
     "NotRun": "–",
     "Skipped": "↷",
+    "Waiting": "◇",
     "Success": "✓",
     "Unstable": "◒",
     "Aborted": "⊘",
@@ -42,7 +43,10 @@ LABEL_WIDTH = 40
 
 
 def shown(item: dict[str, Any]) -> str:
-    """What to show for a pipeline, batch, context or step: its outcome once it has one."""
+    """What to show for a pipeline, batch, context or step: its outcome once it has one;
+    a run with a context waiting at an approval gate, Waiting."""
+    if item.get("waiting") is True and not item.get("status"):
+        return "Waiting"
     return str(item.get("status") or item["state"])
 
 
@@ -54,6 +58,19 @@ def gate_conditions(model: dict[str, Any]) -> dict[str, str]:
             condition = (ctx.get("gate") or {}).get("condition")
             if condition:
                 found[ctx["uuid"]] = str(condition["source"])
+    return found
+
+
+def gate_inputs(model: dict[str, Any]) -> dict[str, list[str]]:
+    """The approval gates (`enter`, `exit`) of each context of a run's model that has any,
+    by uuid."""
+    found = {}
+    for batch in model.get("batches", []):
+        for ctx in batch.get("contexts", []):
+            gate = ctx.get("gate") or {}
+            kinds = [kind for kind in ("enter", "exit") if gate.get(f"{kind}_input")]
+            if kinds:
+                found[ctx["uuid"]] = kinds
     return found
 
 

@@ -2,10 +2,11 @@
 
 `pending` when the run is accepted (also a run rejected at once for a broken
 Ottofile: `pending`, then `error`), then `success` / `failure` / `error` when
-it is Complete (Unstable as the project says). `POST {api}/repos/{owner}/
-{repo}/statuses/{sha}` with `state`, `target_url`, `description`, `context`
-and the token from the project's `statuses.token_env`. A run rejected for its
-Ottofile says why in a few words (`Ottofile not found at <sha>`, `Ottofile:4:5:
+it is Complete (Unstable as the project says); while a context waits at an approval
+gate, `pending` "waiting for approval" (and `pending` again once it is approved).
+`POST {api}/repos/{owner}/{repo}/statuses/{sha}` with `state`, `target_url`,
+`description`, `context` and the token from the project's `statuses.token_env`. A
+run rejected for its Ottofile says why in a few words (`Ottofile not found at <sha>`, `Ottofile:4:5:
 expected …`): the first line of its error, without URLs or server paths (the whole
 error stays in the run, for the server's users). The requests go
 through the outbox (outbox.py), so they survive a restart, are retried with
@@ -18,7 +19,7 @@ import json
 import re
 
 from otto.psm import Transition
-from otto.psm.states import COMPLETE, PENDING, Entity
+from otto.psm.states import COMPLETE, PENDING, WAITING, Entity
 from otto.webhooks.inbox import RunInfo
 from otto.webhooks.outbox import Entry
 from otto.webhooks.projects import Project
@@ -43,9 +44,18 @@ def run_page(public_url: str, pipeline: str) -> str:
 def status_entries(t: Transition, run: RunInfo, project: Project, public_url: str) -> list[Entry]:
     """The commit status a pipeline transition reports, if any."""
     statuses = project.statuses
-    if statuses is None or not run.full_name or t.entity != Entity.PIPELINE:
+    if statuses is None or not run.full_name:
         return []
-    if t.from_state is None and t.to_state == PENDING:
+    if t.entity == Entity.CONTEXT and WAITING in (t.from_state, t.to_state):
+        if t.to_state == WAITING:
+            state, description = "pending", "Otto: waiting for approval"
+        elif t.reason == "approved":
+            state, description = "pending", "Otto: approved, running"
+        else:
+            return []  # it ended: the run's outcome follows
+    elif t.entity != Entity.PIPELINE:
+        return []
+    elif t.from_state is None and t.to_state == PENDING:
         state, description = "pending", "Otto: accepted"
     elif t.to_state == COMPLETE:
         status = t.status or "Error"

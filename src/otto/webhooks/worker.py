@@ -23,6 +23,7 @@ from typing import Any
 from otto.model import Checkout, Pipeline
 from otto.parser import ParseError
 from otto.psm import CONFIG_ERROR, About, Conflict, Created, PipelineStateMachine
+from otto.psm.records import DEFAULT_BRANCH_DETAIL
 from otto.serverlog import fields
 from otto.steps.checking import check_ottofile
 from otto.webhooks.inbox import ABORTED, BUILT, CREATED, IGNORED, Inbox, Push, RunInfo
@@ -252,7 +253,7 @@ class PushWorker(threading.Thread):
                 _trigger(push),
                 push.message,
                 event=push.event,
-                details=push.details,
+                details=_with_default_branch(push.details, project),
             ),
         )
         if created.duplicate or created.replayed:
@@ -328,3 +329,11 @@ class PushWorker(threading.Thread):
     def _read(self, project: Project, push: Push) -> str:
         """The Ottofile at the push's commit (one attempt: the lanes retry)."""
         return self.mirrors.read(push.clone_url, push.sha, push.ref, project.pipeline.path)
+
+
+def _with_default_branch(details: dict[str, Any] | None, project: Project) -> dict[str, Any] | None:
+    """The trigger's details plus the project's first default branch, where a branch
+    without its own cache restores from (`OTTO_DEFAULT_BRANCH`, `otto.steps.caches`)."""
+    if not project.default_branches:
+        return details
+    return {**(details or {}), DEFAULT_BRANCH_DETAIL: project.default_branches[0]}

@@ -29,7 +29,7 @@ STAGE_TIMEOUT = "timeout"  # the stage property that bounds how long it may run
 _SNAPSHOT = """SELECT p.state, p.abort_requested, p.abort_reason, p.abort_data,
     b.idx, b.mode, b.state AS batch_state, b.status,
     c.uuid AS context, c.position, c.state AS context_state, c.orchestrator, c.gate_condition,
-    {steps}
+    c.gate_input, {steps}
 FROM pipelines p
 LEFT JOIN batches b ON b.pipeline = p.uuid
 LEFT JOIN contexts c ON c.pipeline = b.pipeline AND c.batch = b.idx {join}
@@ -143,17 +143,17 @@ def _batches(
         steps = steps_of.get(context)
         if steps is None:
             steps_of[context] = steps = []
-            contexts_of[idx].append(row[8:13])
-        if row[13] is not None:
-            steps.append(StepState(row[13], row[14]))
+            contexts_of[idx].append(row[8:14])
+        if row[14] is not None:
+            steps.append(StepState(row[14], row[15]))
 
     def held(context: str) -> tuple[StepState, ...] | None:
         return tuple(steps_of[context]) if read is None else read.get(context)
 
     return tuple(
         BatchState(idx, *batch_of[idx], tuple(
-            ContextState(c, idx, position, state, orchestrator, held(c), condition)
-            for c, position, state, orchestrator, condition in contexts
+            ContextState(c, idx, position, state, orchestrator, held(c), condition, gate_input)
+            for c, position, state, orchestrator, condition, gate_input in contexts
         ))
         for idx, contexts in contexts_of.items()
     )  # fmt: skip
@@ -218,6 +218,16 @@ def stored_condition(context: Context) -> str | None:
     return json.dumps({"source": condition.source, "ast": condition.ast, "env": env})
 
 
+def stored_gate_input(context: Context) -> str | None:
+    """A context's approval gates as `contexts.gate_input` keeps them (None: it has none):
+    `enter` and `exit`, each its input's message, parameters and timeout."""
+    gate = context.gate
+    if gate is None or (gate.enter_input is None and gate.exit_input is None):
+        return None
+    inputs = {"enter": gate.enter_input, "exit": gate.exit_input}
+    return json.dumps({k: i.model_dump() for k, i in inputs.items() if i is not None})
+
+
 def insert_pipeline(
     tx: Tx, pipeline: Pipeline, repo: str | None, ref: str | None, sha: str | None,
     about: About, now: float,
@@ -251,7 +261,7 @@ def insert_pipeline(
             seconds = parse_duration(timeout) if timeout is not None else None
             contexts.append(
                 (context.uuid, pipeline.uuid, b, c, context.name, PENDING, seconds,
-                 stored_condition(context))
+                 stored_condition(context), stored_gate_input(context))
             )  # fmt: skip
             steps += [
                 (s.uuid, context.uuid, i, s.symbol, PENDING) for i, s in enumerate(context.steps)
@@ -259,7 +269,7 @@ def insert_pipeline(
     try:
         tx.many(
             "INSERT INTO contexts (uuid, pipeline, batch, position, name, state, stage_timeout,"
-            " gate_condition) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            " gate_condition, gate_input) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             contexts,
         )
         tx.many(
@@ -365,6 +375,15 @@ def deadlines_passed(tx: Tx, moment: float) -> list[Row]:
         " AND state = ?",
         moment,
         RUNNING,
+    )
+
+
+def inputs_timed_out(tx: Tx, moment: float) -> list[Row]:
+    """The Waiting contexts whose gate's input timeout has passed."""
+    return tx.all(
+        "SELECT uuid, pipeline FROM contexts WHERE input_deadline IS NOT NULL"
+        " AND input_deadline <= ?",
+        moment,
     )
 
 

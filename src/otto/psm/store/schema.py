@@ -284,4 +284,14 @@ MIGRATIONS: list[list[str]] = [
         # reads, `env`), NULL for most: the PSM evaluates it when the context's batch starts.
         "ALTER TABLE contexts ADD COLUMN gate_condition TEXT",
     ],
+    [
+        # A context's approval gates (JSON: `enter` and `exit`, each its input's message,
+        # parameters and timeout), NULL for most; while it is Waiting, which one it waits
+        # at (`waiting_for`) and until when (`input_deadline`, swept by the expiry).
+        "ALTER TABLE contexts ADD COLUMN gate_input TEXT",
+        "ALTER TABLE contexts ADD COLUMN waiting_for TEXT",
+        "ALTER TABLE contexts ADD COLUMN input_deadline DOUBLE PRECISION",
+        "CREATE INDEX contexts_input_deadline ON contexts (input_deadline)"
+        " WHERE input_deadline IS NOT NULL",
+    ],
 ]

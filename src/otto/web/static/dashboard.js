@@ -162,7 +162,12 @@ document.addEventListener("submit", async (event) => {
   const form = event.target.closest("form[data-post]");
   if (!form) return;
   event.preventDefault();
-  const fields = Object.fromEntries([...new FormData(form)].filter(([, value]) => value.trim()));
+  const fields = {}; // `params.NAME` inputs go into `params`: an input's parameters
+  for (const [name, value] of new FormData(form)) {
+    if (!value.trim()) continue;
+    if (name.startsWith("params.")) (fields.params ??= {})[name.slice(7)] = value;
+    else fields[name] = value;
+  }
   const answer = await post(form.dataset.post, JSON.stringify({ ...fields, by: "dashboard" }));
   if (answer && answer.uuid) location.assign(`/pipelines/${answer.uuid}`);
 });
