@@ -1,13 +1,16 @@
 """What the benchmarks share: submitting pipelines at once, following a server's event
-stream for their completions."""
+stream for their completions, driving pipelines through a PSM from several threads."""
 
 from __future__ import annotations
 
 import contextlib
 import http.client
 import json
+import queue
 import threading
 import time
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -51,6 +54,30 @@ class Completions:
 
 
 JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+T = TypeVar("T")
+
+
+def drive_concurrently(items: Iterable[T], threads: int, drive: Callable[[T], None]) -> float:
+    """Seconds for `threads` workers to `drive` every item, each taken once."""
+    work: queue.SimpleQueue[T | None] = queue.SimpleQueue()
+    for item in items:
+        work.put(item)
+    for _ in range(threads):
+        work.put(None)
+
+    def worker() -> None:
+        while (item := work.get()) is not None:
+            drive(item)
+
+    started = time.perf_counter()
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return time.perf_counter() - started
 
 
 def submit_at_once(url: str, ottofile: str, count: int, threads: int = 8) -> list[str]:

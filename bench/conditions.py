@@ -14,11 +14,9 @@ whatever its stages do; printed for reference.
 from __future__ import annotations
 
 import argparse
-import queue
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -28,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from benchkit import Completions  # noqa: E402
+from benchkit import Completions, drive_concurrently  # noqa: E402
 from otto.model import Pipeline  # noqa: E402
 from otto.parser import parse  # noqa: E402
 from otto.psm import PipelineStateMachine, open_store  # noqa: E402
@@ -71,23 +69,8 @@ def drive(psm: PipelineStateMachine, pipeline: Pipeline) -> None:
 def bench(url: str, text: str, pipelines: int, threads: int) -> float:
     """Seconds to drive `pipelines` runs of `text` to their end."""
     psm = PipelineStateMachine(open_store(url))
-    work: queue.SimpleQueue[Pipeline | None] = queue.SimpleQueue()
-    for _ in range(pipelines):
-        work.put(parse(text))
-    for _ in range(threads):
-        work.put(None)
-
-    def worker() -> None:
-        while (pipeline := work.get()) is not None:
-            drive(psm, pipeline)
-
-    started = time.perf_counter()
-    pool = [threading.Thread(target=worker) for _ in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
-    elapsed = time.perf_counter() - started
+    models = [parse(text) for _ in range(pipelines)]
+    elapsed = drive_concurrently(models, threads, lambda p: drive(psm, p))
     psm.close()
     return elapsed
 

@@ -12,17 +12,16 @@ PostgreSQL ≥ 1,500 transitions/s.
 from __future__ import annotations
 
 import argparse
-import queue
 import sqlite3
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchkit import drive_concurrently  # noqa: E402
 from otto.model import Batch, BatchMode, Context, Pipeline, Step  # noqa: E402
 from otto.psm import PipelineStateMachine, open_store  # noqa: E402
 from otto.status import Status  # noqa: E402
@@ -61,23 +60,8 @@ def drive(psm: PipelineStateMachine, pipeline: Pipeline) -> None:
 def bench_psm(url: str, pipelines: int, threads: int) -> tuple[float, int]:
     psm = PipelineStateMachine(open_store(url))
     start_seq = psm.events.last_seq
-    work: queue.SimpleQueue[Pipeline | None] = queue.SimpleQueue()
-    for _ in range(pipelines):
-        work.put(make_pipeline())
-    for _ in range(threads):
-        work.put(None)
-
-    def worker() -> None:
-        while (pipeline := work.get()) is not None:
-            drive(psm, pipeline)
-
-    started = time.perf_counter()
-    pool = [threading.Thread(target=worker) for _ in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
-    elapsed = time.perf_counter() - started
+    pipelines_to_drive = [make_pipeline() for _ in range(pipelines)]
+    elapsed = drive_concurrently(pipelines_to_drive, threads, lambda p: drive(psm, p))
     transitions = psm.events.last_seq - start_seq
     psm.close()
     return elapsed, transitions
