@@ -3,6 +3,9 @@
 PostgreSQL: one cluster per test session (tests/pgkit.py), one fresh schema per
 test. Without server binaries the PostgreSQL tests are skipped, unless
 OTTO_REQUIRE_POSTGRES=1 (set by .ci/run), which makes that a failure.
+
+Under pytest-xdist (`make test`) each worker is a session of its own: its own cluster,
+`moto_server` and temp tree; nothing here is shared between workers.
 """
 
 from __future__ import annotations
@@ -37,9 +40,11 @@ def steps_share_the_test_tmp_dir(tmp_path_factory: pytest.TempPathFactory) -> No
 
 @pytest.fixture(scope="session")
 def postgres_cluster() -> Iterator[Cluster]:
-    """A PostgreSQL cluster for the whole session, stopped and deleted at the end."""
+    """A PostgreSQL cluster for the whole session, stopped and deleted at the end. Without
+    fsync: no test crashes the cluster itself (only Otto's processes), and flushing every
+    commit only made the PostgreSQL tests wait on a disk shared by parallel workers."""
     try:
-        manager = throwaway_cluster()
+        manager = throwaway_cluster(fsync=False)
         cluster = manager.__enter__()
     except PostgresUnavailable as exc:
         if _require_postgres():

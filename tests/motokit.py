@@ -1,11 +1,13 @@
 """A real S3-compatible server for the tests: `moto_server` on a free loopback port.
 
 Fixtures (registered by tests/conftest.py): `moto_endpoint` (one server per
-session, stopped at the end) and `make_bucket` (a fresh bucket per call).
+session, stopped at the end) and `make_bucket` (a fresh bucket per call); outside
+pytest (the benchmarks), `running_moto()` and `bucket_maker(endpoint)`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
@@ -32,8 +34,9 @@ def wait_until_up(url: str, seconds: float = 30.0) -> None:
             time.sleep(0.05)
 
 
-@pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
+@contextlib.contextmanager
+def running_moto() -> Iterator[str]:
+    """A `moto_server` on a free loopback port (its URL), stopped on exit."""
     port = free_port()
     moto = Path(sys.executable).parent / "moto_server"
     proc = subprocess.Popen(
@@ -54,14 +57,24 @@ def moto_endpoint() -> Iterator[str]:
             proc.wait()
 
 
-@pytest.fixture
-def make_bucket(moto_endpoint: str) -> Callable[[], str]:
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    with running_moto() as url:
+        yield url
+
+
+# The keys the tests give moto (it takes any).
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+
+def bucket_maker(endpoint: str) -> Callable[[], str]:
+    """A function that creates a fresh bucket on `endpoint` and returns its name."""
     client = boto3.client(
         "s3",
-        endpoint_url=moto_endpoint,
+        endpoint_url=endpoint,
         region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
+        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
     )
 
     def make() -> str:
@@ -70,3 +83,8 @@ def make_bucket(moto_endpoint: str) -> Callable[[], str]:
         return name
 
     return make
+
+
+@pytest.fixture
+def make_bucket(moto_endpoint: str) -> Callable[[], str]:
+    return bucket_maker(moto_endpoint)

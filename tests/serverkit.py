@@ -8,13 +8,15 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from otto.client.errors import EX_UNAVAILABLE
 
 # For tests that follow a step's processes by the PIDs it writes down: in a sandbox those
 # are numbers of its own PID namespace. What the sandbox does to a process tree is proven
@@ -28,14 +30,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class PortTaken(RuntimeError):
+    """The server could not listen (exit 69): its port was taken after `free_port` chose it,
+    e.g. as the local end of a connection, by a test running in parallel."""
+
+
 @dataclass
 class Server:
     url: str
     process: subprocess.Popen[bytes]
     home: Path
 
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=10)
+    def client(self, token: str | None = None) -> httpx.Client:
+        """A client of the server's API, sending `token` if given."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, timeout=10, headers=headers)
 
 
 def start_server(home: Path, port: int, db: str | None = None, **env: str) -> Server:
@@ -50,6 +59,8 @@ def start_server(home: Path, port: int, db: str | None = None, **env: str) -> Se
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if process.poll() is not None:
+            if process.returncode == EX_UNAVAILABLE:
+                raise PortTaken(f"otto server could not listen on port {port}")
             raise RuntimeError(f"otto server exited with {process.returncode}")
         try:
             if httpx.get(f"{server.url}/health", timeout=1).status_code == 200:
@@ -73,11 +84,21 @@ def stop_server(server: Server, sig: int = signal.SIGTERM) -> None:
 @contextmanager
 def running_server(home: Path, db: str | None = None, **env: str) -> Iterator[Server]:
     home.mkdir(parents=True, exist_ok=True)
-    server = start_server(home, free_port(), db, **env)
+    server = start_on_a_free_port(home, db, **env)
     try:
         yield server
     finally:
         stop_server(server)
+
+
+def start_on_a_free_port(home: Path, db: str | None = None, **env: str) -> Server:
+    """`start_server` on a free port; on another if that one was taken meanwhile."""
+    for _ in range(2):
+        try:
+            return start_server(home, free_port(), db, **env)
+        except PortTaken:
+            continue
+    return start_server(home, free_port(), db, **env)
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "it") -> Any:
@@ -113,7 +134,8 @@ def orchestrator(
     process = start_orchestrator(url, name, home, labels, token, grace, extra)
     try:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        with httpx.Client(base_url=url, headers=headers, timeout=5) as client:
+        first = url.split(",")[0]  # `url`: a server, or replicas' comma separated
+        with httpx.Client(base_url=first, headers=headers, timeout=5) as client:
             wait_for(lambda: connected(client, name), 20, f"orchestrator {name}")
         yield process
     finally:
@@ -128,8 +150,9 @@ def start_orchestrator(
     token: str | None = None,
     grace: float = 2.0,
     extra: Sequence[str] = (),
+    environ: Mapping[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """`extra`: more options, e.g. `--runtime podman`."""
+    """`extra`: more options, e.g. `--runtime podman`; `environ`: more variables."""
     home.mkdir(parents=True, exist_ok=True)
     args = [sys.executable, "-m", "otto.cli", "orchestrator", "--server", url, "--name", name]
     args += ["--workspace", str(home / name), "--capacity", "2", "--grace", str(grace), *extra]
@@ -138,6 +161,7 @@ def start_orchestrator(
     env = {k: v for k, v in os.environ.items() if k != "OTTO_TOKEN"}
     if token:
         env["OTTO_TOKEN"] = token
+    env.update(environ or {})
     log = open(home / f"orchestrator-{name}.log", "ab")  # noqa: SIM115 - closed with the process
     return subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
 

@@ -3,7 +3,7 @@
 Exit codes: 0 success, 1 an invalid pipeline (or a Failed run), 2 Aborted,
 3 Unstable, 4 Error, 64 a usage error (EX_USAGE), so that a mistyped command
 never reads as a pipeline status. The client commands (run, ps, show, logs,
-abort, retry, trigger, artifacts, events) add 65 EX_DATAERR (the server refused: an unknown
+abort, retry, trigger, artifacts, events, replay) add 65 EX_DATAERR (the server refused: an unknown
 uuid, a run already complete), 69 EX_UNAVAILABLE (no server there, or it failed),
 77 EX_NOPERM (a missing or wrong token) and 130 (interrupted).
 """
@@ -128,9 +128,10 @@ def explain_command(
         [], "-e", "--env", help="KEY=VALUE: a trigger variable, read as env.KEY (repeatable)."
     ),
 ) -> None:
-    """Say what a pipeline will run, checking every step against its manifest; with
-    --branch, --event, --tag, --project or -e, which stages such a run would run, skip
-    or hold for input."""
+    """Say what a pipeline will run, checking every step against its manifest, each
+    rollback and notify hook under its stage; with --branch, --event, --tag, --project
+    or -e, which stages such a run would run, skip or hold for input (hooks depend on
+    outcomes)."""
     trigger = _trigger(branch, event, tag, project, variables)
     pipeline, positions, syntax = _load_syntax(file)
     manifests = standard_manifests()
@@ -244,7 +245,11 @@ def agent_command(
 @app.command("orchestrator")
 def orchestrator_command(
     server: str = typer.Option(
-        ..., "--server", envvar="OTTO_SERVER", help="The Otto server, e.g. http://ci:7670."
+        ...,
+        "--server",
+        envvar="OTTO_SERVER",
+        help="The Otto server, e.g. http://ci:7670; or replicas sharing one database, "
+        "comma separated (the next is used when one stops answering).",
     ),
     token: str = typer.Option(
         None, "--token", envvar="OTTO_TOKEN", help="The server's API token.", show_default=False
@@ -513,6 +518,34 @@ def retry_command(
     from otto.client import commands
 
     _client_call(server, token, lambda c: commands.retry(c, uuid, every))
+
+
+@app.command("replay")
+def replay_command(
+    uuid: str = typer.Argument(
+        None, help="A pipeline uuid, or a unique prefix of one.", show_default=False
+    ),
+    every: bool = typer.Option(False, "--all", help="Check every run, a page at a time."),
+    page_size: int = typer.Option(
+        100, "--page-size", min=1, max=500, help="With --all: runs asked for at a time."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="JSON for scripts."),
+    server: str = _server_option(),
+    token: str = _token_option(),
+) -> None:
+    """Re-derive every state of a run from its transition log alone and compare it with
+    the stored states: prints `consistent`, or each difference; exit 0 consistent, 1 not.
+
+    --all checks every run: prints each inconsistent one and a summary line (runs
+    checked, inconsistent); exit 1 if any is."""
+    from otto.client import commands
+
+    if every == (uuid is not None):
+        _error("otto replay: give a pipeline uuid or --all")
+        raise typer.Exit(EX_USAGE)
+    if every:
+        _client_call(server, token, lambda c: commands.replay_all(c, page_size, as_json))
+    _client_call(server, token, lambda c: commands.replay(c, uuid, as_json))
 
 
 @app.command("gc")

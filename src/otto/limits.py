@@ -32,9 +32,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import resource
+import socket
 from collections.abc import Callable
-from typing import Any
+from functools import partial
+from typing import Any, NamedTuple
 
 import h11
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -265,6 +268,30 @@ SERVICE_UNAVAILABLE = (
 TOO_MANY = b'{"error": {"code": "too_many_connections", "message": "try again shortly"}}'
 
 
+# The scope extension by which a request's app may take its connection over
+# (`GuardedH11Protocol.detach`).
+DETACH = "otto.detach"
+
+
+class Detached(NamedTuple):
+    """A connection taken over: its socket, and `release` (callable from any thread)
+    for when it is closed."""
+
+    sock: socket.socket
+    release: Callable[[], Any]
+
+
+class _HeldConnection:
+    """A detached connection's place among the server's connections (what the cap
+    counts); shut down by the server (stopping) or released by its owner."""
+
+    def __init__(self, connections: set[Any]) -> None:
+        self.connections = connections
+
+    def shutdown(self) -> None:
+        self.connections.discard(self)
+
+
 class GuardedH11Protocol(H11Protocol):
     """uvicorn's h11 protocol with a request-head timeout and a connection cap.
 
@@ -300,6 +327,26 @@ class GuardedH11Protocol(H11Protocol):
         super().handle_events()
         if self._head_timer is not None and self.conn.their_state is not h11.IDLE:
             self._disarm()  # the head is in: the request is the app's to time
+        scope = getattr(self, "scope", None)
+        if scope is not None:  # the request's scope: its app may take the connection
+            scope.setdefault("extensions", {})[DETACH] = self.detach
+
+    def detach(self) -> Detached | None:
+        """Hand the connection over to be answered elsewhere (a long-lived stream, served
+        from another thread): a duplicate of its socket, this protocol's own closed, so
+        that the request's app returns without answering. It still counts against
+        `max_connections` until its new owner calls `release`. None when it cannot be
+        handed over (bytes of an earlier answer not yet sent)."""
+        transport = self.transport
+        raw = transport.get_extra_info("socket")
+        if raw is None or transport.is_closing() or transport.get_write_buffer_size():
+            return None
+        duplicate = socket.socket(fileno=os.dup(raw.fileno()))
+        self._disarm()
+        transport.close()
+        held = _HeldConnection(self.connections)
+        self.connections.add(held)
+        return Detached(duplicate, partial(self.loop.call_soon_threadsafe, held.shutdown))
 
     def on_response_complete(self) -> None:
         self._arm()  # before: a pipelined request handled inside disarms it again

@@ -34,10 +34,24 @@ M = TypeVar("M", bound=BaseModel)
 # A credential's name (`otto.credentials`): what a stage asks for.
 CREDENTIAL_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 Parameters = list[JsonValue] | dict[str, JsonValue]
+# A stage's `retry_on` property: the infrastructure failures (comma-separated; '' for
+# none) after which its context runs again, once, as a new attempt. A failing step is
+# never one of them.
+RETRY_ON = "retry_on"
+RETRY_CAUSES = ("agent_lost", "provision_failed")
 
 
 def new_uuid() -> str:
     return str(uuidlib.uuid4())
+
+
+def retry_causes(properties: dict[str, str]) -> frozenset[str]:
+    """The failures a context with these properties is retried after: its `retry_on`,
+    else every one of `RETRY_CAUSES`."""
+    given = properties.get(RETRY_ON)
+    if given is None:
+        return frozenset(RETRY_CAUSES)
+    return frozenset(part.strip() for part in given.split(",") if part.strip())
 
 
 class ModelError(ValueError):
@@ -141,6 +155,27 @@ class Cache(_Strict):
     key: list[str] = Field(default_factory=list)
 
 
+class HookOn(StrEnum):
+    """What a hook context reacts to: `rollback` (its stage failed), or its stage's or the
+    pipeline's outcome (`notify { failure | success | complete }`)."""
+
+    ROLLBACK = "rollback"  # its stage ended Failed or Error
+    FAILURE = "failure"  # Failed or Error
+    SUCCESS = "success"  # Success or Unstable
+    COMPLETE = "complete"  # any outcome, Aborted included
+
+
+class Hook(_Sparse):
+    """A context that runs on an outcome, not in the run's order (`rollback { steps }`,
+    `notify { failure { steps } }`): `of` is the stage's context uuid, None for the
+    pipeline's. Hook contexts stand in the trailing batches of a pipeline (rollbacks,
+    then notifications); they run once the rest of the run has ended, aborted too, and
+    their outcomes never count in the run's status."""
+
+    on: HookOn
+    of: str | None = None
+
+
 class Context(_Sparse):
     uuid: str = Field(default_factory=new_uuid)
     properties: dict[str, str] = Field(default_factory=dict)
@@ -152,6 +187,8 @@ class Context(_Sparse):
     credentials: list[Annotated[str, Field(pattern=CREDENTIAL_NAME)]] = Field(default_factory=list)
     # `cache { … }`: left out of the JSON when the stage has none.
     cache: Cache | None = None
+    # `rollback { … }` / `notify { … }`: what this hook context reacts to.
+    hook: Hook | None = None
 
     @field_validator("environment", mode="before")
     @classmethod
@@ -172,6 +209,11 @@ class Context(_Sparse):
 class Batch(_Strict):
     mode: BatchMode = BatchMode.LINEAR
     contexts: list[Context] = Field(default_factory=list)
+
+    @property
+    def hooks(self) -> bool:
+        """A batch of hook contexts (they are never mixed with others)."""
+        return any(context.hook is not None for context in self.contexts)
 
 
 class Pipeline(_Strict):
@@ -280,6 +322,30 @@ def check_invariants(pipeline: Pipeline) -> None:
                 _check_condition(context.gate.condition, f"{cpath}.gate.condition")
             for s, step in enumerate(context.steps):
                 check_step(step, context.uuid, f"{cpath}.steps[{s}]")
+    _check_hooks(pipeline)
+
+
+def _check_hooks(pipeline: Pipeline) -> None:
+    """Hook contexts fill whole batches after every other batch, and each reacts to a
+    context of an earlier batch that is not a hook (or to the pipeline, but for rollback)."""
+    reacted_to: set[str] = set()
+    hooks_began = False
+    for b, batch in enumerate(pipeline.batches):
+        if not batch.hooks:
+            if hooks_began:
+                raise ModelError(f"batches[{b}]", "a batch after hook batches must be hooks too")
+            reacted_to.update(context.uuid for context in batch.contexts)
+            continue
+        hooks_began = True
+        for c, context in enumerate(batch.contexts):
+            path = f"batches[{b}].contexts[{c}].hook"
+            hook = context.hook
+            if hook is None:
+                raise ModelError(path, "a hook batch holds only hook contexts")
+            if hook.of is None and hook.on == HookOn.ROLLBACK:
+                raise ModelError(f"{path}.of", "a rollback reacts to a stage")
+            if hook.of is not None and hook.of not in reacted_to:
+                raise ModelError(f"{path}.of", f"no stage context {hook.of} before it")
 
 
 def _validate(model: type[M], data: Any, path: str = "") -> M:

@@ -57,6 +57,7 @@ from otto.parser import ParseError
 from otto.parser import routes as parser_routes
 from otto.psm import PipelineStateMachine, open_store
 from otto.psm.executor_routes import ExecutorApi
+from otto.psm.fanout import FanOut
 from otto.psm.routes import PsmApi
 from otto.serverlog import fields
 from otto.steps.checking import check_model, check_ottofile
@@ -116,12 +117,14 @@ def build_app(settings: Settings, workspace_source: Checkout | None = None) -> S
         lease_seconds=settings.lease_seconds,
         default_stage_timeout=settings.default_stage_timeout,
     )
-    credentials = Credentials(store, KeyRing(settings.home))
-    psm.credentials = credentials  # a claimed context's values (otto.credentials.grant)
+    # A claimed context's values (otto.credentials.grant); only with an API token: without
+    # one, every local process (a step included) could set them or start a run that uses them.
+    credentials = Credentials(store, KeyRing(settings.home)) if settings.token else None
+    psm.credentials = credentials
     watcher = DeadlineWatcher(psm)
     auctioneer = Auctioneer(psm, window=settings.auction_window)
     public_url = settings.public_url or f"http://{settings.host}:{settings.port}"
-    webhooks = Webhooks(psm, settings.home, public_url)
+    webhooks = Webhooks(psm, settings.home, public_url, api_token=bool(settings.token))
     isolation = settings.isolation().withholding(webhooks.secret_variables())
     local = Orchestrator(
         psm,
@@ -150,7 +153,8 @@ def build_app(settings: Settings, workspace_source: Checkout | None = None) -> S
     objects = open_object_store(settings.objects_url)
     keeper = housekeeper(settings, psm, objects, webhooks)
     janitor = Janitor(keeper, idle=settings.janitor_interval)
-    pipelines = PsmApi(psm, read_ottofile=_read_ottofile, check_model=check_model)
+    fanout = FanOut(psm.events)  # event streams, served off the API's event loop
+    pipelines = PsmApi(psm, read_ottofile=_read_ottofile, check_model=check_model, fanout=fanout)
     endpoints = parser_routes.endpoints() + pipelines.endpoints()
     endpoints += ExecutorApi(psm, released=auctioneer.poke).endpoints()
     endpoints += AuctionApi(auctioneer, remote, psm).endpoints()
@@ -173,14 +177,16 @@ def build_app(settings: Settings, workspace_source: Checkout | None = None) -> S
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        psm.release_unclaimed()  # awards made before a restart died with it
-        watcher.start()
+        psm.release_unclaimed(local.name)  # its awards made before a restart died with it
+        remote.expect_holders()  # remote ones' wait for them a grace period
         if settings.local_orchestrator:
-            local.start()
+            local.start()  # first: it re-adopts its agents before their leases may expire
             psm.events.subscribe(local.watch)  # aborts, heard at once
+        watcher.start()
         auctioneer.start()
         webhooks.start()
         janitor.start()
+        fanout.start()
         address = f"http://{settings.host}:{settings.port}"
         state = fields(url=address, state=settings.db_url, version=__version__)
         log.info("otto server started", extra=state)
@@ -188,6 +194,7 @@ def build_app(settings: Settings, workspace_source: Checkout | None = None) -> S
             yield
         finally:
             log.info("otto server stopping", extra=fields(url=address))
+            fanout.stop()
             janitor.stop()
             webhooks.stop()
             remote.close()
@@ -254,7 +261,9 @@ class CannotListen(Exception):
 def listen(host: str, port: int) -> socket.socket:
     """The server's socket, bound (as uvicorn binds it); `CannotListen` when it cannot be."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP by name: asyncio sets TCP_NODELAY only on sockets that say so, and without
+    # it every answer on a kept-alive connection waits ~40 ms for a delayed ACK (Nagle).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host.strip("[]"), port))

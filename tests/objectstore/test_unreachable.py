@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+from pathlib import Path
+
 import pytest
 
-from otto.objectstore import HttpObjectStore, ObjectStoreError, StoreUnavailable
+from otto.objectstore import FilesystemStore, HttpObjectStore, ObjectStoreError, StoreUnavailable
 from serverkit import free_port
+
+from .conftest import HttpServer
 
 
 def test_an_unreachable_http_store_raises_store_unavailable() -> None:
@@ -17,3 +23,28 @@ def test_an_unreachable_http_store_raises_store_unavailable() -> None:
     with pytest.raises(StoreUnavailable):
         store.append("p/c/s.log", 0, b"x")
     store.close()
+
+
+def test_a_replica_that_hangs_up_mid_request_sends_the_next_request_to_another(
+    http_server: HttpServer, tmp_path: Path
+) -> None:
+    """A server that accepts and hangs up before answering (a replica killed mid-request):
+    that request fails (whether it acted is unknown), the next one goes to the other."""
+    http_server.serve(FilesystemStore(tmp_path / "objects"))
+    with socket.socket() as dying:
+        dying.bind(("127.0.0.1", 0))
+        dying.listen()
+        port = dying.getsockname()[1]
+
+        def hang_up() -> None:
+            connection, _ = dying.accept()
+            connection.recv(65536)
+            connection.close()
+
+        threading.Thread(target=hang_up, daemon=True).start()
+        store = HttpObjectStore(f"http://127.0.0.1:{port}", others=[http_server.url])
+        with pytest.raises(ObjectStoreError):
+            store.put("p/c/s.log", b"first")
+        store.put("p/c/s.log", b"again")  # to the other replica
+        assert store.get("p/c/s.log") == b"again"
+        store.close()

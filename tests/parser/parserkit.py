@@ -16,8 +16,8 @@ import yaml
 from hypothesis import strategies as st
 
 from otto import conditions
-from otto.model import Pipeline, load, new_uuid
-from otto.parser.build import STAGE_PROPERTIES, TIMEOUT
+from otto.model import RETRY_ON, HookOn, Pipeline, load, new_uuid
+from otto.parser.build import STAGE_PROPERTIES, TIMEOUT, hook_properties
 
 CORPUS = Path(__file__).parent / "corpus"
 VALID = sorted((CORPUS / "valid").glob("*.ottofile"))
@@ -57,12 +57,16 @@ def normalise(pipeline: Pipeline) -> dict[str, Any]:
     data = pipeline.to_dict()
     names = _Names()
     data["uuid"] = "pipeline"
+    placeholders: dict[str, str] = {}
     for batch in data["batches"]:
         for context in batch["contexts"]:
             owner = context["uuid"]
-            context["uuid"] = placeholder = names.context()
+            context["uuid"] = placeholders[owner] = placeholder = names.context()
             for step in context["steps"]:
                 _normalise_step(step, owner, placeholder, names)
+            hook = context.get("hook", {})
+            if "of" in hook:  # a hook context names the stage context it reacts to
+                hook["of"] = placeholders[hook["of"]]
     return data
 
 
@@ -85,13 +89,14 @@ def dump(data: dict[str, Any]) -> str:
 # Hypothesis strategies.
 
 KEYWORDS = ["pipeline", "stage", "steps", "parallel", "fanout", "environment", "block"]
+KEYWORDS += ["rollback", "notify", "failure", "success", "complete"]
 LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 TAIL = st.text(LETTERS + "0123456789_", max_size=8)
 identifiers = st.one_of(
     st.builds(str.__add__, st.sampled_from(LETTERS), TAIL), st.sampled_from(KEYWORDS)
 )
 # Any property but a timeout, whose value must be a duration.
-property_names = st.sampled_from([p for p in STAGE_PROPERTIES if p != TIMEOUT])
+property_names = st.sampled_from([p for p in STAGE_PROPERTIES if p not in (TIMEOUT, RETRY_ON)])
 env_names = st.builds(str.__add__, st.sampled_from(LETTERS + "_"), TAIL)
 # Strings full of what a lexer could trip on: quotes, comment markers, braces, line ends.
 tricky = st.sampled_from(["'", "''", "//", "/*", "*/", "\n", " ", "\t", "{", "}", ":", ",", "="])
@@ -186,27 +191,73 @@ batch = st.one_of(
 )
 
 
+def _fill(step: dict[str, Any], owner: str) -> None:
+    step["uuid"], step["context"] = new_uuid(), owner
+    parameters = step["parameters"]
+    for value in parameters.values() if isinstance(parameters, dict) else parameters:
+        if isinstance(value, list):
+            for inner in value:
+                _fill(inner, owner)
+
+
 def with_uuids(data: dict[str, Any]) -> dict[str, Any]:
     """Give the drawn model fresh uuids and correct `context` fields."""
-
-    def fill(step: dict[str, Any], owner: str) -> None:
-        step["uuid"], step["context"] = new_uuid(), owner
-        parameters = step["parameters"]
-        for value in parameters.values() if isinstance(parameters, dict) else parameters:
-            if isinstance(value, list):
-                for inner in value:
-                    fill(inner, owner)
-
     data["uuid"] = new_uuid()
     for b in data["batches"]:
         for c in b["contexts"]:
             c["uuid"] = new_uuid()
             for s in c["steps"]:
-                fill(s, c["uuid"])
+                _fill(s, c["uuid"])
     return data
 
 
-models = st.builds(lambda bs: load(with_uuids({"batches": bs})), st.lists(batch, max_size=3))
+def hook_context(
+    stage: dict[str, Any] | None, on: HookOn, steps: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The context a `rollback`/`notify` outcome of `stage` (None: the pipeline) makes."""
+    uuid = new_uuid()
+    for step in steps:
+        _fill(step, uuid)
+    return {
+        "uuid": uuid,
+        "properties": hook_properties(stage["properties"] if stage else {}, on),
+        "environment": dict(stage["environment"]) if stage else {},
+        "steps": steps,
+        "hook": {"on": on, "of": stage["uuid"] if stage else None},
+    }
+
+
+NOTIFY_OUTCOMES = [HookOn.FAILURE, HookOn.SUCCESS, HookOn.COMPLETE]
+
+
+@st.composite
+def with_hooks(draw: st.DrawFn, data: dict[str, Any]) -> dict[str, Any]:
+    """Add to a drawn model (with uuids) some stages' and the pipeline's hook contexts,
+    in the trailing batches as the parser lays them out."""
+    rollbacks: list[dict[str, Any]] = []
+    notifications: list[dict[str, Any]] = []
+    outcomes = st.lists(st.sampled_from(list(HookOn)), unique=True, max_size=2)
+    for b in data["batches"]:
+        for c in b["contexts"]:
+            drawn = draw(outcomes)
+            if HookOn.ROLLBACK in drawn:
+                rollbacks.append(hook_context(c, HookOn.ROLLBACK, draw(steps(1))))
+            notifications += [
+                hook_context(c, on, draw(steps(1))) for on in drawn if on != HookOn.ROLLBACK
+            ]
+    for on in draw(st.lists(st.sampled_from(NOTIFY_OUTCOMES), unique=True, max_size=2)):
+        notifications.append(hook_context(None, on, draw(steps(1))))
+    data["batches"] += [
+        {"mode": "Parallel", "contexts": group} for group in (rollbacks, notifications) if group
+    ]
+    return data
+
+
+models = (
+    st.lists(batch, max_size=3)
+    .flatmap(lambda bs: with_hooks(with_uuids({"batches": bs})))
+    .map(load)
+)
 
 
 def main() -> None:

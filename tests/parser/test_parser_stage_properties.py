@@ -38,7 +38,8 @@ def test_a_property_like_no_other_gets_no_suggestion() -> None:
 
 
 def test_every_known_property_parses() -> None:
-    settings = " ".join(f"{name} = '1m'" for name in STAGE_PROPERTIES)
+    values = {"retry_on": "agent_lost"}  # '1m' is a duration, a name, a size, …
+    settings = " ".join(f"{name} = '{values.get(name, '1m')}'" for name in STAGE_PROPERTIES)
     pipeline = parse(f"pipeline {{ stage {{ {settings} steps {{ sh 'a' }} }} }}")
     assert list(pipeline.batches[0].contexts[0].properties) == list(STAGE_PROPERTIES)
 
@@ -57,3 +58,19 @@ def test_every_command_refuses_it_at_file_line_column(tmp_path: Path, command: s
     header, excerpt, caret = done.stderr.splitlines()[:3]
     assert header.startswith(f"{path}:3:9: unknown stage property 'nmae' (did you mean 'name'?)")
     assert (excerpt, caret) == ("        nmae = 'Build'", "        ^")
+
+
+def test_retry_on_names_only_failures_retried_automatically() -> None:
+    stage = (
+        "pipeline {\n  stage {\n    retry_on = 'agent_lost, exit_code'\n    steps { sh 'a' } } }"
+    )
+    with pytest.raises(ParseError) as info:
+        parse(stage, "Ottofile")
+    assert (info.value.line, info.value.column) == (3, 16)
+    assert info.value.message == (
+        "retry_on: 'exit_code' is not a failure retried automatically"
+        " (agent_lost, provision_failed)"
+    )
+    for given in ("agent_lost", "provision_failed, agent_lost", ""):
+        parsed = parse(f"pipeline {{ stage {{ retry_on = '{given}' steps {{ sh 'a' }} }} }}")
+        assert parsed.batches[0].contexts[0].properties["retry_on"] == given

@@ -15,11 +15,10 @@ from otto.psm import Conflict, IllegalTransition, Lease, NotFound, PipelineState
 from otto.psm.states import (
     ALLOWED,
     BATCH_LIVE,
+    BY_REASON,
     COMPLETE,
     NOT_RUN,
     OUTCOMES,
-    RETRY,
-    RETRY_ALLOWED,
     SKIPPED,
     TERMINAL,
     Entity,
@@ -32,13 +31,14 @@ ORCH = "orch-1"
 # -- models ----------------------------------------------------------------------
 
 
-def make_pipeline(*batches: tuple[str | BatchMode, Sequence[int]]) -> Pipeline:
-    """`make_pipeline(("Linear", [2, 1]), ("Fanout", [0]))`: per batch, steps per context."""
+def make_pipeline(*batches: tuple[str | BatchMode, Sequence[int]], **properties: str) -> Pipeline:
+    """`make_pipeline(("Linear", [2, 1]), ("Fanout", [0]))`: per batch, steps per context;
+    `properties`: every context's further stage properties (`retry_on=""`)."""
     model = Pipeline(batches=[])
     for b, (mode, contexts) in enumerate(batches):
         batch = Batch(mode=BatchMode(mode), contexts=[])
         for c, nsteps in enumerate(contexts):
-            ctx = Context(properties={"name": f"b{b}c{c}"})
+            ctx = Context(properties={"name": f"b{b}c{c}", **properties})
             ctx.steps = [
                 Step(context=ctx.uuid, symbol="sh", parameters=[f"step {s}"]) for s in range(nsteps)
             ]
@@ -213,8 +213,9 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
 
 def check_log(psm: PipelineStateMachine) -> list[dict[str, Any]]:
     """The whole log: seq 1..N without gap or duplicate; every transition in the table (or a
-    retry move, reason `retry`) and chained (its `from` is the entity's previous `to`);
-    replaying it gives the stored states.
+    move only its reason may make: `retry`, `auto_retry`, `handed_back`) and chained (its
+    `from` is the entity's previous `to`); replaying it gives the stored states, and
+    `psm.replay` finds each run consistent.
     """
     log = all_transitions(psm)
     assert [t["seq"] for t in log] == list(range(1, len(log) + 1)), "seq must be gap-free"
@@ -228,8 +229,9 @@ def check_log(psm: PipelineStateMachine) -> list[dict[str, Any]]:
         else:
             entity = Entity(t["entity"])
             allowed = ALLOWED[entity][t["from_state"]]
-            if t["reason"] == RETRY:  # the one way out of a terminal state
-                allowed = allowed | RETRY_ALLOWED[entity].get(t["from_state"], frozenset())
+            if t["reason"] in BY_REASON:  # the ways out of a terminal state
+                moves = BY_REASON[t["reason"]][entity]
+                allowed = allowed | moves.get(t["from_state"], frozenset())
             assert t["to_state"] in allowed, f"not in the table: {t}"
             assert replayed.get(key, "Pending") == t["from_state"], f"broken chain: {t}"
         replayed[key] = t["to_state"]
@@ -254,16 +256,18 @@ def check_log(psm: PipelineStateMachine) -> list[dict[str, Any]]:
 
     for key, state in psm.store.read(stored).items():
         assert replayed.get(key, "Pending") == state, f"{key}: stored {state}, log says {key}"
+    for pipeline in {t["pipeline"] for t in log}:
+        verdict = psm.replay(pipeline, page=7)  # pages that end mid-run
+        assert verdict.consistent, verdict.differences
     return log
 
 
 def expected_pipeline_status(view: dict[str, Any]) -> Status:
-    """flow.complete_pipeline's rule: the worst batch status; a user-aborted run that skipped
-    batches (or had none with a status) adds Aborted."""
-    statuses = [Status(b["status"]) for b in view["batches"] if b["status"]]
-    if view["abort_requested"] and (
-        not statuses or any(b["state"] == NOT_RUN for b in view["batches"])
-    ):
+    """flow.complete_pipeline's rule: the worst status of its batches (hook batches aside);
+    a user-aborted run that skipped batches (or had none with a status) adds Aborted."""
+    own = [b for b in view["batches"] if not b.get("hooks")]
+    statuses = [Status(b["status"]) for b in own if b["status"]]
+    if view["abort_requested"] and (not statuses or any(b["state"] == NOT_RUN for b in own)):
         statuses.append(Status.ABORTED)
     return worst(statuses)
 
@@ -280,9 +284,11 @@ def check_pipeline(psm: PipelineStateMachine, uuid: str) -> dict[str, Any]:
         assert view["state"] == COMPLETE, view["state"]
         assert not live, view["batches"]
         assert view["status"] == expected_pipeline_status(view).value, view
-    seen_end = False
+    seen_end = hooks_began = False
     for b in view["batches"]:
         states = [c["state"] for c in b["contexts"]]
+        if b.get("hooks") and not hooks_began:  # they start once the run's own have ended
+            hooks_began, seen_end = True, False
         if seen_end:
             assert b["state"] in ("Pending", NOT_RUN), f"batch after the end: {b}"
         if b["state"] == COMPLETE:

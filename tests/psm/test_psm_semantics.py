@@ -518,7 +518,8 @@ def test_renew_extends_the_lease(open_psm: Any) -> None:
 
 def test_lease_expiry_is_agent_lost(open_psm: Any) -> None:
     psm = open_psm(lease_seconds=0.2)
-    uuid, _ = started(psm, ("Linear", [2, 1]), ("Parallel", [1]))
+    # No automatic retry (`retry_on = ''`; tests/psm/test_auto_retry.py has the default).
+    uuid = psm.create(make_pipeline(("Linear", [2, 1]), ("Parallel", [1]), retry_on="")).uuid
     award_all(psm, uuid)
     ctx = contexts(psm, uuid, batch=0)[0]
     lease = psm.claim(ctx["uuid"], ORCH)
@@ -543,8 +544,8 @@ def test_lease_expiry_is_agent_lost(open_psm: Any) -> None:
 def test_lease_expiry_of_several_fanout_siblings_at_once(psm: Any) -> None:
     # The first expiry aborts its Running siblings; the others must still expire in the
     # same pass (not fail on a stale row and block every later expiry).
-    uuid, _ = started(psm, ("Fanout", [1, 1, 1]))
-    other, _ = started(psm, ("Parallel", [0, 0]))
+    uuid = psm.create(make_pipeline(("Fanout", [1, 1, 1]), retry_on="")).uuid
+    other = psm.create(make_pipeline(("Parallel", [0, 0]), retry_on="")).uuid
     leases = []
     for p in (uuid, other):
         award_all(psm, p)

@@ -127,16 +127,17 @@ def drive(
     run: RunState, outcomes: list[Status], abort_at: int | None = None,
     answers: list[str] | None = None,
 ) -> RunState:  # fmt: skip
-    """Run the pipeline to its end: award, claim and finish each context in turn with the
+    """Run the pipeline to its end: start it, award, claim and finish each context in turn with the
     next of `outcomes` (Success once they run out); abort before the `abort_at`th claim;
     answer a Waiting context with the next of `answers` (`respond`; approve when none)."""
     answers = list(answers or [])
-    started = rules.start(run, CAUSE, NOW)
-    try:
-        assert rules.start(narrowed(run, None), CAUSE, NOW) == started  # starting moves no step
-    except rules.NarrowSnapshot:  # but those of contexts it skips
-        assert any(m.wanted == "Skipped" for m in started)
-    run = play(run, started)
+    if run.state == "Pending":  # (a run already going is carried on)
+        started = rules.start(run, CAUSE, NOW)
+        try:
+            assert rules.start(narrowed(run, None), CAUSE, NOW) == started  # moves no step
+        except rules.NarrowSnapshot:  # but those of contexts it skips
+            assert any(m.wanted == "Skipped" for m in started)
+        run = play(run, started)
     claims = 0
     while (batch := live_batch(run)) is not None:
         if batch.state == "AuctionStarted":

@@ -34,6 +34,8 @@ from hookkit import (
 from serverkit import running_server, wait_for
 
 SECRET, TOKEN, GITEA_SECRET, GITLAB_TOKEN = "s3cret-hook", "ghp_pr", "gitea-pr", "gitlab-pr"
+# The server's API token: a fork's pull request runs only on a server that has one.
+API_TOKEN = "otto-api-token"
 SLOW = "pipeline {\n  stage {\n    name = 'slow'\n    steps { sh 'sleep 30' }\n  }\n}\n"
 SEEN = ("OTTO_EVENT", "OTTO_BRANCH", "OTTO_TAG", "OTTO_SHA", "OTTO_PR", "OTTO_PROJECT", "PASSED")
 
@@ -83,8 +85,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         env = {
             "HOOK": SECRET, "GH_TOKEN": TOKEN, "GT": GITEA_SECRET, "GL": GITLAB_TOKEN,
             "OTTO_AGENT_ENV_PASSTHROUGH": "PASSED", "PASSED": "passed-through",
+            "OTTO_TOKEN": API_TOKEN,
         }  # fmt: skip
-        with running_server(tmp / "home", **env) as server, server.client() as client:
+        with running_server(tmp / "home", **env) as server, server.client(API_TOKEN) as client:
             yield World(client, github, served, base, tmp, repos)
 
 
@@ -354,8 +357,8 @@ def test_an_unsandboxed_orchestrator_refuses_a_forks_pull_request(tmp_path: Path
         (home / "projects.d").mkdir(parents=True)
         (home / "projects.d" / "app.yml").write_text(project_file(app, "HOOK"))
         with (
-            running_server(home, HOOK=SECRET, OTTO_SANDBOX="none") as server,
-            server.client() as client,
+            running_server(home, HOOK=SECRET, OTTO_SANDBOX="none", OTTO_TOKEN=API_TOKEN) as server,
+            server.client(API_TOKEN) as client,
         ):
             for number, head in ((5, "mallory/app"), (6, "acme/app")):
                 body = pull_request_payload(app.url, "acme/app", number, "opened", sha, "f",

@@ -8,7 +8,10 @@ A JSON object:
 - `workspace_root`: the context's workspace is `<workspace_root>/<pipeline>/<context>`
 - `cache_dir`: kept between runs (git mirrors, step libraries); default
   `<workspace_root>/.cache`
-- `report`: `{"type": "jsonl", "path": null}`: JSON lines on stdout, or appended to `path`
+- `report`: `{"type": "jsonl", "path": null, "hold": null}`: JSON lines on stdout, or
+  appended to `path`; and also to `hold` when set, a file that keeps them for an
+  orchestrator that re-adopts the agent after its own restart (the agent carries on
+  when its stdout's reader is gone)
 - `lease`: opaque (e.g. `{"id": ..., "epoch": 3}`), passed back in every report
 - `secrets`: name → value, in the steps' environment, masked in logs
 - `credentials`: name → value, the credentials the context's stage asked for: files in
@@ -70,10 +73,12 @@ class LibraryRef(_Strict):
 
 
 class JsonLinesReport(_Strict):
-    """Report as JSON lines on stdout (`path` null) or appended to a file."""
+    """Report as JSON lines on stdout (`path` null) or appended to a file; `hold`: a file
+    each report is first appended to, kept for whoever re-adopts the agent."""
 
     type: Literal["jsonl"] = "jsonl"
     path: str | None = None
+    hold: str | None = None
 
 
 class Invocation(_Strict):

@@ -291,12 +291,18 @@ class LogStream:
             self._fail(exc)
 
     def seal(self) -> None:
-        """Compact the stored log into one object (the writer calls it once closed)."""
+        """Compact the stored log into one object (the writer calls it once closed); a
+        compaction is whole or not at all, so it is simply tried again on a failure."""
         with self._io:
-            try:
-                self._store.compact(self.key)
-            except Exception as exc:
-                self._fail(exc, "sealing")
+            for delay in (*RETRY_DELAYS, None):
+                try:
+                    self._store.compact(self.key)
+                    return
+                except Exception as exc:
+                    if delay is None:
+                        self._fail(exc, "sealing")
+                        return
+                    time.sleep(delay)
 
     def _fail(self, exc: Exception, what: str = "storing") -> None:
         kind = trouble(exc)  # disk_full, store_unavailable: the reason starts with its name

@@ -23,8 +23,13 @@ def agent_main(invocation_path: str | Path) -> int:
         print(f"otto agent: {exc}", file=sys.stderr)
         return Status.ERROR.exit_code
     try:
+        report = invocation.report
         reporter = JsonLinesReporter.open(
-            invocation.report.path, invocation.pipeline, invocation.context.uuid, invocation.lease
+            report.path,
+            invocation.pipeline,
+            invocation.context.uuid,
+            invocation.lease,
+            hold=report.hold,
         )
     except OSError as exc:
         print(f"otto agent: cannot open the report file: {exc}", file=sys.stderr)

@@ -8,10 +8,16 @@ id and epoch), so a receiver can fence out reports of a stale attempt:
     {"event": "context_finished", ..., "status", "reason", "log", "variables"}
 
 (`variables`: what the context's steps captured, for later contexts' steps.)
+
+With a `held` file, each line is appended there first (flushed): the report outlives
+the reader of `stream`. Once `stream`'s reader is gone (the orchestrator died) the
+agent carries on, its reports kept in the held file for an orchestrator that
+re-adopts it (`otto.orchestrator.adoption`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
@@ -47,24 +53,35 @@ class JsonLinesReporter:
         pipeline: str,
         context: str,
         lease: dict[str, JsonValue] | None = None,
+        held: IO[str] | None = None,
     ) -> None:
-        self.stream = stream
+        self.stream: IO[str] | None = stream
         self.pipeline = pipeline
         self.context = context
         self.lease = lease or {}
+        self.held = held
         self._lock = threading.Lock()
 
     @classmethod
     def open(
-        cls, path: str | None, pipeline: str, context: str, lease: dict[str, JsonValue]
+        cls,
+        path: str | None,
+        pipeline: str,
+        context: str,
+        lease: dict[str, JsonValue],
+        hold: str | None = None,
     ) -> JsonLinesReporter:
-        """To the file at `path` (appended to), or stdout when `path` is None."""
+        """To the file at `path` (appended to), or stdout when `path` is None; and to the
+        file at `hold` too, when given."""
         stream = sys.stdout if path is None else open(path, "a", encoding="utf-8")  # noqa: SIM115
-        return cls(stream, pipeline, context, lease)
+        held = None if hold is None else open(hold, "a", encoding="utf-8")  # noqa: SIM115
+        return cls(stream, pipeline, context, lease, held)
 
     def close(self) -> None:
-        if self.stream is not sys.stdout:
-            self.stream.close()
+        for stream in (self.stream, self.held):
+            if stream is not None and stream is not sys.stdout:
+                with contextlib.suppress(OSError):  # a reader already gone
+                    stream.close()
 
     def step_started(self, step: Step) -> None:
         self._emit("step_started", step=step.uuid, symbol=step.symbol)
@@ -104,5 +121,15 @@ class JsonLinesReporter:
         }
         line = json.dumps(record) + "\n"
         with self._lock:
-            self.stream.write(line)
-            self.stream.flush()
+            if self.held is not None:
+                self.held.write(line)
+                self.held.flush()
+            if self.stream is None:
+                return
+            try:
+                self.stream.write(line)
+                self.stream.flush()
+            except BrokenPipeError:
+                if self.held is None:
+                    raise
+                self.stream = None  # the orchestrator died: the held file keeps the rest

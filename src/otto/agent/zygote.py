@@ -13,8 +13,10 @@ child makes that pipe its stdout (the agent's JSON-line reports) and runs the
 context the file describes; the zygote answers `{"id", "pid"}`, and
 `{"id", "exit"}` when the child ends. The zygote is single-threaded, so forking
 it is safe. When the orchestrator goes away (it closed the socket, or died), the
-zygote stops the agents still running (SIGTERM: each aborts its step's process
-group) rather than leave orphans whose results nobody would take.
+zygote exits and leaves the agents still running to finish: an orchestrator that
+shuts down stops its agents itself, and one that died (kill -9 of `otto server`)
+re-adopts them when it starts again, their reports kept in their held files
+(`otto.orchestrator.adoption`).
 """
 
 from __future__ import annotations
@@ -52,10 +54,7 @@ def serve(sock: socket.socket) -> None:
             data, fds, _, _ = socket.recv_fds(sock, 65536, 2)
         except (ConnectionError, OSError):
             data = b""
-        if not data:  # the orchestrator closed its end, or died
-            for pid in list(children):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGTERM)
+        if not data:  # the orchestrator closed its end, or died: its agents live on
             return
         request = json.loads(data)
         report_fd, invocation_fd = fds
@@ -84,7 +83,8 @@ def _child(sock: socket.socket, report_fd: int, invocation_fd: int) -> None:
 
         code = agent_main(f"/dev/fd/{invocation_fd}")
     finally:
-        sys.stdout.flush()
+        with contextlib.suppress(OSError):  # the orchestrator, reading, may have died
+            sys.stdout.flush()
         os._exit(code)
 
 

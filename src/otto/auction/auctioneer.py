@@ -8,8 +8,11 @@ per context it will take (or none). The auction closes as soon as every
 invited orchestrator has answered, or when the window ends; each context goes
 to its cheapest bid (ties: the orchestrator's name), which the PSM records as
 the award. A context nobody bid for stays open and is auctioned again on the
-next change. With one in-process orchestrator, which answers inside
-`announce`, an auction closes without waiting at all.
+next change. Every replica of a shared database runs its own auctioneer for the
+orchestrators connected to it: the PSM makes each award once (`otto.psm.awards`), and a
+winner whose award another replica's auction made first is told it lost. With one
+in-process orchestrator, which answers inside `announce`, an auction closes without
+waiting at all.
 
 Only contexts that may start now are auctioned (the PSM's `open_contexts`: a Linear
 batch's next one), and a winner hears of its award once it may claim it: at once,
@@ -77,6 +80,9 @@ class Auction:
     answered: set[str] = field(default_factory=set)
     bids: dict[str, dict[str, float]] = field(default_factory=dict)  # context → bidder → cost
     awards: dict[str, str] = field(default_factory=dict)  # context → orchestrator
+    # Lots this auction chose a winner for that another auction (another replica's) had
+    # awarded first: context → the winner here, who is told it lost.
+    lost: dict[str, str] = field(default_factory=dict)
     closed_at: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -94,6 +100,7 @@ class Auction:
                 for who, cost in sorted(offers.items())
             ],
             "awards": self.awards,
+            "lost": self.lost,
         }
 
 
@@ -253,16 +260,7 @@ class Auctioneer:
         return auction
 
     def _lots(self) -> list[Lot]:
-        lots = []
-        for row in self.psm.open_contexts():
-            try:
-                context = self.psm.context_model(row["pipeline"], row["uuid"])
-            except NotFound:
-                continue
-            lots.append(
-                Lot(row["uuid"], row["pipeline"], context.name, Requirements.of(context.properties))
-            )
-        return lots
+        return lots_of(self.psm, self.psm.open_contexts())
 
     def _award(self, auction: Auction) -> None:
         chosen: list[tuple[Lot, str]] = []
@@ -277,8 +275,10 @@ class Auctioneer:
         claimable: list[tuple[Lot, str]] = []
         deferred: set[str] = set()
         for (lot, winner), outcome in zip(chosen, outcomes, strict=True):
-            if isinstance(outcome, Conflict):
-                continue  # the context moved on meanwhile (e.g. the run was aborted)
+            if isinstance(outcome, Conflict):  # awarded elsewhere, or the run moved on
+                auction.lost[lot.context] = winner
+                self._tell_lost(lot, winner)
+                continue
             if isinstance(outcome, Exception):  # still open: the next round tries it again
                 log.error("awarding %s to %s failed: %s", lot.context, winner, outcome)
                 continue
@@ -304,6 +304,18 @@ class Auctioneer:
                 self._to_tell += self._unclaimable.pop(pipeline, [])
             self.poke()
 
+    def _tell_lost(self, lot: Lot, winner: str) -> None:
+        """Tell a winner whose award the PSM refused that it lost `lot`. Only remote
+        orchestrators are told (`lost` on their stream): none holds anything for a bid."""
+        with self._lock:
+            bidder = self._bidders.get(winner)
+        lost = getattr(bidder, "lost", None)
+        if lost is not None:
+            try:
+                lost(lot)
+            except Exception:
+                log.exception("orchestrator %s failed to hear it lost %s", winner, lot.context)
+
     def _tell(self, lot: Lot, winner: str) -> None:
         """Tell the winner of its award; one that cannot take it gives the context back."""
         with self._lock:
@@ -316,6 +328,21 @@ class Auctioneer:
             log.warning("award of %s to %s failed: %s", lot.context, winner, exc)
             self.psm.release(lot.context, winner)
             self.poke()
+
+
+def lots_of(psm: PipelineStateMachine, rows: list[dict[str, Any]]) -> list[Lot]:
+    """The lots of contexts (rows with their `uuid` and `pipeline`), each with what it
+    needs; those whose run is gone meanwhile are left out."""
+    lots = []
+    for row in rows:
+        try:
+            context = psm.context_model(row["pipeline"], row["uuid"])
+        except NotFound:
+            continue
+        lots.append(
+            Lot(row["uuid"], row["pipeline"], context.name, Requirements.of(context.properties))
+        )
+    return lots
 
 
 def _opens_or_frees(t: Transition) -> bool:

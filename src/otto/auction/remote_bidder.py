@@ -13,7 +13,14 @@ Messages (`event:` name, `data:` JSON):
   order. Awards not yet claimed are sent again on every reconnection, so one
   lost with a dropped connection is not lost;
 - `moved` `{pipeline, context, state}`: a context this orchestrator holds is to
-  be aborted (`state` `Aborting`): stop its agent.
+  be aborted (`state` `Aborting`): stop its agent;
+- `lost` `{lot}`: this orchestrator had the cheapest bid for `lot` here, but another
+  replica's auction awarded it first (or its run moved on): nothing to do.
+
+Several replicas may share one database, each with its own auctioneer and registry: an
+orchestrator connects to any one of them (and to another when that one dies). The awards
+it holds are in the database, so the replica it connects to tells it of every one not yet
+claimed, whichever replica made it.
 
 `Orchestrators`, the registry, hears every committed transition from the PSM's event
 hub (not through the auctioneer) and tells each bidder of its contexts' moves.
@@ -21,7 +28,8 @@ hub (not through the auctioneer) and tells each bidder of its contexts' moves.
 A bidder is in the auction only while its stream is connected. When the stream
 drops, it leaves the auction at once; if it has not reconnected within the
 grace period it is forgotten and the contexts awarded to it but never claimed
-are given back to be auctioned again (those it runs end with their leases).
+are given back to be auctioned again (those it runs end with their leases). A
+replica that starts gives the same grace to every orchestrator holding unclaimed awards.
 """
 
 from __future__ import annotations
@@ -36,10 +44,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from otto.auction.auctioneer import Auction, Auctioneer, Lot
+from otto.auction.auctioneer import Auction, Auctioneer, Lot, lots_of
 from otto.auction.requirements import Capabilities
 from otto.psm import NotFound, PipelineStateMachine, Transition
-from otto.psm.states import ABORTING, PENDING, RUNNING, TERMINAL, Entity
+from otto.psm.states import ABORTING, AUCTION_STARTED, PENDING, RUNNING, TERMINAL, Entity
 
 log = logging.getLogger("otto.auction.remote")
 
@@ -87,8 +95,20 @@ class RemoteBidder:
 
     def awarded(self, lot: Lot) -> None:
         with self._lock:
+            if lot.context in self.held:
+                return  # told already (by this replica's auctioneer, or from the database)
             self.held[lot.context] = (lot, PENDING)
         self._push(self._award(lot))
+
+    def lost(self, lot: Lot) -> None:
+        """Its bid for `lot` was the best here, but the context went to another."""
+        self._push(sse("lost", {"lot": lot.to_dict()}))
+
+    def hold(self, lots: list[Lot]) -> None:
+        """Awards it holds already (from the database): sent on every connection."""
+        with self._lock:
+            for lot in lots:
+                self.held.setdefault(lot.context, (lot, PENDING))
 
     def moved(self, pipeline: str, context: str, state: str) -> None:
         """A context changed state: keep track of those held; pass on an abort of one."""
@@ -153,10 +173,6 @@ class RemoteBidder:
                 return  # a newer connection took over, or the server stops
             yield message
 
-    def unclaimed(self) -> list[str]:
-        with self._lock:
-            return [ctx for ctx, (_, state) in self.held.items() if state == PENDING]
-
     def to_dict(self) -> dict[str, Any]:
         with self._lock:
             running = sum(1 for _, state in self.held.values() if state in (RUNNING, ABORTING))
@@ -204,9 +220,11 @@ class Orchestrators:
 
     def _heard(self, transitions: list[Transition]) -> None:
         """An event hub listener (quick, never blocking): each bidder hears of the moves of
-        the contexts it holds."""
+        the contexts it holds, and of its awards in a batch whose auction just ended."""
         bidders = self.all()
         for t in transitions:
+            if t.entity == Entity.BATCH and t.from_state == AUCTION_STARTED and bidders:
+                threading.Thread(target=self._tell_awards, args=(t.pipeline,)).start()
             if t.entity != Entity.CONTEXT:
                 continue
             for bidder in bidders:
@@ -214,6 +232,20 @@ class Orchestrators:
                     bidder.moved(t.pipeline, t.id, t.to_state)
                 except Exception:
                     log.exception("orchestrator %s failed to hear of a move", bidder.name)
+
+    def _tell_awards(self, pipeline: str) -> None:
+        """Tell connected bidders of their awards in `pipeline` that may be claimed now: an
+        award another replica made, in a batch whose auction ended since, is told here
+        (this replica's own awards its auctioneer tells; told twice, the second is a no-op)."""
+        try:
+            rows = self.psm.unclaimed_awards(pipeline=pipeline, claimable=True)
+            for lot in lots_of(self.psm, rows):
+                row = next(r for r in rows if r["uuid"] == lot.context)
+                bidder = self.get(row["orchestrator"])
+                if bidder is not None and bidder.connected and lot.context not in bidder.held:
+                    bidder.awarded(lot)
+        except Exception:
+            log.exception("telling the awards of pipeline %s failed", pipeline)
 
     def register(self, reg: Registration) -> RemoteBidder:
         with self._lock:
@@ -226,7 +258,9 @@ class Orchestrators:
                 known = self._remote[reg.name] = RemoteBidder(reg, self.psm, self.auctioneer.window)
             else:
                 known.reg, known.capabilities = reg, reg.capabilities
-        if new:
+        if new:  # awarded before it came here (by another replica, or before a restart)
+            held = self.psm.unclaimed_awards(reg.name, claimable=True)
+            known.hold(lots_of(self.psm, held))
             self._expire_later(reg.name, known.generation)  # it must connect in time
         elif known.connected:
             self.auctioneer.register(known)  # new capabilities: auction again
@@ -263,13 +297,26 @@ class Orchestrators:
             return False
         self.auctioneer.unregister(name)
         bidder.close()
-        for context in bidder.unclaimed():
-            try:
-                self.psm.release(context, name)
-            except Exception as exc:
-                log.warning("giving back %s of %s failed: %s", context, name, exc)
-        self.auctioneer.poke()
+        self._give_back(name)
         return True
+
+    def expect_holders(self) -> None:
+        """At the start: every remote orchestrator holding awards not claimed yet has the
+        grace period to connect here (or to claim them through another replica); after it
+        they are given back and auctioned again."""
+        holders = {row["orchestrator"] for row in self.psm.unclaimed_awards()}
+        for name in sorted(holders - {b.name for b in self.auctioneer.bidders()}):
+            self._expire_later(name, 0)
+
+    def _give_back(self, name: str) -> None:
+        try:
+            given = self.psm.release_unclaimed(name)
+        except Exception as exc:
+            log.warning("giving back the awards of %s failed: %s", name, exc)
+            return
+        if given:
+            log.info("gave back %d award(s) of %s", given, name)
+        self.auctioneer.poke()
 
     def close(self) -> None:
         self.psm.events.unsubscribe(self._heard)
@@ -284,7 +331,10 @@ class Orchestrators:
     def _expire_later(self, name: str, generation: int) -> None:
         def expire() -> None:
             bidder = self.get(name)
-            if bidder is not None and not bidder.connected and bidder.generation == generation:
+            if bidder is None:  # known from the database only (`expect_holders`)
+                log.warning("orchestrator %s did not come within %.0f s", name, self.grace)
+                self._give_back(name)
+            elif not bidder.connected and bidder.generation == generation:
                 log.warning("orchestrator %s did not come back within %.0f s", name, self.grace)
                 self.forget(name)
 

@@ -1,5 +1,6 @@
-"""The client commands of `otto` (ps, show, logs, abort, retry, trigger, artifacts, events),
-as functions that print and return an exit code; `otto.cli` only declares their options.
+"""The client commands of `otto` (ps, show, logs, abort, retry, trigger, artifacts, events,
+replay), as functions that print and return an exit code; `otto.cli` only declares their
+options.
 
 `guarded()` turns every client failure into one line on stderr and its exit code
 (see `otto.client.errors`), never a traceback.
@@ -186,6 +187,45 @@ def retry(client: OttoClient, ident: str, every: bool = False) -> int:
     shown = f": {', '.join(names)}" if names else ""
     Terminal.of().write(f"retrying pipeline {uuid} ({plural(len(retried), 'context')}{shown})")
     return 0
+
+
+def replay(client: OttoClient, ident: str, as_json: bool) -> int:
+    """Replay one run: `consistent` (exit 0), or each difference (exit 1)."""
+    verdict = client.replay(client.resolve(ident))
+    if as_json:
+        _dump(verdict)
+    else:
+        render.replay(Terminal.of(), verdict)
+    return 0 if verdict["consistent"] else 1
+
+
+def replay_all(client: OttoClient, page_size: int, as_json: bool) -> int:
+    """Replay every run, newest first, a page of runs at a time: each inconsistent run as
+    it is found, then how many were checked and how many inconsistent; exit 1 if any."""
+    term = Terminal.of()
+    checked = inconsistent = 0
+    cursor: str | None = None
+    while True:
+        page = client.pipelines(limit=page_size, cursor=cursor)
+        for run in page.pipelines:
+            verdict = client.replay(run["uuid"])
+            checked += 1
+            if verdict["consistent"]:
+                continue
+            inconsistent += 1
+            if as_json:
+                sys.stdout.write(json.dumps(verdict) + "\n")
+            else:
+                render.replay(term, verdict)
+        cursor = page.next_cursor
+        if not cursor:
+            break
+    summary = {"checked": checked, "inconsistent": inconsistent}
+    if as_json:
+        sys.stdout.write(json.dumps(summary) + "\n")
+    else:
+        term.write(f"{plural(checked, 'run')} checked, {inconsistent} inconsistent")
+    return 1 if inconsistent else 0
 
 
 def gc(client: OttoClient, dry_run: bool, as_json: bool) -> int:

@@ -102,6 +102,11 @@ class OttoClient:
     def transitions(self, uuid: str) -> list[Json]:
         return list(self._json("GET", f"/v1/pipelines/{_segment(uuid)}/transitions")["transitions"])
 
+    def replay(self, uuid: str) -> Json:
+        """A run's states re-derived from its transition log and compared with the stored
+        ones: `{"consistent", "differences": [...]}`."""
+        return self._json("GET", f"/v1/pipelines/{_segment(uuid)}/replay")
+
     def create(
         self,
         ottofile: str | None = None,

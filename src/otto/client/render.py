@@ -1,4 +1,4 @@
-"""What `otto ps`, `otto show` and `otto events` print."""
+"""What `otto ps`, `otto show`, `otto events` and `otto replay` print."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from otto.client.terminal import (
     table,
 )
 from otto.client.view import ContextView, Rejection, RunView, StepView, elapsed, timestamp
+from otto.hooks import AFTER_THE_RUN, reacts_to, why_not_triggered
 
 REASON_WIDTH = 60
 # Why a run was aborted, as `otto show` says it (`superseded` names the newer run).
@@ -103,14 +104,17 @@ def show(term: Terminal, run: RunView) -> None:
         return
     rows: list[list[Cell]] = []
     total = len(run.batches)
+    first_hooks = next((b for b in run.batches if b.hooks), None)
     for batch in run.batches:
+        if batch is first_hooks:  # the hooks, after the run's own batches
+            rows.append([Text(AFTER_THE_RUN, style="bold"), "", "", "", ""])
         state = batch.status if batch.state == "Complete" and batch.status else batch.state
         label = f"Batch {batch.index + 1}/{total} · {batch.mode}"
         rows.append([Text(label, style="bold"), term.styled(state), "", "", ""])
         for context in batch.contexts:
             rows.append(
                 [
-                    f"  {context.name}",
+                    f"  {context_name(context)}",
                     term.styled(context.state, term.state(context.state) + context_note(context)),
                     context.orchestrator or "-",
                     str(context.attempt) if context.attempt else "-",
@@ -164,8 +168,16 @@ def step_state(term: Terminal, step: StepView) -> str:
     return term.state(step.state) + reason_note(step) + exit_note(step.exit_code)
 
 
+def context_name(context: ContextView) -> str:
+    """Its name; a hook's says what it reacts to: `Deploy rollback · rollback of Deploy`."""
+    return f"{context.name} · {reacts_to(context.hook)}" if context.hook else context.name
+
+
 def context_note(context: ContextView) -> str:
-    """Why a context ended so: a skipped one's condition, else its reason."""
+    """Why a context ended so: a skipped one's condition, or the outcome a hook that was
+    not triggered saw; else its reason."""
+    if context.state == "Skipped" and context.hook and context.reason == "not_triggered":
+        return f": {why_not_triggered(context.hook)}"
     if context.state == "Skipped" and context.condition:
         return f": when {{ {context.condition} }} was false"
     return reason_note(context)
@@ -209,3 +221,19 @@ def _line(term: Terminal, text: Text) -> None:
         term.console().print(text, overflow="ellipsis", no_wrap=True, crop=True)
     else:
         term.write(text.plain)
+
+
+def replay(term: Terminal, verdict: dict[str, Any]) -> None:
+    """`consistent`, or the run and each difference: a field whose stored value is not the
+    replayed one, or a logged transition replay cannot follow (its seq and why)."""
+    if verdict["consistent"]:
+        term.write("consistent")
+        return
+    found = plural(len(verdict["differences"]), "difference")
+    term.write(f"pipeline {verdict['pipeline']}: {found}")
+    for d in verdict["differences"]:
+        where = f"  {d['entity']} {d['id']}"
+        if d["field"] == "transition":
+            term.write(f"{where} transition #{d['seq']} {d['stored']}: {d['message']}")
+        else:
+            term.write(f"{where} {d['field']}: stored {d['stored']}, replayed {d['replayed']}")

@@ -1,8 +1,9 @@
 """The event stream of `GET /v1/events`, read with `otto.sse`'s line parser.
 
 `EventStream` yields each transition once, in order. When the connection drops
-(a server restart, a proxy timeout) it reconnects with `Last-Event-ID` set to
-the last sequence number it yielded, so nothing is missed or seen twice; it
+(a server restart, a proxy timeout), or the server sends `resync` (this stream fell
+behind), it reconnects with `Last-Event-ID` set to the last sequence number it
+yielded (or the one `resync` names), so nothing is missed or seen twice; it
 gives up with `ServerUnavailable` only after `give_up_after` seconds without
 a connection.
 """
@@ -21,6 +22,7 @@ from otto.sse import SseParser
 
 # The server sends a keep-alive comment every 15 s; a longer silence is a dead connection.
 READ_TIMEOUT = 45.0
+RESYNC = "resync"  # the server dropped a stream that fell behind; `after` says where to resume
 
 
 class EventStream:
@@ -38,6 +40,7 @@ class EventStream:
         self.pipeline = pipeline
         self.give_up_after = give_up_after
         self.reconnects = 0
+        self.resyncs = 0  # times the server said this stream fell behind
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         down_since: float | None = None
@@ -79,6 +82,11 @@ class EventStream:
             parser = SseParser()
             for line in response.iter_lines():
                 event = parser.feed(line)
+                if event is not None and event.event == RESYNC:
+                    # Fallen behind: resume from the log where the server says.
+                    self.last_seq = max(self.last_seq, int(json.loads(event.data)["after"]))
+                    self.resyncs += 1
+                    return
                 if event is None or event.event != "transition":
                     continue
                 transition = json.loads(event.data)

@@ -93,6 +93,9 @@ class ContextView(_Timed):
     steps: list[StepView] = field(default_factory=list)
     condition: str | None = None  # its gate's `when { … }`, if it has one
     waiting: dict[str, Any] | None = None  # what it asks while Waiting at a gate's input
+    # What it reacts to, for a hook (`rollback`, `notify`): `on`, `of`, `of_name`, and once
+    # it was not triggered, the `outcome` it saw (the API's `hook`).
+    hook: dict[str, Any] | None = None
 
     @property
     def current_step(self) -> StepView | None:
@@ -106,6 +109,7 @@ class BatchView:
     state: str = "Pending"
     status: str | None = None
     contexts: list[ContextView] = field(default_factory=list)
+    hooks: bool = False  # a batch of hooks: it runs after the run's own batches
 
 
 @dataclass(frozen=True)
@@ -174,6 +178,7 @@ class RunView:
         number = 0
         for b in doc.get("batches", []):
             batch = BatchView(b["index"], b["mode"], b["state"], b.get("status"))
+            batch.hooks = bool(b.get("hooks"))
             for c in b.get("contexts", []):
                 number += 1
                 context = ContextView(
@@ -188,6 +193,7 @@ class RunView:
                     finished_at=timestamp(c.get("finished_at")),
                     condition=conditions.get(c["uuid"]),
                     waiting=c.get("waiting"),
+                    hook=c.get("hook"),
                 )
                 for s in c.get("steps", []):
                     context.steps.append(
@@ -267,7 +273,8 @@ class RunView:
             context = self.context(ident)
             if context is not None:
                 _move_context(context, to, at, data)
-                context.reason = event.get("reason") if to in OUTCOMES else None
+                ended = to in OUTCOMES or to == "Skipped"
+                context.reason = event.get("reason") if ended else None
         elif entity == "step":
             found = self.step(ident)
             if found is not None:
@@ -298,6 +305,8 @@ def _move_context(context: ContextView, to: str, at: datetime | None, data: dict
     elif to in FINISHED:
         context.finished_at = at
     context.waiting = _asked(data) if to == "Waiting" else None
+    if context.hook is not None and to == "Skipped":  # not triggered: what it saw
+        context.hook = {**context.hook, "outcome": data.get("outcome")}
     context.state = to
 
 

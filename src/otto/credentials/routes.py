@@ -1,5 +1,6 @@
 """`/v1/credentials`: values go in, never out. Every call needs the full API token
-(`otto.auth.needs_token`), reads included."""
+(`otto.auth.needs_token`), reads included; a server without a token keeps no credentials
+(every call a 403): without one, every local process, a step included, could use them."""
 
 from __future__ import annotations
 
@@ -25,9 +26,25 @@ class SetCredential(BaseModel):
     project: str | None = Field(default=None, pattern=PROJECT)  # none: every project
 
 
+NO_TOKEN = (
+    "credentials need a server with an API token (OTTO_TOKEN, or `token:` in the config "
+    "file): without one, any local process, a step included, could set or use them"
+)
+
+
+NO_TOKEN_ANSWER = "the server has no API token"
+
+
 class CredentialsApi:
-    def __init__(self, credentials: Credentials) -> None:
-        self.credentials = credentials
+    def __init__(self, credentials: Credentials | None) -> None:
+        """`credentials`: the store, None on a server without an API token."""
+        self._credentials = credentials
+
+    @property
+    def credentials(self) -> Credentials:
+        if self._credentials is None:
+            raise ApiError(403, "token_required", NO_TOKEN)
+        return self._credentials
 
     def endpoints(self) -> list[Endpoint]:
         scope = {
@@ -42,6 +59,7 @@ class CredentialsApi:
                 "/v1/credentials",
                 self.list,
                 "Credentials: names, scopes, who set them and when (never values)",
+                responses={200: "OK", 403: NO_TOKEN_ANSWER},
             ),
             Endpoint(
                 "PUT",
@@ -49,7 +67,12 @@ class CredentialsApi:
                 self.set,
                 "Set a credential (for `project`, else for every project)",
                 body=SetCredential,
-                responses={200: "OK", 400: "a bad name", 422: "a bad value or project"},
+                responses={
+                    200: "OK",
+                    400: "a bad name",
+                    403: NO_TOKEN_ANSWER,
+                    422: "a bad value or project",
+                },
                 headers={BY_HEADER: "who sets it, as the client says (e.g. user@host)"},
             ),
             Endpoint(
@@ -57,7 +80,12 @@ class CredentialsApi:
                 "/v1/credentials/{name}",
                 self.remove,
                 "Remove a credential (of `project`, else the global one)",
-                responses={200: "OK", 400: "a bad name or project", 404: "no such credential"},
+                responses={
+                    200: "OK",
+                    400: "a bad name or project",
+                    403: NO_TOKEN_ANSWER,
+                    404: "no such credential",
+                },
                 query=scope,
             ),
         ]

@@ -331,13 +331,17 @@ class Janitor(threading.Thread):
         self.stopping = threading.Event()
 
     def sweep(self) -> bool:
-        """One round; whether it freed anything."""
+        """One round; whether it freed anything. Replicas sharing a database sweep in turn
+        (`Store.exclusive`): while another sweeps, this one frees nothing this round."""
         freed_any = False
-        for part in self.keeper.plan(runs_limit=self.round_runs).parts(self.step_runs):
-            freed = self.keeper.free(part)
-            freed_any = freed_any or bool(freed.runs or freed.workspaces or freed.caches)
-            if self.stopping.wait(self.pause):
-                break
+        with self.keeper.store.exclusive("janitor") as mine:
+            if not mine:
+                return False
+            for part in self.keeper.plan(runs_limit=self.round_runs).parts(self.step_runs):
+                freed = self.keeper.free(part)
+                freed_any = freed_any or bool(freed.runs or freed.workspaces or freed.caches)
+                if self.stopping.wait(self.pause):
+                    break
         return freed_any
 
     def run(self) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 from otto.isolation.base import Command, HostRunner, Mounts, ProvisionError
@@ -126,19 +126,20 @@ def remove(spec: ContainerSpec) -> None:
     _quietly([*_rm([spec.engine, *spec.engine_args]), spec.name])
 
 
-def remove_stale(engine: Sequence[str], owner: str) -> int:
-    """Remove every container this owner (an orchestrator's workspace root) left behind;
-    how many there were."""
+def remove_stale(engine: Sequence[str], owner: str, keep: Collection[str] = ()) -> int:
+    """Remove every container this owner (an orchestrator's workspace root) left behind,
+    but those named in `keep` (of agents it re-adopted); how many there were."""
+    listing = [*engine, "ps", "--all", "--filter", f"label={OWNER_LABEL}={owner}"]
     try:
         found = subprocess.run(
-            [*engine, "ps", "--all", "--quiet", "--filter", f"label={OWNER_LABEL}={owner}"],
+            [*listing, "--format", "{{.Names}}"],
             capture_output=True,
             text=True,
             timeout=60,
         )
     except (OSError, subprocess.TimeoutExpired):
         return 0
-    ids = found.stdout.split()
+    ids = [name for name in found.stdout.split() if name not in keep]
     if ids:
         _quietly([*_rm(engine), *ids])
     return len(ids)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -64,28 +64,52 @@ class _Reconnecting(httpx.BaseTransport):
     """Sends a request that could not connect again (0.25, 0.5, 1, … s apart), but only
     once the server is known to be there (it answered before, or whoever gave the URL
     knew: `known_up`): a restart must not fail a remote agent's logs, while a wrong URL
-    fails at once. Not connecting means nothing was sent: sending again is safe."""
+    fails at once. Not connecting means nothing was sent: sending again is safe.
 
-    def __init__(self, retries: int, known_up: bool = False) -> None:
+    `others`: more servers sharing the same store (replicas): a request that cannot
+    connect goes to the next one, and later requests go there too; so does the request
+    after one whose server went away before it answered."""
+
+    def __init__(self, retries: int, known_up: bool = False, others: Sequence[str] = ()) -> None:
         self.inner = httpx.HTTPTransport()
         self.pauses = list(itertools.islice(backoff(0.25, math.inf), retries))
         self.answered = known_up
+        self.others = [httpx.URL(url) for url in others]
+        self.origins: list[httpx.URL] | None = None  # the first's, then `others`
+        self.current = 0
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if self.origins is None:
+            self.origins = [request.url, *self.others]
         for pause in [*self.pauses, None]:
+            _aim(request, self.origins[self.current])
             try:
                 response = self.inner.handle_request(request)
             except httpx.ConnectError:
                 if pause is None or not self.answered:
                     raise
+                self.current = (self.current + 1) % len(self.origins)
                 time.sleep(pause)
                 continue
+            except (httpx.RemoteProtocolError, httpx.ReadError):
+                # The server went away mid-request: whether it acted is unknown, so the
+                # caller decides whether to send again; it will reach the next server.
+                self.current = (self.current + 1) % len(self.origins)
+                raise
             self.answered = True
             return response
         raise AssertionError("unreachable")
 
     def close(self) -> None:
         self.inner.close()
+
+
+def _aim(request: httpx.Request, origin: httpx.URL) -> None:
+    """Send `request` to the server at `origin` (its scheme, host and port)."""
+    url = request.url.copy_with(scheme=origin.scheme, host=origin.host, port=origin.port)
+    if url != request.url:
+        request.url = url
+        request.headers["Host"] = url.netloc.decode("ascii")
 
 
 class _Translating(httpx.BaseTransport):
@@ -112,13 +136,14 @@ class HttpObjectStore(ObjectStore):
         timeout: float = 60.0,
         connect_retries: int = CONNECT_RETRIES,
         known_up: bool = False,
+        others: Sequence[str] = (),
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._http = connect(
             base_url,
             token,
             timeout=httpx.Timeout(timeout, connect=10.0),
-            transport=_Translating(_Reconnecting(connect_retries, known_up)),
+            transport=_Translating(_Reconnecting(connect_retries, known_up, others)),
         )
 
     def __repr__(self) -> str:

@@ -6,7 +6,9 @@
   sources (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, profiles, ...)
 - `http://host:port` or `https://...` → `HttpObjectStore` (the server's API);
   `token=` its API token, `known_up=1` the server is known to exist (it handed out
-  the work): a request that cannot connect is retried from the first (a restart)
+  the work): a request that cannot connect is retried from the first (a restart);
+  `also=URL,URL` other servers sharing the same store (replicas), where a request that
+  cannot connect goes next
 """
 
 from __future__ import annotations
@@ -57,7 +59,10 @@ def open_store(
     if parts.scheme in ("http", "https"):
         base = f"{parts.scheme}://{parts.netloc}{parts.path}"
         known_up = query.get("known_up") == "1"
+        others = [u for u in query.get("also", "").split(",") if u]
         from otto.objectstore.client import HttpObjectStore
 
-        return HttpObjectStore(base, token=token or query.get("token"), known_up=known_up)
+        return HttpObjectStore(
+            base, token=token or query.get("token"), known_up=known_up, others=others
+        )
     raise InvalidArgument(f"unknown object store URL scheme {parts.scheme!r} in {url!r}")

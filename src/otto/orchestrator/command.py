@@ -48,8 +48,9 @@ def default_name() -> str:
 
 def problems(server: str, name: str, labels: str, capacity: int, cost_factor: float) -> list[str]:
     found = []
-    if not re.match(r"^https?://[^/\s]+", server):
-        found.append(f"--server: want an http(s) URL like http://ci.example:7670, not {server!r}")
+    for url in server.split(","):
+        if not re.match(r"^https?://[^/\s,]+", url.strip()):
+            found.append(f"--server: want an http(s) URL like http://ci.example:7670, not {url!r}")
     if not NAME.match(name):
         found.append(f"--name: letters, digits, '.', '_', '-' (at most 64), not {name!r}")
     bad = [label for label in labels_of(labels) if not LABEL.match(label)]
@@ -117,7 +118,7 @@ def orchestrator_main(
         root.mkdir(parents=True, exist_ok=True)
         remote = RemoteOrchestrator(
             RemoteSettings(
-                server=server.rstrip("/"),
+                server=server,
                 name=name,
                 workspace=root.absolute(),
                 token=token or None,

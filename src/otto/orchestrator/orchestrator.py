@@ -13,7 +13,9 @@ that lease. An award is only made once the context may start, so a claim is refu
 only when the context moved on (aborted, given to another): it is then dropped.
 Aborts are heard as they happen (`watch`, fed by the PSM's event hub in process, or
 `abort` by a remote orchestrator's message stream); the renewal thread keeps the
-leases alive and stops the agents of contexts the PSM no longer counts on. How an
+leases alive and stops the agents of contexts the PSM no longer counts on. Agents
+outlive the orchestrator, holding their reports (`otto.orchestrator.adoption`): one
+that starts again re-adopts those the PSM still counts on, before anything else. How an
 agent isolates its context's steps (the host sandbox, a container of its image) is
 the orchestrator's `IsolationPolicy` (`otto.isolation.policy`).
 """
@@ -22,6 +24,8 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -29,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from otto.agent.invocation import DEFAULT_MAX_LOG_BYTES, Invocation
+from otto.agent.invocation import DEFAULT_MAX_LOG_BYTES, Invocation, JsonLinesReport
 from otto.agent.workspace import remove_leftovers
 from otto.auction import Auction, Capabilities, Lot
 from otto.diskspace import DISK_FULL, STORE_UNAVAILABLE, trouble
@@ -38,10 +42,12 @@ from otto.isolation.container import remove as remove_container
 from otto.isolation.container import remove_stale
 from otto.isolation.policy import IsolationPolicy
 from otto.model import Checkout
+from otto.orchestrator import adoption
+from otto.orchestrator.adoption import Held, HeldAgent
 from otto.orchestrator.pool import AgentPool, AgentProcess
 from otto.psm import Conflict, Lease, NotFound, Transition
 from otto.psm.records import WorkOrder
-from otto.psm.states import ABORTING, Entity
+from otto.psm.states import ABORTING, Entity, Reason
 from otto.status import Status
 
 log = logging.getLogger("otto.orchestrator")
@@ -85,11 +91,12 @@ class Bids(Protocol):
 class Running:
     lot: Lot
     lease: Lease
-    agent: AgentProcess
+    agent: AgentProcess | HeldAgent
     container: ContainerSpec | None = None
     stopping: bool = False
     # The steps the PSM keeps a state of: the context's own (a block's live in its log).
     steps: frozenset[str] = frozenset()
+    held: Path | None = None  # its hold directory (otto.orchestrator.adoption)
 
 
 class Orchestrator:
@@ -164,9 +171,13 @@ class Orchestrator:
         self.bids.bid(auction.id, self.name, costs)
 
     def awarded(self, lot: Lot) -> None:
+        """Claim `lot` once a slot is free. An award of a context still running here waits
+        for that run to end: it is a new attempt (the old one's lease was lost, the
+        context retried), or the same award told twice (a reconnection), whose claim is
+        then refused."""
         with self._lock:
-            if lot.context in self._running or self._stopping.is_set():
-                return  # told twice (a remote orchestrator's reconnection)
+            if self._stopping.is_set():
+                return
             self._waiting[lot.context] = lot
             self._wakeup.notify()
 
@@ -198,8 +209,10 @@ class Orchestrator:
             log.warning("orchestrator %s: sandbox: none — steps run unsandboxed", self.name)
         for warning in policy.exposed():
             log.warning("orchestrator %s: %s", self.name, warning)
+        adopted = self._adopt()
         if policy.engine is not None:
-            stale = remove_stale([policy.engine, *policy.engine_args], str(self.workspace_root))
+            engine = [policy.engine, *policy.engine_args]
+            stale = remove_stale(engine, str(self.workspace_root), keep=adopted)
             if stale:
                 log.warning("removed %d container(s) left behind by an earlier run", stale)
         leftovers = remove_leftovers()
@@ -207,6 +220,47 @@ class Orchestrator:
             log.info("removed %d control directories of agents that were killed", leftovers)
         for thread in self._threads:
             thread.start()
+
+    def _adopt(self) -> set[str]:
+        """Re-adopt the agents this orchestrator left when it died, still running or gone
+        after their last report, whose leases the PSM renews; stop the others. The names
+        of the adopted ones' containers (to be kept)."""
+        kept: set[str] = set()
+        for held in adoption.held_agents(self.workspace_root):
+            if held.orchestrator != self.name:
+                continue
+            run = self._adoptable(held)
+            if run is None:
+                continue
+            log.info("re-adopted the agent of context %s (pid %d)", held.lot.context, held.pid)
+            with self._lock:
+                self._running[held.lot.context] = run
+            if run.container is not None:
+                kept.add(run.container.name)
+            if run.stopping:
+                run.agent.terminate()
+            threading.Thread(target=self._relay, args=(run,), daemon=True).start()
+        return kept
+
+    def _adoptable(self, held: Held) -> Running | None:
+        """The held agent as a running context, if the PSM still counts on its attempt."""
+        if not held.alive() and not held.finished():
+            held.forget()  # lost without its last report: its lease expires (agent_lost)
+            return None
+        try:
+            lease = self.executor.renew(held.lease())
+        except (Conflict, NotFound) as exc:  # its context moved on: a stale attempt
+            log.info("not re-adopting the agent of %s: %s", held.lot.context, exc)
+            held.signal(signal.SIGTERM)
+            held.forget()
+            return None
+        except Exception:
+            log.exception("cannot re-adopt the agent of %s now", held.lot.context)
+            return None
+        agent = HeldAgent(held)
+        return Running(
+            held.lot, lease, agent, held.container, lease.aborting, held.steps, held.directory
+        )
 
     def stop(self, grace: float = 10.0) -> None:
         """Take no more work; let running contexts finish within `grace` seconds, then
@@ -260,8 +314,9 @@ class Orchestrator:
         costs nothing per context, however many wait."""
         with self._lock:
             while not self._stopping.is_set():
-                if len(self._running) < self.capacity and self._waiting:
-                    lot = next(iter(self._waiting.values()))
+                free = (c for c in self._waiting.values() if c.context not in self._running)
+                lot = next(free, None) if len(self._running) < self.capacity else None
+                if lot is not None:
                     self._launching[lot.context] = False
                     return lot
                 self._wakeup.wait()
@@ -269,6 +324,7 @@ class Orchestrator:
 
     def _launch(self, lot: Lot, order: WorkOrder) -> None:
         lease, context = order.lease, order.context
+        held: Path | None = None
         try:
             refusal = order.denied or self.isolation.refusal(context, order.untrusted)
             if refusal is not None:
@@ -277,11 +333,13 @@ class Orchestrator:
             container = self.isolation.container_spec(
                 lot.pipeline, context, lease.epoch, str(self.workspace_root)
             )
+            held = adoption.hold_directory(self.workspace_root, lot.context, lease.epoch)
             invocation = Invocation(
                 pipeline=lot.pipeline,
                 context=context,
                 object_store=self.objects_url,
                 workspace_root=self.workspace_root,
+                report=JsonLinesReport(hold=str(held / adoption.REPORTS)),
                 lease={"epoch": lease.epoch, "orchestrator": self.name},
                 checkout=order.checkout or self.default_checkout,
                 passthrough={} if order.untrusted else self.isolation.passthrough_values(),
@@ -297,15 +355,27 @@ class Orchestrator:
             agent.start(invocation.model_dump_json())
         except Exception as exc:
             log.exception("cannot start context %s", lot.context)
+            if held is not None:
+                shutil.rmtree(held, ignore_errors=True)
             self._refuse(lot, lease, f"provision_failed: cannot start an agent: {exc}")
             return
-        run = Running(lot, lease, agent, container, steps=frozenset(s.uuid for s in context.steps))
+        steps = frozenset(s.uuid for s in context.steps)
+        run = Running(lot, lease, agent, container, steps=steps, held=held)
+        self._hold(run)
         with self._lock:
             self._running[lot.context] = run
             run.stopping = self._launching.pop(lot.context, False)  # aborted while starting
         if run.stopping:
             agent.terminate()
         threading.Thread(target=self._relay, args=(run,), daemon=True).start()
+
+    def _hold(self, run: Running) -> None:
+        """Write down who the agent is, for a restarted orchestrator to re-adopt it."""
+        assert run.held is not None and run.agent.pid is not None
+        try:
+            adoption.record(run.held, run.lot, run.lease, run.agent.pid, run.steps, run.container)
+        except OSError:
+            log.exception("cannot record the agent of %s for re-adoption", run.lot.context)
 
     def _refuse(self, lot: Lot, lease: Lease, reason: str) -> None:
         """End a claimed context in Error without an agent: it cannot run here."""
@@ -351,11 +421,13 @@ class Orchestrator:
             remove_container(run.container)
         if not finished:  # the agent died without a word: stopped by us (an abort), or lost
             status, reason = (
-                (Status.ABORTED, "aborted") if run.stopping else (Status.ERROR, "agent_exited")
+                (Status.ABORTED, f"aborted ({code})")
+                if run.stopping
+                else (Status.ERROR, f"{Reason.AGENT_LOST}: its agent exited ({code}) unfinished")
             )
-            self._report(
-                lambda: self.executor.context_finished(run.lease, status, f"{reason} ({code})")
-            )
+            self._report(lambda: self.executor.context_finished(run.lease, status, reason))
+        if run.held is not None:
+            shutil.rmtree(run.held, ignore_errors=True)  # its reports are made
         with self._lock:
             self._running.pop(run.lot.context, None)
             self._wakeup.notify()  # a slot is free

@@ -7,8 +7,12 @@ as the server's own, reporting over HTTP (`HttpExecutor`); an abort of a context
 runs comes on the same stream (`moved`) and stops its agent at once. The agents write
 logs and artifacts to the server's object store. When the stream drops (the
 server restarts) it registers again and carries on; what it runs meanwhile
-keeps running and reporting. SIGTERM/SIGINT: leave the auction, let running
-contexts finish within the grace period, hand the rest back.
+keeps running and reporting. `--server URL1,URL2,…` names replicas sharing one database:
+when the one it uses stops answering (connection refused, the stream dropped and no
+new one taken), it registers with the next, and its leases' renewals and reports go there
+(the awards it holds are in the database, so the new replica tells it of them again).
+SIGTERM/SIGINT: leave the auction, let running contexts finish within the grace period,
+hand the rest back.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ EX_USAGE, EX_NOPERM = 64, 77
 
 @dataclass(frozen=True)
 class RemoteSettings:
-    server: str
+    server: str  # a URL, or replicas' URLs comma separated (`ServerApi`)
     name: str
     workspace: Path
     isolation: IsolationPolicy  # how its agents isolate steps (otto.isolation.policy)
@@ -62,11 +66,13 @@ class RemoteSettings:
     sweep_interval: float = 30.0  # seconds between sweeps of its workspaces (otto.config)
 
 
-def objects_url(server: str, token: str | None) -> str:
+def objects_url(servers: list[str], token: str | None) -> str:
     """The object store the agents write to: the server's, with the token (masked in logs);
-    `known_up`: through a server restart, the agents keep trying to store their logs."""
+    `known_up`: through a server restart, the agents keep trying to store their logs;
+    `also`: the other replicas, which they turn to when the first cannot be reached."""
     secret = f"&token={quote(token, safe='')}" if token else ""
-    return f"{server.rstrip('/')}?known_up=1{secret}"
+    others = f"&also={quote(','.join(servers[1:]), safe='')}" if len(servers) > 1 else ""
+    return f"{servers[0]}?known_up=1{others}{secret}"
 
 
 class RemoteOrchestrator:
@@ -77,7 +83,7 @@ class RemoteOrchestrator:
         self.orchestrator = Orchestrator(
             self.executor,
             HttpBids(self.api, settings.name),
-            objects_url(settings.server, settings.token),
+            objects_url(self.api.servers, settings.token),
             settings.workspace,
             name=settings.name,
             capacity=settings.capacity,
@@ -128,7 +134,7 @@ class RemoteOrchestrator:
                 self._listen()
                 pause = 0.1
                 if not self.stopping.is_set():
-                    log.warning("lost the server at %s; reconnecting", self.settings.server)
+                    log.warning("lost the server at %s; reconnecting", self.api.base_url)
             except Unauthorized as exc:
                 self._fatal(EX_NOPERM, f"the server refused the token: {exc}")
                 return
@@ -137,7 +143,7 @@ class RemoteOrchestrator:
                 return
             except (ServerUnreachable, httpx.HTTPError, NotFound, ValueError) as exc:
                 if not complained:
-                    log.warning("cannot reach %s (%s); retrying", self.settings.server, exc)
+                    log.warning("cannot reach %s (%s); retrying", self.api.base_url, exc)
                     complained = True
             self.stopping.wait(pause)
             pause = min(pause * 2, 2.0)
@@ -183,6 +189,8 @@ class RemoteOrchestrator:
                 self.orchestrator.awarded(lot)
             elif event == "moved" and data.get("state") == ABORTING:
                 self.orchestrator.abort(str(data["context"]))
+            elif event == "lost":
+                log.info("lost %s: awarded to another", data["lot"]["context"])
         except Unauthorized:
             raise
         except Exception as exc:  # one bad message or a failed bid must not end the stream
@@ -196,7 +204,7 @@ class RemoteOrchestrator:
         log.info(
             "%s %s as %s (labels: %s; capacity %d)",
             "connected to" if self.connections == 1 else "reconnected to",
-            self.settings.server,
+            self.api.base_url,
             self.settings.name,
             labels,
             self.settings.capacity,

@@ -1,8 +1,10 @@
 """The PSM's executor interface and the auction over HTTP, for a remote orchestrator.
 
-`ServerApi` is the connection; `HttpExecutor` is `orchestrator.Executor` against
-`otto server`'s API (`otto.psm.executor_routes`): the same calls, the same errors
-(`Conflict`, `StaleLease`, `NotFound`); `HttpBids` answers auctions. A report
+`ServerApi` is the connection, to one of the replicas it is given (the next when that one
+stops answering: they share one database, so any may take any call); `HttpExecutor` is
+`orchestrator.Executor` against `otto server`'s API (`otto.psm.executor_routes`): the
+same calls, the same errors (`Conflict`, `StaleLease`, `NotFound`); `HttpBids` answers
+auctions. A report
 that cannot reach the server (it restarts, the network hiccups) is retried
 for a while: whether it still counts is then the lease's to decide.
 """
@@ -10,8 +12,9 @@ for a while: whether it still counts is then the lease's to decide.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -27,7 +30,14 @@ AGENT = "orchestrator"  # its User-Agent: otto-orchestrator/VERSION
 RETRY_FOR = 60.0  # seconds a report keeps trying to reach the server
 
 
-__all__ = ["HttpBids", "HttpExecutor", "ServerApi", "ServerUnreachable", "Unauthorized"]
+__all__ = [
+    "HttpBids",
+    "HttpExecutor",
+    "ServerApi",
+    "ServerUnreachable",
+    "Unauthorized",
+    "server_urls",
+]
 
 
 class ServerUnreachable(Exception):
@@ -35,15 +45,40 @@ class ServerUnreachable(Exception):
 
 
 class ServerApi:
-    """An HTTP connection to one `otto server`, with the token, retries and error mapping."""
+    """An HTTP connection to an `otto server`, with the token, retries and error mapping.
 
-    def __init__(self, base_url: str, token: str | None = None, timeout: float = 10.0) -> None:
-        self.base_url = base_url.rstrip("/")
+    `servers`: one URL, or the URLs of replicas sharing one database (a list, or comma
+    separated); calls go to one of them, and to the next when it cannot be reached or
+    answers with a server error."""
+
+    def __init__(
+        self, servers: str | Sequence[str], token: str | None = None, timeout: float = 10.0
+    ) -> None:
+        self.servers = server_urls(servers)
         self.token = token
-        self.http = connect(base_url, token, agent=AGENT, timeout=timeout)
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._current = 0
+        self._retired: list[httpx.Client] = []  # clients of servers failed over from
+        self.http = connect(self.base_url, token, agent=AGENT, timeout=timeout)
+
+    @property
+    def base_url(self) -> str:
+        return self.servers[self._current]
+
+    def fail_over(self, failed: str) -> None:
+        """`failed` did not answer: the next server takes the calls (unless one did already)."""
+        with self._lock:
+            if failed != self.base_url or len(self.servers) == 1:
+                return
+            self._current = (self._current + 1) % len(self.servers)
+            # In-flight calls of other threads may still use the old client: closed at the end.
+            self._retired.append(self.http)
+            self.http = connect(self.base_url, self.token, agent=AGENT, timeout=self.timeout)
 
     def close(self) -> None:
-        self.http.close()
+        for client in [*self._retired, self.http]:
+            client.close()
 
     def connection(self, timeout: httpx.Timeout) -> httpx.Client:
         """Another connection to the same server, with its own timeouts (for a stream)."""
@@ -55,18 +90,29 @@ class ServerApi:
         """The JSON answer; 4xx become exceptions; transport and 5xx errors retried."""
         deadline = time.monotonic() + retry_for
         for pause in backoff(0.05):
+            server, http = self.base_url, self.http
             try:
-                response = self.http.request(method, path, json=body)
+                response = http.request(method, path, json=body)
             except httpx.TransportError as exc:
                 failure = f"{method} {path}: {problem(exc)}"
             else:
                 if response.status_code < 500:
                     return json_answer(response)
                 failure = f"{method} {path}: HTTP {response.status_code}"
+            self.fail_over(server)
             if time.monotonic() + pause > deadline:
                 raise ServerUnreachable(failure)
             time.sleep(pause)
         raise AssertionError("backoff never ends")
+
+
+def server_urls(servers: str | Sequence[str]) -> list[str]:
+    """The server URLs of `--server` (comma separated, or a list), without trailing slashes."""
+    listed = servers.split(",") if isinstance(servers, str) else servers
+    urls = [url.strip().rstrip("/") for url in listed if url.strip()]
+    if not urls:
+        raise ValueError("no server URL")
+    return urls
 
 
 def json_answer(response: httpx.Response) -> Any:

@@ -4,8 +4,10 @@
 The language, compatible with the original Otto's grammar::
 
     file        := ('use' '{' 'stdlib'* '}')? pipeline
-    pipeline    := 'pipeline' '{' (stage | steps | parallel | fanout | each)* '}'
-    stage       := 'stage' '{' (property | environment | runtime | gate)* steps '}'
+    pipeline    := 'pipeline' '{' (stage | steps | parallel | fanout | each | notify)* '}'
+    stage       := 'stage' '{' (property | environment | runtime | gate | hook)* steps hook* '}'
+    hook        := 'rollback' '{' steps '}' | notify
+    notify      := 'notify' '{' (('failure' | 'success' | 'complete') '{' steps '}')+ '}'
     each        := 'each' '(' (STR (',' STR)* | axis (',' axis)*) ','? ')' '{' stage '}'
     axis        := IDENT ':' '[' STR (',' STR)* ','? ']'
     value       := STR | 'it' ('.' IDENT)? | 'concat' '(' part (',' part)* ','? ')'
@@ -92,10 +94,27 @@ Extensions over the original (every older file keeps its meaning):
   `otto explain` to say which values each context got.
 - `use { stdlib }`: the original's block naming the step libraries in scope, accepted
   before `pipeline`; `stdlib` (the standard steps) is the only library.
+- Hooks: a stage's `rollback { steps { … } }` and `notify { failure { steps { … } }
+  success { … } complete { … } }`, anywhere among its items (each at most once; in a
+  `notify`, each outcome at most once, at least one), and the pipeline's `notify { … }`
+  (at most once, anywhere among its items). Each is a context of its own (`Context.hook`:
+  what it reacts to, `on`, and the stage context it reacts to, `of`, None for the
+  pipeline's) in the trailing batches: one Parallel batch of every rollback (stage
+  order), then one of every notification (the stages' in stage order, each stage's as
+  written, then the pipeline's); an empty one is left out. A stage's hook context has
+  the stage's properties but `name` and `timeout`, named "<stage name> rollback" or
+  "<stage name> notify failure" ("rollback", "notify failure" for an unnamed stage, and
+  the pipeline's), and the stage's `environment` and `credentials`, never its gate or
+  cache; a pipeline's has only its name. In an `each`, each context gets its own hooks,
+  their values evaluated for it (`Matrix.hooks` holds the template's). A `rollback` at
+  pipeline level, an empty `notify` and a second one of anything are errors where they
+  stand. `render` writes a stage's hooks after its `steps`, the pipeline's last.
 
 Stricter than the original: a stage's properties are those in `STAGE_PROPERTIES`
-(`name`, `runtime`, `arch`, `labels`, `image`, `cpus`, `memory`, `timeout`); any
-other is an error at its name, suggesting the nearest one (the original took any
+(`name`, `runtime`, `arch`, `labels`, `image`, `cpus`, `memory`, `timeout`,
+`retry_on`: the failures after which its context runs again by itself, comma-separated
+among `agent_lost` and `provision_failed`, checked where it stands); any other is an
+error at its name, suggesting the nearest one (the original took any
 name, and its own files only ever set `name`).
 
 Kept from the original: a `stages { }` wrapper and an empty `steps {}` are

@@ -23,16 +23,21 @@ from otto import conditions
 from otto.duration import parse_duration
 from otto.model import (
     CREDENTIAL_NAME,
+    RETRY_CAUSES,
+    RETRY_ON,
     Batch,
     BatchMode,
     Cache,
     Condition,
     Context,
     Gate,
+    Hook,
+    HookOn,
     Input,
     Pipeline,
     Step,
     new_uuid,
+    retry_causes,
 )
 from otto.parser.values import IT, STRING
 
@@ -183,7 +188,9 @@ class _Runtime(dict[str, str]):
 RUNTIME_PROPERTIES = {"os": "runtime", "arch": "arch", "labels": "labels", "image": "image"}
 CONTAINER_PROPERTIES = {"image": "image", "cpus": "cpus", "memory": "memory"}
 # Every property a stage may set (`name = '…'`): any other name is an error where it stands.
-STAGE_PROPERTIES = ("name", "runtime", "arch", "labels", "image", "cpus", "memory", TIMEOUT)
+STAGE_PROPERTIES = (
+    "name", "runtime", "arch", "labels", "image", "cpus", "memory", TIMEOUT, RETRY_ON,
+)  # fmt: skip
 # `credentials = ['npm-token']`: a list of names beside the properties, not one of them.
 CREDENTIALS = "credentials"
 
@@ -204,6 +211,8 @@ def _settings(children: list[Any], known: dict[str, str], block: str) -> _Runtim
     return found
 
 
+# What a `notify` block may react to, in the order `otto explain` lists them.
+NOTIFY_OUTCOMES = (HookOn.FAILURE, HookOn.SUCCESS, HookOn.COMPLETE)
 # The parts of a gate (the model's `Gate` fields), in words for error messages.
 GATE_PARTS = {
     "condition": "a condition",
@@ -313,8 +322,55 @@ def _cache_steps(block: _CacheBlock) -> tuple[list[_Step], list[_Step]]:
     return restores, saves
 
 
+class _Hook:
+    """A `rollback { steps { … } }` block, or one outcome of a `notify { … }` block."""
+
+    __slots__ = ("on", "steps", "token")
+
+    def __init__(self, token: Token, on: HookOn, steps: _Steps) -> None:
+        self.token = token
+        self.on = on
+        self.steps = steps
+
+    def bound(self, resolve: Callable[[Value], Any]) -> _Hook:
+        return _Hook(self.token, self.on, _Steps(step.bound(resolve) for step in self.steps))
+
+
+class _Notify(list[_Hook]):
+    """A `notify { failure { … } success { … } complete { … } }` block."""
+
+    def __init__(self, token: Token, hooks: list[_Hook]) -> None:
+        super().__init__(hooks)
+        self.token = token
+
+
+def hook_label(on: HookOn) -> str:
+    """What a hook context is called after its stage's name ("Deploy rollback", "Deploy
+    notify failure"), or alone (an unnamed stage's, the pipeline's: "notify failure")."""
+    return "rollback" if on == HookOn.ROLLBACK else f"notify {on}"
+
+
+def hook_properties(stage: dict[str, Any], on: HookOn) -> dict[str, Any]:
+    """A stage hook context's properties: its stage's, but its own name and no timeout."""
+    name = stage.get("name")
+    label = hook_label(on)
+    rest = {key: value for key, value in stage.items() if key not in ("name", TIMEOUT)}
+    return {"name": f"{name} {label}" if name else label, **rest}
+
+
+def hooks_by_stage(pipeline: Pipeline) -> dict[str | None, list[Context]]:
+    """A pipeline's hook contexts by the stage context each reacts to (None: the
+    pipeline's), in their batches' order: a stage's rollback, then its notifications."""
+    found: dict[str | None, list[Context]] = {}
+    for batch in pipeline.batches:
+        for context in batch.contexts:
+            if context.hook is not None:
+                found.setdefault(context.hook.of, []).append(context)
+    return found
+
+
 class _Stage:
-    __slots__ = ("cache", "credentials", "environment", "gates", "properties", "steps")
+    __slots__ = ("cache", "credentials", "environment", "gates", "hooks", "properties", "steps")
 
     # properties, environment: name → Value (a string or an expression).
 
@@ -326,6 +382,7 @@ class _Stage:
         gates: _Gates,
         credentials: list[str] | None = None,
         cache: _CacheBlock | None = None,
+        hooks: list[_Hook] | None = None,
     ):
         self.properties = properties
         self.environment = environment
@@ -333,11 +390,14 @@ class _Stage:
         self.gates = gates
         self.credentials = credentials or []
         self.cache = cache
+        # Its `rollback` first, then its `notify` block's outcomes in the order written.
+        self.hooks = hooks or []
 
     @property
     def dynamic(self) -> bool:
         values = itertools.chain(self.properties.values(), self.environment.values())
-        return any(_is_expression(v) for v in values) or any(s.dynamic for s in self.steps)
+        steps = itertools.chain(self.steps, *(hook.steps for hook in self.hooks))
+        return any(_is_expression(v) for v in values) or any(s.dynamic for s in steps)
 
     def bound(self, resolve: Callable[[Value], Any]) -> _Stage:
         """A copy with every value resolved and its gate copied."""
@@ -352,6 +412,7 @@ class _Stage:
             gates,
             self.credentials,
             self.cache,
+            [hook.bound(resolve) for hook in self.hooks],
         )
 
 
@@ -372,6 +433,8 @@ class Matrix:
     axes: dict[str, list[str]]
     bindings: list[Binding]
     template: Context
+    # The template's hook contexts (`rollback`, `notify`), as `template` is the stage's.
+    hooks: list[Context] = field(default_factory=list)
 
 
 @dataclass
@@ -442,6 +505,19 @@ def _is_key(child: Any) -> bool:
     return child.__class__ is Token and child.type == "KEY"
 
 
+def _retry_on(token: Token) -> str:
+    """A `retry_on`'s text, checked to name only failures an automatic retry answers."""
+    value = _value(token)
+    if _is_expression(value):
+        raise SemanticError(token, f"{RETRY_ON}: a plain string, not {token.value}")
+    for cause in sorted(retry_causes({RETRY_ON: value})):
+        if cause not in RETRY_CAUSES:
+            known = ", ".join(RETRY_CAUSES)
+            message = f"{RETRY_ON}: '{cause}' is not a failure retried automatically ({known})"
+            raise SemanticError(token, message, [f"'{c}'" for c in RETRY_CAUSES])
+    return value
+
+
 def _duration(token: Token) -> str:
     """A timeout's text, checked to be a duration (`otto.duration`) where it stands."""
     value = _value(token)
@@ -452,6 +528,10 @@ def _duration(token: Token) -> str:
     except ValueError as exc:
         raise SemanticError(token, f"{TIMEOUT}: {exc}") from None
     return value
+
+
+# The stage properties whose value is checked where it stands (a plain string).
+_PLAIN: dict[str, Callable[[Token], Any]] = {TIMEOUT: _duration, RETRY_ON: _retry_on}
 
 
 class Builder(Transformer[Token, Pipeline]):
@@ -530,9 +610,22 @@ class Builder(Transformer[Token, Pipeline]):
         name: str | None = None
         credentials: list[str] = []
         cache: _CacheBlock | None = None
+        steps: _Steps | None = None
+        rollback: _Hook | None = None
+        notify: _Notify | None = None
         key: Token | None = None
-        for child in children[1:-1]:
-            if child.__class__ is _CacheBlock:
+        for child in children[1:]:
+            if child.__class__ is _Steps:
+                steps = child
+            elif child.__class__ is _Hook:
+                if rollback is not None:
+                    raise SemanticError(child.token, "a stage has at most one 'rollback' block")
+                rollback = child
+            elif child.__class__ is _Notify:
+                if notify is not None:
+                    raise SemanticError(child.token, "a stage has at most one 'notify' block")
+                notify = child
+            elif child.__class__ is _CacheBlock:
                 if cache is not None:
                     raise SemanticError(child.token, "a stage has at most one 'cache' block")
                 cache = child
@@ -553,10 +646,34 @@ class Builder(Transformer[Token, Pipeline]):
             elif child.__class__ is _List:
                 raise SemanticError(key, f"{name}: a string, not a list")
             else:  # a repeated property: the last one wins
-                properties[name] = _duration(child) if name == TIMEOUT else _value(child)
+                properties[name] = _PLAIN.get(name, _value)(child)
                 name = None
-        steps = children[-1]
-        return _Stage(properties, dict(environment or {}), steps, gates, credentials, cache)
+        assert steps is not None  # the grammar asks for one
+        hooks = [*([rollback] if rollback else []), *(notify or [])]
+        return _Stage(properties, dict(environment or {}), steps, gates, credentials, cache, hooks)
+
+    def rollback(self, children: list[Any]) -> _Hook:
+        return _Hook(children[0], HookOn.ROLLBACK, children[1])
+
+    def outcome(self, children: list[Any]) -> _Hook:
+        return _Hook(children[0], HookOn(children[0].value), children[1])
+
+    def notify(self, children: list[Any]) -> _Notify:
+        token: Token = children[0]
+        hooks: list[_Hook] = children[1:]
+        if not hooks:
+            raise SemanticError(
+                token,
+                "a 'notify' block needs at least one of failure, success or complete, "
+                "e.g. notify { failure { steps { sh './page' } } }",
+                [f"'{on}'" for on in NOTIFY_OUTCOMES],
+            )
+        seen: set[HookOn] = set()
+        for hook in hooks:
+            if hook.on in seen:
+                raise SemanticError(hook.token, f"this 'notify' block has a '{hook.on}' already")
+            seen.add(hook.on)
+        return _Notify(token, hooks)
 
     def cache(self, children: list[Any]) -> _CacheBlock:
         use: list[str] = []
@@ -704,22 +821,81 @@ class Builder(Transformer[Token, Pipeline]):
         if children[0].__class__ is _Use:
             syntax.libraries = list(children[0])
             children = children[1:]
+        hooks = _HookContexts(positions)
         for item in children[1:]:
+            if item.__class__ is _Hook:
+                raise SemanticError(
+                    item.token, "a rollback belongs to a stage: it undoes what that stage did"
+                )
+            if item.__class__ is _Notify:
+                hooks.add_pipeline(item)
+                continue
             if item.__class__ is _Steps:
-                contexts = [_context(_plain(_Stage({}, {}, item, _Gates())), positions)]
-                mode = BatchMode.LINEAR
+                stages, mode = [_plain(_Stage({}, {}, item, _Gates()))], BatchMode.LINEAR
             elif item.__class__ is _Stage:
-                contexts = [_context(_plain(item), positions)]
-                mode = BatchMode.LINEAR
+                stages, mode = [_plain(item)], BatchMode.LINEAR
             elif item.__class__ is _Each:
                 syntax.matrices[len(batches)] = _matrix(len(batches), item)
-                contexts = [_context(stage, positions) for stage in item.stages]
-                mode = BatchMode.PARALLEL
+                stages, mode = item.stages, BatchMode.PARALLEL
             else:
-                contexts = [_context(_plain(stage), positions) for stage in item.stages]
-                mode = item.mode
+                stages, mode = [_plain(stage) for stage in item.stages], item.mode
+            contexts = [_context(stage, positions) for stage in stages]
+            for stage, context in zip(stages, contexts, strict=True):
+                hooks.add_stage(stage, context)
             batches.append(Batch.model_construct(mode=mode, contexts=contexts))
+        batches += hooks.batches()
         return Pipeline.model_construct(uuid=new_uuid(), batches=batches), positions, syntax
+
+
+class _HookContexts:
+    """The hook contexts of a pipeline as its stages are built: its rollbacks (stage
+    order), then its notifications (stage order, each stage's as written, the pipeline's
+    last), each group one trailing Parallel batch."""
+
+    def __init__(self, positions: Positions) -> None:
+        self.positions = positions
+        self.rollbacks: list[Context] = []
+        self.notifications: list[Context] = []
+        self.pipeline: _Notify | None = None
+
+    def add_stage(self, stage: _Stage, context: Context) -> None:
+        for hook in stage.hooks:
+            built = _hook_context(hook, stage, context.uuid, self.positions)
+            (self.rollbacks if hook.on == HookOn.ROLLBACK else self.notifications).append(built)
+
+    def add_pipeline(self, notify: _Notify) -> None:
+        if self.pipeline is not None:
+            raise SemanticError(notify.token, "a pipeline has at most one 'notify' block")
+        self.pipeline = notify
+
+    def batches(self) -> list[Batch]:
+        notifications = [
+            *self.notifications,
+            *(_hook_context(hook, None, None, self.positions) for hook in self.pipeline or ()),
+        ]
+        return [
+            Batch.model_construct(mode=BatchMode.PARALLEL, contexts=contexts)
+            for contexts in (self.rollbacks, notifications)
+            if contexts
+        ]
+
+
+def _hook_context(
+    hook: _Hook, stage: _Stage | None, of: str | None, positions: Positions
+) -> Context:
+    """A hook's context: its stage's properties (see `hook_properties`), environment and
+    credentials, never its gate or cache; a pipeline's hook (`stage` None) has only a name."""
+    uuid = new_uuid()
+    return Context.model_construct(
+        uuid=uuid,
+        properties=hook_properties(stage.properties if stage else {}, hook.on),
+        environment=dict(stage.environment) if stage else {},
+        steps=_built_steps(hook.steps, uuid, positions),
+        gate=None,
+        credentials=list(stage.credentials) if stage else [],
+        cache=None,
+        hook=Hook(on=hook.on, of=of),
+    )
 
 
 def _axes(token: Token, children: list[Any]) -> dict[str, list[str]]:
@@ -779,9 +955,11 @@ def _binding_text(binding: Binding) -> str:
 
 
 def _matrix(batch: int, each: _Each) -> Matrix:
-    template = _context(each.stage.bound(_as_expression), {})
+    stage = each.stage.bound(_as_expression)
+    template = _context(stage, {})
+    hooks = [_hook_context(hook, stage, template.uuid, {}) for hook in stage.hooks]
     line, column = each.token.line or 0, each.token.column or 0
-    return Matrix(batch, line, column, each.axes, each.bindings, template)
+    return Matrix(batch, line, column, each.axes, each.bindings, template, hooks)
 
 
 def _group(mode: BatchMode, children: list[Any]) -> _Group:
@@ -886,29 +1064,33 @@ def _find_key(children: list[Any], key: str) -> Token:
 
 def _context(stage: _Stage, positions: Positions) -> Context:
     uuid = new_uuid()
-    built = []
     restores, saves = _cache_steps(stage.cache) if stage.cache else ([], [])
-    for step in [*restores, *stage.steps, *saves]:
-        step_uuid = new_uuid()
-        positions[step_uuid] = step.position
-        built.append(
-            Step.model_construct(
-                uuid=step_uuid,
-                context=uuid,
-                symbol=step.symbol,
-                parameters=_parameters(step, uuid, positions),
-                timeout=step.timeout,
-            )
-        )
     return Context.model_construct(
         uuid=uuid,
         properties=stage.properties,
         environment=stage.environment,
-        steps=built,
+        steps=_built_steps([*restores, *stage.steps, *saves], uuid, positions),
         gate=stage.gates.model(),
         credentials=stage.credentials,
         cache=stage.cache.model if stage.cache else None,
     )
+
+
+def _built_steps(steps: list[_Step], context: str, positions: Positions) -> list[Step]:
+    built = []
+    for step in steps:
+        uuid = new_uuid()
+        positions[uuid] = step.position
+        built.append(
+            Step.model_construct(
+                uuid=uuid,
+                context=context,
+                symbol=step.symbol,
+                parameters=_parameters(step, context, positions),
+                timeout=step.timeout,
+            )
+        )
+    return built
 
 
 def _parameters(step: _Step, context: str, positions: Positions) -> list[Any] | dict[str, Any]:

@@ -37,7 +37,7 @@ from typing import Any
 
 from lark import Lark, Token, Tree
 
-from otto.model import Context, Pipeline
+from otto.model import Context, HookOn, Pipeline
 from otto.parser.build import (
     BLOCK_KEY,
     CACHE_RESTORE,
@@ -45,6 +45,7 @@ from otto.parser.build import (
     CONTAINER_PROPERTIES,
     RUNTIME_PROPERTIES,
     Syntax,
+    hooks_by_stage,
 )
 from otto.parser.errors import ParseError, error_at
 from otto.parser.grammar import GRAMMAR
@@ -142,14 +143,21 @@ def _anchors(tree: Tree[Token], pipeline: Pipeline, syntax: Syntax) -> Anchors:
         _open_close(items.pop(0), ("use",), found)
     found[("pipeline",)] = _at(next(c for c in tree.children if isinstance(c, Token)))
     found[("pipeline", "}")] = _at(tree.children[-1])
-    for b, (item, batch) in enumerate(zip(items, pipeline.batches, strict=True)):
+    hooks = hooks_by_stage(pipeline)
+    for item in items:
+        if item.data == "notify":  # the pipeline's
+            _hook(item, "pipeline", hooks.get(None, []), found)
+    items = [item for item in items if item.data != "notify"]
+    batches = [batch for batch in pipeline.batches if not batch.hooks]
+    for b, (item, batch) in enumerate(zip(items, batches, strict=True)):
         if item.data == "each":
+            matrix = syntax.matrices[b]
             _open_close(item, ("batch", b), found)
-            _stage(_subtrees(item)[-1], syntax.matrices[b].template, found)
+            _stage(_subtrees(item)[-1], matrix.template, matrix.hooks, found)
         elif item.data == "steps":
             _steps(item, batch.contexts[0], found)
         elif item.data == "stage":
-            _stage(item, batch.contexts[0], found)
+            _stage(item, batch.contexts[0], hooks.get(batch.contexts[0].uuid, []), found)
         else:  # parallel, fanout
             _open_close(item, ("batch", b), found)
             stages = [child for child in _subtrees(item) if child.data == "stage"]
@@ -157,7 +165,7 @@ def _anchors(tree: Tree[Token], pipeline: Pipeline, syntax: Syntax) -> Anchors:
                 if child.data in GATE_RULES:
                     _gate(child, ("batch", b), found)
             for stage, context in zip(stages, batch.contexts, strict=True):
-                _stage(stage, context, found)
+                _stage(stage, context, hooks.get(context.uuid, []), found)
     return found
 
 
@@ -184,7 +192,7 @@ def _open_close(tree: Tree[Token], key: Key, found: Anchors) -> None:
     found[(*key, "}")] = _at(tree.children[-1])
 
 
-def _stage(tree: Tree[Token], context: Context, found: Anchors) -> None:
+def _stage(tree: Tree[Token], context: Context, hooks: list[Context], found: Anchors) -> None:
     uuid = context.uuid
     _open_close(tree, ("stage", uuid), found)
     _settings(tree.children, ("property", uuid), {}, found)
@@ -198,12 +206,28 @@ def _stage(tree: Tree[Token], context: Context, found: Anchors) -> None:
             _settings(child.children, ("variable", uuid), {}, found)
         elif child.data == "cache":
             _cache(child, uuid, found)
+        elif child.data in ("rollback", "notify"):
+            _hook(child, uuid, hooks, found)
         elif child.data == "runtime":
             _settings(child.children, ("property", uuid), RUNTIME_PROPERTIES, found)
             for docker in _subtrees(child):
                 _settings(docker.children, ("property", uuid), CONTAINER_PROPERTIES, found)
         else:
             _steps(child, context, found)
+
+
+def _hook(tree: Tree[Token], owner: str, hooks: list[Context], found: Anchors) -> None:
+    """`rollback { steps }` or `notify { OUTCOME { steps } … }`: its braces, each
+    outcome's, and the steps of the hook context each stands for."""
+    by_outcome = {hook.hook.on: hook for hook in hooks if hook.hook is not None}
+    _open_close(tree, (tree.data, owner), found)
+    if tree.data == "rollback":
+        _steps(_subtrees(tree)[0], by_outcome[HookOn.ROLLBACK], found)
+        return
+    for outcome in _subtrees(tree):
+        hook = by_outcome[HookOn(outcome.children[0].value)]
+        _open_close(outcome, ("outcome", hook.uuid), found)
+        _steps(_subtrees(outcome)[0], hook, found)
 
 
 def _cache(tree: Tree[Token], uuid: str, found: Anchors) -> None:

@@ -20,11 +20,11 @@ from otto.parser.values import CONCAT, IT, STRING
 # A value (`VALUE`): one terminal, see `otto.parser.values`.
 GRAMMAR_TEXT = r"""
 start: use? PIPELINE "{" _item* "}"
-_item: stage | steps | parallel | fanout | each
+_item: stage | steps | parallel | fanout | each | _hook
 use: USE "{" LIBRARY* "}"
 
-stage: STAGE "{" _stage_item* steps "}"
-_stage_item: _property | environment | runtime | _gate | cache
+stage: STAGE "{" _stage_item* steps _hook* "}"
+_stage_item: _property | environment | runtime | _gate | cache | _hook
 cache: CACHE "{" (USE PROP_NAME | PROP_NAME "=" (STR | names))* "}"
 _property: (PROP_NAME | STEPS | ENVIRONMENT | RUNTIME) "=" (VALUE | names)
 environment: ENVIRONMENT "{" (ENV_NAME "=" VALUE)* "}"
@@ -34,6 +34,11 @@ docker: DOCKER "{" (PROP_NAME "=" VALUE)* "}"
 each: EACH "(" (_each_values | _each_axes) ")" "{" stage "}"
 _each_values: STR ("," STR)* ","?
 _each_axes: KEY ":" names ("," KEY ":" names)* ","?
+
+_hook: rollback | notify
+rollback: ROLLBACK "{" steps "}"
+notify: NOTIFY "{" outcome* "}"
+outcome: (FAILURE | SUCCESS | COMPLETE) "{" steps "}"
 
 parallel: PARALLEL "{" _gate* stage* "}"
 fanout: FANOUT "{" _gate* stage* "}"
@@ -78,6 +83,11 @@ RUNTIME.2: /runtime(?![A-Za-z0-9_])/
 DOCKER.2: /docker(?![A-Za-z0-9_])/
 CACHE.2: /cache(?![A-Za-z0-9_])/
 WHEN.2: /when(?![A-Za-z0-9_])/
+ROLLBACK.2: /rollback(?![A-Za-z0-9_])/
+NOTIFY.2: /notify(?![A-Za-z0-9_])/
+FAILURE.2: /failure(?![A-Za-z0-9_])/
+SUCCESS.2: /success(?![A-Za-z0-9_])/
+COMPLETE.2: /complete(?![A-Za-z0-9_])/
 GATES.2: /gates(?![A-Za-z0-9_])/
 ENTER.2: /enter(?![A-Za-z0-9_])/
 EXIT.2: /exit(?![A-Za-z0-9_])/
@@ -120,6 +130,11 @@ HUMAN = {
     "CACHE": "'cache'",
     "WHEN": "'when'",
     "GATES": "'gates'",
+    "ROLLBACK": "'rollback'",
+    "NOTIFY": "'notify'",
+    "FAILURE": "'failure'",
+    "SUCCESS": "'success'",
+    "COMPLETE": "'complete'",
     "ENTER": "'enter'",
     "EXIT": "'exit'",
     "INPUT": "'input'",

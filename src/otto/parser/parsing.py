@@ -16,6 +16,8 @@ from otto.parser.source import decode, strip_comments
 
 _ORDER = {name: i for i, name in enumerate(HUMAN)}
 _BRACES = re.compile(r"'[^']*'|[{}]")
+# What may follow a stage's `steps` block.
+_AFTER_STEPS = {"RBRACE", "ROLLBACK", "NOTIFY"}
 _WORD_BEFORE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)[ \t\f\v\n]*\Z")
 
 
@@ -123,14 +125,18 @@ def _hint(token: Token, names: set[str], blanked: str, offset: int) -> str:
         )
     if token.type == "RBRACE" and "STEPS" in names and "PROP_NAME" in names:
         return "a stage needs a 'steps' block"
-    if names == {"RBRACE"} and _innermost_block(blanked, offset) == "the 'stage' block":
+    after_steps = "RBRACE" in names and names <= _AFTER_STEPS
+    if after_steps and _innermost_block(blanked, offset) == "the 'stage' block":
         if token.value == "steps":
             return "a stage has exactly one 'steps' block"
         if token.value == "stage":
             return "is the '}' of the stage above missing?"
         return (
-            "a stage ends with its 'steps' block; properties, 'environment' and gates go before it"
+            "a stage's properties, 'environment' and gates go before its 'steps' block; "
+            "only 'rollback' and 'notify' may follow it"
         )
+    if names in ({"STEPS"}, {"RBRACE"}) and _innermost_block(blanked, offset) in _HOOK_BLOCKS:
+        return f"{_innermost_block(blanked, offset)} holds exactly one 'steps {{ … }}' block"
     if names == {"RBRACE"} and _innermost_block(blanked, offset) == "the 'each' block":
         return "an 'each' block holds exactly one stage"
     if token.value.startswith("it") and "VALUE" in names:
@@ -174,10 +180,19 @@ def _expected_names(exc: UnexpectedInput, fallback: Iterable[str]) -> list[str]:
     interactive = getattr(exc, "interactive_parser", None)
     if interactive is not None and len(interactive.parser_state.state_stack) <= 10_000:
         try:
-            return sorted(interactive.accepts())
+            return _offered(interactive.accepts())
         except Exception:  # pragma: no cover - fall back to lark's own set
             pass
-    return sorted(fallback)
+    return _offered(fallback)
+
+
+def _offered(names: Iterable[str]) -> list[str]:
+    """The terminals worth naming: the grammar takes a `rollback` among the pipeline's
+    items (where a stage may stand) only to say it belongs in a stage."""
+    found = set(names)
+    if "STAGE" in found:
+        found.discard("ROLLBACK")
+    return sorted(found)
 
 
 def _open_braces(blanked: str, offset: int) -> int:
@@ -241,11 +256,21 @@ def _indent_before(text: str, offset: int) -> int | None:
     return len(before.expandtabs(4)) if not before.strip() else None
 
 
+_HOOK_BLOCKS = {f"the '{word}' block" for word in ("rollback", "failure", "success", "complete")}
+_BLOCKS = {"pipeline", "stage", "steps", "parallel", "fanout"} | {
+    "rollback",
+    "notify",
+    "failure",
+    "success",
+    "complete",
+}
+
+
 def _block_name(blanked: str, brace: int) -> str:
     if blanked[:brace].rstrip().endswith(")"):  # `each(…) {`, the one block after a ')'
         return "the 'each' block"
     match = _WORD_BEFORE.search(blanked, max(0, brace - 4096), brace)
-    if match and match.group(1) in {"pipeline", "stage", "steps", "parallel", "fanout"}:
+    if match and match.group(1) in _BLOCKS:
         return f"the '{match.group(1)}' block"
     if match and match.group(1) == "environment":
         return "the 'environment' block"

@@ -9,6 +9,8 @@ A gate that is only a condition is `when { … }`, any other `gates { … }`; a 
 every context of a parallel/fanout block has is written once, on the block.
 Given the file's `Syntax`, a batch an `each` block expanded into is written as
 that block (its template stage, not the expansion), and a `use` block leads.
+Hook contexts (the trailing batches) are written where they belong: a stage's
+`rollback` and `notify` after its `steps`, the pipeline's `notify` last.
 The output parses back to the same model (uuids aside) and renders the same
 again. A model the language cannot express raises ValueError naming the field.
 """
@@ -20,7 +22,18 @@ from typing import Any
 
 from otto import conditions
 from otto.duration import duration_text
-from otto.model import BatchMode, Cache, Condition, Context, Gate, Input, Pipeline
+from otto.model import (
+    Batch,
+    BatchMode,
+    Cache,
+    Condition,
+    Context,
+    Gate,
+    Hook,
+    HookOn,
+    Input,
+    Pipeline,
+)
 from otto.parser.build import (
     BLOCK_KEY,
     CACHE_KEY,
@@ -32,6 +45,7 @@ from otto.parser.build import (
     Expression,
     Matrix,
     Syntax,
+    hook_properties,
 )
 
 INDENT = "    "
@@ -48,8 +62,11 @@ def render(pipeline: Pipeline, syntax: Syntax | None = None) -> str:
     if syntax.libraries:
         out += ["use {", *(f"{INDENT}{library}" for library in syntax.libraries), "}"]
     out.append("pipeline {")
+    hooks = _hooks(pipeline, syntax)
     for b, batch in enumerate(pipeline.batches):
         path = f"batches[{b}]"
+        if batch.hooks:
+            continue
         if b in syntax.matrices:
             _each(out, syntax.matrices[b], path)
         elif batch.mode == BatchMode.LINEAR:
@@ -65,8 +82,9 @@ def render(pipeline: Pipeline, syntax: Syntax | None = None) -> str:
                 or context.gate
                 or context.cache
                 or context.credentials
+                or hooks.get(context.uuid)
             ):
-                _stage(out, context, 1, f"{path}.contexts[0]")
+                _stage(out, context, 1, f"{path}.contexts[0]", hooks=hooks)
             else:
                 _steps(out, context.steps, 1, f"{path}.contexts[0]")
         elif batch.mode in (BatchMode.PARALLEL, BatchMode.FANOUT):
@@ -76,10 +94,11 @@ def render(pipeline: Pipeline, syntax: Syntax | None = None) -> str:
             if shared is not None:
                 _gate(out, shared, 2, f"{path}.contexts[0].gate")
             for c, context in enumerate(batch.contexts):
-                _stage(out, context, 2, f"{path}.contexts[{c}]", shared is None)
+                _stage(out, context, 2, f"{path}.contexts[{c}]", shared is None, hooks)
             out.append(f"{INDENT}}}")
         else:
             raise ValueError(f"{path}.mode: unknown batch mode {batch.mode!r}")
+    _notify(out, hooks.get(None, []), 1, "pipeline")
     out.append("}")
     return "\n".join(out) + "\n"
 
@@ -92,7 +111,8 @@ def _each(out: list[str], matrix: Matrix, path: str) -> None:
             f"{axis}: {_names_list(listed, path)}" for axis, listed in matrix.axes.items()
         )
     out.append(f"{INDENT}each({values}) {{")
-    _stage(out, matrix.template, 2, f"{path} (each)")
+    hooks = {matrix.template.uuid: matrix.hooks}
+    _stage(out, matrix.template, 2, f"{path} (each)", hooks=hooks)
     out.append(f"{INDENT}}}")
 
 
@@ -113,7 +133,14 @@ def _name(value: Any, pattern: re.Pattern[str], what: str, path: str) -> str:
     return value
 
 
-def _stage(out: list[str], context: Context, level: int, path: str, with_gate: bool = True) -> None:
+def _stage(
+    out: list[str],
+    context: Context,
+    level: int,
+    path: str,
+    with_gate: bool = True,
+    hooks: dict[str | None, list[Context]] | None = None,
+) -> None:
     pad = INDENT * level
     out.append(f"{pad}stage {{")
     for key, value in context.properties.items():
@@ -139,7 +166,112 @@ def _stage(out: list[str], context: Context, level: int, path: str, with_gate: b
         _cache(out, context.cache, level + 1, f"{path}.cache")
     written = [s for s in context.steps if s.symbol not in (CACHE_RESTORE, CACHE_SAVE)]
     _steps(out, written, level + 1, path)
+    own = (hooks or {}).get(context.uuid, [])
+    for hook in own:
+        if hook.hook is not None and hook.hook.on == HookOn.ROLLBACK:
+            out.append(f"{pad}{INDENT}rollback {{")
+            _steps(out, hook.steps, level + 2, f"{path} (rollback)")
+            out.append(f"{pad}{INDENT}}}")
+    _notify(out, own, level + 1, path)
     out.append(f"{pad}}}")
+
+
+def _notify(out: list[str], hooks: list[Context], level: int, path: str) -> None:
+    """A `notify { … }` block of the notifications among `hooks`, in their order."""
+    outcomes = [h for h in hooks if h.hook is not None and h.hook.on != HookOn.ROLLBACK]
+    if not outcomes:
+        return
+    pad = INDENT * level
+    out.append(f"{pad}notify {{")
+    for hook in outcomes:
+        assert hook.hook is not None
+        out.append(f"{pad}{INDENT}{hook.hook.on} {{")
+        _steps(out, hook.steps, level + 2, f"{path} (notify {hook.hook.on})")
+        out.append(f"{pad}{INDENT}}}")
+    out.append(f"{pad}}}")
+
+
+def _hooks(pipeline: Pipeline, syntax: Syntax) -> dict[str | None, list[Context]]:
+    """The hook contexts by the stage context they react to (None: the pipeline's), in
+    their order; ValueError if they are not as a file can say them (see `_check_hook`)."""
+    stages: dict[str, tuple[int, Context]] = {}
+    hook_batches: list[tuple[int, Batch]] = []
+    for b, batch in enumerate(pipeline.batches):
+        if batch.hooks:
+            hook_batches.append((b, batch))
+        elif hook_batches:
+            raise ValueError(f"batches[{b}]: a batch after hook batches must be hooks too")
+        else:
+            stages.update((c.uuid, (len(stages), c)) for c in batch.contexts)
+    matrix_contexts = {
+        c.uuid for b in syntax.matrices for c in pipeline.batches[b].contexts
+    }  # written by their matrix's template: checked there
+    found: dict[str | None, list[Context]] = {}
+    ordered: list[list[Context]] = [[], []]  # rollbacks, notifications
+    for b, batch in hook_batches:
+        for c, context in enumerate(batch.contexts):
+            path = f"batches[{b}].contexts[{c}]"
+            hook = _check_hook(context, stages, found, path)
+            ordered[hook.on != HookOn.ROLLBACK].append(context)
+            if hook.of not in matrix_contexts:
+                found.setdefault(hook.of, []).append(context)
+    _check_hook_order(hook_batches, ordered, stages)
+    return found
+
+
+def _check_hook(
+    context: Context,
+    stages: dict[str, tuple[int, Context]],
+    found: dict[str | None, list[Context]],
+    path: str,
+) -> Hook:
+    """A hook context's hook, checked to be what the file would make of a `rollback` or
+    `notify` block in the stage it reacts to."""
+    hook = context.hook
+    if hook is None:
+        raise ValueError(f"{path}.hook: a hook batch holds only hook contexts")
+    if hook.of is not None and hook.of not in stages:
+        raise ValueError(f"{path}.hook.of: no stage context {hook.of} before it")
+    if hook.of is None and hook.on == HookOn.ROLLBACK:
+        raise ValueError(f"{path}.hook.of: a rollback reacts to a stage")
+    if any(h.hook is not None and h.hook.on == hook.on for h in found.get(hook.of, [])):
+        raise ValueError(f"{path}.hook: a second '{hook.on}' for the same stage")
+    stage = stages[hook.of][1] if hook.of is not None else Context()
+    expected = (
+        hook_properties(stage.properties, hook.on),
+        stage.environment,
+        stage.credentials,
+    )
+    if (context.properties, context.environment, context.credentials) != expected:
+        raise ValueError(
+            f"{path}: a hook context has its stage's properties (but its own name and no "
+            "timeout), environment and credentials"
+        )
+    if context.gate is not None or context.cache is not None:
+        raise ValueError(f"{path}: a hook context has no gate and no cache")
+    return hook
+
+
+def _check_hook_order(
+    hook_batches: list[tuple[int, Batch]],
+    ordered: list[list[Context]],
+    stages: dict[str, tuple[int, Context]],
+) -> None:
+    """Rollbacks in one Parallel batch, then notifications in another, each in stage
+    order (the pipeline's last): what parsing the written file gives."""
+    expected = [group for group in ordered if group]
+    for group in expected:
+        position = [stages[c.hook.of][0] if c.hook and c.hook.of else len(stages) for c in group]
+        if position != sorted(position):
+            expected = []
+    actual = [batch.contexts for _, batch in hook_batches]
+    modes = {batch.mode for _, batch in hook_batches}
+    if actual != expected or modes - {BatchMode.PARALLEL}:
+        b = hook_batches[0][0]
+        raise ValueError(
+            f"batches[{b}]: hook contexts stand in one Parallel batch of rollbacks, then one "
+            "of notifications, each in the order of their stages"
+        )
 
 
 def _cache(out: list[str], cache: Cache, level: int, path: str) -> None:

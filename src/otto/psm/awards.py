@@ -4,7 +4,10 @@ Only what may start now is offered (`otto.psm.rules.claimable`: a Linear batch's
 unfinished context, every Pending one of the other modes). An award assigns a Pending
 context of a live batch to an orchestrator; once a batch's offered contexts are all
 awarded, the rules (`otto.psm.rules.award`) move the batch on to Provisioning in the
-same commit.
+same commit. An award is made once: the rules refuse a context already awarded, and the
+update that records it is guarded (`queries.assign`: only a Pending, unawarded context of
+that attempt), so replicas auctioning the same batch at once make one award between them
+(their writes are serialised by the sequence counter's row lock); the other gets Conflict.
 """
 
 from __future__ import annotations
@@ -52,21 +55,34 @@ class Awards:
         """An awarded orchestrator that cannot start gives the context back."""
         self.store.write(lambda tx: queries.unassign(tx, context, orchestrator))
 
-    def release_unclaimed(self) -> int:
-        """Give back every award not yet claimed: after a restart nobody holds them.
+    def release_unclaimed(self, orchestrator: str) -> int:
+        """Give back every award to `orchestrator` not yet claimed: it is gone (or, the
+        server's own, it restarted and no longer knows of them); how many.
 
-        Awards live on in orchestrators' memory only until a context is claimed; a
-        server that starts again must auction such contexts anew, or they would wait
-        for an orchestrator that no longer knows of them.
+        Awards live on in orchestrators' memory only until a context is claimed; such
+        contexts must be auctioned anew, or they would wait for an orchestrator that no
+        longer knows of them.
         """
-        return self.store.write(queries.unassign_unclaimed)
+        return self.store.write(lambda tx: queries.unassign_unclaimed(tx, orchestrator))
+
+    def unclaimed_awards(
+        self, orchestrator: str | None = None, pipeline: str | None = None, claimable: bool = False
+    ) -> list[dict[str, Any]]:
+        """Contexts awarded and not claimed yet (`uuid`, `pipeline`, `name`,
+        `orchestrator`), of one orchestrator or of all, of one pipeline or of all;
+        `claimable`: only those that may be claimed now (their batch's auction ended).
+        What a replica tells an orchestrator connected to it, whichever replica made them."""
+        rows = self.store.read(
+            lambda tx: queries.unclaimed_awards(tx, orchestrator, pipeline, claimable)
+        )
+        return [dict(row) for row in rows]
 
 
 def _award(context: str, orchestrator: str, actor: str) -> Callable[[Tx], bool]:
     def work(tx: Tx) -> bool:
         own, batch = queries.batch_of(tx, context)
         moves = rules.award(batch, context, orchestrator, actor)
-        queries.assign(tx, context, orchestrator)
+        queries.assign(tx, context, orchestrator, own["attempt"])
         apply(tx, own["pipeline"], moves)
         return bool(moves) or batch.state in BATCH_AWARDED
 

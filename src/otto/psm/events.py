@@ -12,15 +12,44 @@ import asyncio
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 
 from otto.psm.records import Transition
+from otto.psm.states import Entity
 from otto.psm.store.base import Store, Tx
 
 log = logging.getLogger(__name__)
 
 RING = 20_000
 PAGE = 1_000
+ENTITIES = frozenset(e.value for e in Entity)
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """What a subscriber shows: one pipeline's transitions and/or some entities' (None:
+    all of them)."""
+
+    pipeline: str | None = None
+    entities: frozenset[str] | None = None
+
+    @classmethod
+    def of(cls, pipeline: str | None, entities: Iterable[str] | None) -> EventFilter:
+        return cls(pipeline, None if entities is None else frozenset(entities))
+
+    def matches(self, transition: Transition) -> bool:
+        return (self.pipeline is None or transition.pipeline == self.pipeline) and (
+            self.entities is None or transition.entity in self.entities
+        )
+
+
+EVERYTHING = EventFilter()
+
+
+def sse_frame(transition: Transition, data: bytes) -> bytes:
+    """A transition as a server-sent event, its seq the event's id."""
+    return b"id: %d\nevent: transition\ndata: %s\n\n" % (transition.seq, data)
 
 
 class EventHub:
@@ -69,7 +98,7 @@ class EventHub:
         found: list[Transition] = []
         while self.last_seq + len(found) < upto:
             cursor = self.last_seq + len(found)
-            page = self._store.read(lambda tx, at=cursor: _from_log(tx, at, PAGE, None))
+            page = self._store.read(lambda tx, at=cursor: _from_log(tx, at, PAGE, EVERYTHING))
             if not page:
                 break
             found += [t for t in page if t.seq <= upto]
@@ -95,22 +124,35 @@ class EventHub:
             except RuntimeError:  # that loop is closed
                 self._loops.pop(loop, None)
 
-    def after(self, seq: int, limit: int = PAGE, pipeline: str | None = None) -> list[Transition]:
-        """Committed transitions with a sequence number above `seq`, oldest first."""
-        return [t for t, _ in self.encoded_after(seq, limit, pipeline)]
+    def after(
+        self,
+        seq: int,
+        limit: int = PAGE,
+        pipeline: str | None = None,
+        only: EventFilter = EVERYTHING,
+    ) -> list[Transition]:
+        """Committed transitions with a sequence number above `seq`, oldest first (of
+        `pipeline`, and matching `only`)."""
+        return [t for t, _ in self.encoded_after(seq, limit, pipeline, only)]
 
     def encoded_after(
-        self, seq: int, limit: int = PAGE, pipeline: str | None = None
+        self,
+        seq: int,
+        limit: int = PAGE,
+        pipeline: str | None = None,
+        only: EventFilter = EVERYTHING,
     ) -> list[tuple[Transition, bytes]]:
         """Like `after`, each transition with its JSON encoding."""
+        if pipeline is not None:
+            only = EventFilter(pipeline, only.entities)
         with self._cond:
             if self._ring and self._ring[0][0].seq <= seq + 1:
                 start = seq + 1 - self._ring[0][0].seq
-                if pipeline is None:
+                if only == EVERYTHING:
                     return self._ring[start : start + limit]
-                found = [e for e in self._ring[start:] if e[0].pipeline == pipeline]
+                found = [e for e in self._ring[start:] if only.matches(e[0])]
                 return found[:limit]
-        older = self._store.read(lambda tx: _from_log(tx, seq, limit, pipeline))
+        older = self._store.read(lambda tx: _from_log(tx, seq, limit, only))
         return [(t, json.dumps(t.to_dict()).encode()) for t in older]
 
     def wait(self, seq: int, timeout: float) -> bool:
@@ -152,14 +194,13 @@ class EventHub:
                 self.wait(cursor, 0.5)
 
 
-def _from_log(tx: Tx, seq: int, limit: int, pipeline: str | None) -> list[Transition]:
-    if pipeline is None:
-        rows = tx.all("SELECT * FROM transitions WHERE seq > ? ORDER BY seq LIMIT ?", seq, limit)
-    else:
-        rows = tx.all(
-            "SELECT * FROM transitions WHERE pipeline = ? AND seq > ? ORDER BY seq LIMIT ?",
-            pipeline,
-            seq,
-            limit,
-        )
-    return [Transition.from_row(r) for r in rows]
+def _from_log(tx: Tx, seq: int, limit: int, only: EventFilter) -> list[Transition]:
+    where, args = ["seq > ?"], [seq]
+    if only.pipeline is not None:
+        where.append("pipeline = ?")
+        args.append(only.pipeline)
+    if only.entities is not None:
+        where.append(f"entity IN ({', '.join('?' * len(only.entities))})")
+        args += sorted(only.entities)
+    query = f"SELECT * FROM transitions WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?"
+    return [Transition.from_row(r) for r in tx.all(query, *args, limit)]

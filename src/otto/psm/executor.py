@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
-from otto.model import Context
+from otto.model import Context, Hook, retry_causes
 from otto.psm import rules, views
 from otto.psm.errors import Conflict, StaleLease
 from otto.psm.ledger import apply, move
@@ -34,6 +35,10 @@ from otto.status import Status
 
 DEFAULT_LEASE_SECONDS = 30.0
 DEFAULT_STAGE_TIMEOUT = 3600.0  # seconds a stage without a `timeout` may run
+PROVISION_FAILED = "provision_failed"  # how an executor's reason says provisioning failed
+# The reported failures a stage's `retry_on` may answer: provisioning failed, or the agent
+# died without its final report (`agent_lost: …`, as a lost lease is).
+RETRYABLE_REPORTS = (PROVISION_FAILED, f"{Reason.AGENT_LOST}:")
 
 
 class Execution:
@@ -54,15 +59,29 @@ class Execution:
         """`claim`, answered with the whole work order: the lease, the context's model, the
         commit its workspace starts from, its steps' run variables and whether it is
         untrusted (a fork's pull request). Starting a context costs this one call. What
-        earlier contexts' steps captured reaches its steps as `VAR_<name>`."""
-        lease, (run, captured, grant) = self._claim(context, orchestrator, isolation, with_run=True)
+        earlier contexts' steps captured reaches its steps as `VAR_<name>`; which attempt of
+        the context this is, as `OTTO_ATTEMPT`."""
+        claimed = self._claim(context, orchestrator, isolation, with_run=True)
+        lease, (run, captured, grant, attempt) = claimed
         model = self.context_model(lease.pipeline, context)
         if run is None:
             return WorkOrder(lease, model)
         untrusted = trigger_details(run).get("fork") is True
         variables = run_variables(run) | {f"VAR_{k}": v for k, v in captured.items()}
+        variables["OTTO_ATTEMPT"] = str(attempt)
+        if model.hook is not None:
+            variables |= self._hook_variables(lease.pipeline, model.hook)
         checkout = queries.checkout(run)
         return WorkOrder(lease, model, checkout, variables, untrusted, grant.values, grant.denied)
+
+    def _hook_variables(self, pipeline: str, hook: Hook) -> dict[str, str]:
+        """What a hook's steps are told: what it reacts to (`OTTO_HOOK`: rollback, failure,
+        success, complete), the outcome it saw (`OTTO_HOOK_OUTCOME`) and of which stage
+        (`OTTO_HOOK_STAGE`; empty for the run's)."""
+        run = self.store.read(lambda tx: queries.run_state(tx, pipeline, steps=False))
+        stage = self.context_model(pipeline, hook.of).name if hook.of is not None else ""
+        outcome = rules.hook_outcome(run, hook.of) or ""
+        return {"OTTO_HOOK": hook.on.value, "OTTO_HOOK_OUTCOME": outcome, "OTTO_HOOK_STAGE": stage}
 
     def _grant(self, tx: Tx, pipeline: str, context: str, run: Row | None) -> Grant:
         """The credentials a context's stage asks for, for its run's project, read in its
@@ -71,7 +90,8 @@ class Execution:
         if not names:
             return NO_GRANT
         if self.credentials is None:
-            return Grant(denied=f"{CREDENTIAL_DENIED}: this server keeps no credentials")
+            return Grant(denied=f"{CREDENTIAL_DENIED}: this server keeps no credentials"
+                         " (it has no API token)")  # fmt: skip
         untrusted = trigger_details(run).get("fork") is True
         return self.credentials.grant(tx, run["project"], names, untrusted)
 
@@ -82,8 +102,8 @@ class Execution:
 
     def _claim(
         self, context: str, orchestrator: str, isolation: str | None, with_run: bool = False
-    ) -> tuple[Lease, tuple[Row | None, dict[str, str], Grant]]:
-        def work(tx: Tx) -> tuple[Lease, tuple[Row | None, dict[str, str], Grant]]:
+    ) -> tuple[Lease, tuple[Row | None, dict[str, str], Grant, int]]:
+        def work(tx: Tx) -> tuple[Lease, tuple[Row | None, dict[str, str], Grant, int]]:
             ctx, batch = queries.batch_of(tx, context)
             run = queries.work_order_row(tx, ctx["pipeline"]) if with_run else None
             grant = self._grant(tx, ctx["pipeline"], context, run)
@@ -110,8 +130,8 @@ class Execution:
             apply(tx, ctx["pipeline"], moves)
             lease = Lease(ctx["pipeline"], context, orchestrator, epoch, expires, deadline=deadline)
             if not with_run:
-                return lease, (None, {}, grant)
-            return lease, (run, queries.captured_variables(tx, ctx["pipeline"]), grant)
+                return lease, (None, {}, grant, attempt)
+            return lease, (run, queries.captured_variables(tx, ctx["pipeline"]), grant, attempt)
 
         return self.store.write(work)
 
@@ -194,11 +214,15 @@ class Execution:
                 queries.capture_variables(tx, pipeline, lease.context, dict(variables))
             cause = Cause(lease.orchestrator, reason)
             now = time.time()
-            moves = ending(
-                tx, pipeline, lease.context,
-                lambda run: rules.finish_context(run, lease.context, status, cause, now),
-            )  # fmt: skip
-            apply(tx, pipeline, moves)
+            decide: Callable[[rules.RunState], list[rules.Move]]
+            if status == Status.ERROR and (reason or "").startswith(RETRYABLE_REPORTS):
+                policy = self.retry_policy(tx, pipeline, lease.context)
+                decide = partial(rules.fail_context, context=lease.context, cause=cause, now=now,
+                                 policy=policy)  # fmt: skip
+            else:
+                decide = partial(rules.finish_context, context=lease.context, reported=status,
+                                 cause=cause, now=now)  # fmt: skip
+            apply(tx, pipeline, ending(tx, pipeline, lease.context, decide))
 
         self.store.write(work)
 
@@ -223,13 +247,23 @@ class Execution:
             if views.batch_row(tx, ctx["pipeline"], ctx["batch"])["state"] not in BATCH_LIVE:
                 raise Conflict(f"context {context}: its batch has not started", ctx["state"])
             cause, now = Cause(actor, reason), time.time()
+            policy = self.retry_policy(tx, ctx["pipeline"], context)
             moves = ending(
                 tx, ctx["pipeline"], context,
-                lambda run: rules.fail_context(run, context, cause, now),
+                lambda run: rules.fail_context(run, context, cause, now, policy),
             )  # fmt: skip
             apply(tx, ctx["pipeline"], moves)
 
         self.store.write(work)
+
+    def retry_policy(self, tx: Tx, pipeline: str, context: str) -> rules.RetryPolicy:
+        """A context's automatic retries: the failures its stage's `retry_on` names (by
+        default `agent_lost` and `provision_failed`), and how many it has had since its
+        run was last retried by hand."""
+        causes = retry_causes(self.context_model(pipeline, context).properties)
+        if not causes:
+            return rules.RetryPolicy()
+        return rules.RetryPolicy(causes, queries.auto_retries(tx, pipeline, context))
 
     # -- deadlines ---------------------------------------------------------------
     def next_deadline(self) -> float | None:
@@ -239,7 +273,8 @@ class Execution:
         return rules.next_wakeup(due, deadline)
 
     def expire_leases(self, now: float | None = None) -> int:
-        """Contexts whose lease ran out lost their agent: Error, reason `agent_lost`.
+        """Contexts whose lease ran out lost their agent: Error, reason `agent_lost` (then
+        Pending again, `auto_retry`, as their stage's `retry_on` asks: `retry_policy`).
 
         One already being aborted ends Aborted: losing it is not a new failure (a Fanout
         batch is Failed by its cause, not Error by the sibling it was stopping).
@@ -260,10 +295,12 @@ class Execution:
                 *((c, Reason.AGENT_LOST) for c in lost),
                 *((c, Reason.TIMEOUT) for c in late),
             ]:
+                lost_agent = why == Reason.AGENT_LOST
+                policy = self.retry_policy(tx, ctx["pipeline"], ctx["uuid"]) if lost_agent else None
                 # A fresh snapshot: an earlier expiry in this loop may have moved it.
                 moves = ending(
                     tx, ctx["pipeline"], ctx["uuid"],
-                    lambda run: rules.expire(run, ctx["uuid"], why, moment),  # noqa: B023
+                    lambda run: rules.expire(run, ctx["uuid"], why, moment, policy),  # noqa: B023
                 )  # fmt: skip
                 apply(tx, ctx["pipeline"], moves)
                 expired += bool(moves)

@@ -2,10 +2,10 @@
 
 A small facade over one module per role: `pipelines` (create, abort, retry, reads),
 `executor` (claim, renew, step and context reports, hand-back, lease and deadline
-expiry), `awards` (open contexts, award, release) and `approvals` (answers to
-approval gates). Every method that changes
-anything runs as one piece of work on the store's writer (one transaction,
-group-committed); reads run on snapshots. The decisions are `otto.psm.rules`'.
+expiry), `awards` (open contexts, award, release), `approvals` (answers to
+approval gates) and `replay` (a run's states re-derived from its log, compared).
+Every method that changes anything runs as one piece of work on the store's writer (one
+transaction, group-committed); reads run on snapshots. The decisions are `otto.psm.rules`'.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from otto.psm.awards import Awards
 from otto.psm.events import EventHub
 from otto.psm.executor import DEFAULT_LEASE_SECONDS, DEFAULT_STAGE_TIMEOUT, Execution
 from otto.psm.pipelines import CONFIG_ERROR, Created, IdempotencyKeyReused, Pipelines
+from otto.psm.replay import Replays
 from otto.psm.rules import DEADLINE_GRACE
 from otto.psm.store.base import Store
 
@@ -30,7 +31,7 @@ __all__ = [
 ]
 
 
-class PipelineStateMachine(Pipelines, Execution, Awards, Approvals):
+class PipelineStateMachine(Pipelines, Execution, Awards, Approvals, Replays):
     def __init__(
         self,
         store: Store,

@@ -239,9 +239,8 @@ def _new_run(pipeline: Pipeline, about: About, ref: str | None) -> rules.RunStat
 
 def _new_context(ctx: Context, idx: int, position: int) -> rules.ContextState:
     condition, gate_input = queries.stored_condition(ctx), queries.stored_gate_input(ctx)
-    if condition is None:
-        return rules.ContextState(ctx.uuid, idx, position, PENDING, steps=None,
-                                  gate_input=gate_input)  # fmt: skip
-    steps = tuple(rules.StepState(s.uuid, PENDING) for s in ctx.steps)
+    hook = queries.stored_hook(ctx)
+    held = condition is not None or hook is not None  # its batch's start may skip it
+    steps = tuple(rules.StepState(s.uuid, PENDING) for s in ctx.steps) if held else None
     return rules.ContextState(ctx.uuid, idx, position, PENDING, steps=steps, condition=condition,
-                              gate_input=gate_input)  # fmt: skip
+                              gate_input=gate_input, hook=hook)  # fmt: skip

@@ -10,19 +10,21 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from otto import model as pipeline_model
 from otto.endpoints import ApiError, Endpoint, parse_body, query_bool, query_int
-from otto.limits import MAX_NAME, has_control
+from otto.limits import DETACH, MAX_NAME, has_control
 from otto.psm import states
 from otto.psm.approvals import Answer, MissingParameters
 from otto.psm.errors import Conflict, NotFound
+from otto.psm.events import ENTITIES, EventFilter, sse_frame
 from otto.psm.executor_routes import EXECUTOR_ANSWERS, refusal
+from otto.psm.fanout import HEARTBEAT_SECONDS, FanOut
 from otto.psm.machine import PipelineStateMachine
 from otto.psm.pipelines import CONFIG_ERROR, IdempotencyKeyReused
 from otto.psm.records import About
 
-HEARTBEAT_SECONDS = 15.0
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 # Bounded fields of a new pipeline: names are shown on every page and terminal.
 NAME_FIELDS = ("ref", "project", "trigger")
@@ -71,11 +73,16 @@ ModelChecker = Callable[[pipeline_model.Pipeline], str | None]
 
 class PsmApi:
     def __init__(
-        self, psm: PipelineStateMachine, read_ottofile: OttofileReader, check_model: ModelChecker
+        self,
+        psm: PipelineStateMachine,
+        read_ottofile: OttofileReader,
+        check_model: ModelChecker,
+        fanout: FanOut | None = None,
     ) -> None:
         self.psm = psm
         self.read_ottofile = read_ottofile
         self.check_model = check_model
+        self.fanout = fanout  # serves event streams off the API's loop, when running
 
     def endpoints(self) -> list[Endpoint]:
         return [
@@ -117,13 +124,28 @@ class PsmApi:
                 "/v1/pipelines/{uuid}",
                 self.get,
                 "A pipeline with every state",
-                responses={200: "OK", 404: "unknown uuid"},
+                responses={
+                    200: "the model; each batch (`hooks`: true for a batch of hooks) and each "
+                    "context (`hook`: what a rollback or notify context reacts to) with its "
+                    "states and why",
+                    404: "unknown uuid",
+                },
             ),
             Endpoint(
                 "GET",
                 "/v1/pipelines/{uuid}/transitions",
                 self.transitions,
                 "A pipeline's transitions, in order",
+                responses={200: "OK", 404: "unknown uuid"},
+            ),
+            Endpoint(
+                "GET",
+                "/v1/pipelines/{uuid}/replay",
+                self.replay,
+                "A run's states re-derived from its transition log alone, through the "
+                "transition table, compared with the stored states: consistent, or each "
+                "difference (entity, id, field, stored and replayed; seq for a transition "
+                "the table does not allow)",
                 responses={200: "OK", 404: "unknown uuid"},
             ),
             Endpoint(
@@ -181,8 +203,30 @@ class PsmApi:
                 self.events,
                 "Transitions after a sequence number: JSON (from ?after=, default 0), or SSE "
                 "with Accept: text/event-stream (from Last-Event-ID, else ?after=, else the "
-                "present: ?after=0 asks for the whole history)",
-                responses={200: "OK", 400: "a bad after, limit or Last-Event-ID"},
+                "present: ?after=0 asks for the whole history). A stream that falls behind "
+                'is sent a `resync` event (data {"after": SEQ}, id SEQ) and closed: '
+                "reconnect with Last-Event-ID SEQ",
+                responses={200: "OK", 400: "a bad after, limit, entity or Last-Event-ID"},
+                headers={"Last-Event-ID": "SSE: resume after this sequence number"},
+                query={
+                    "after": {
+                        "description": "transitions after this sequence number",
+                        "schema": {"type": "integer", "minimum": 0},
+                    },
+                    "limit": {
+                        "description": "JSON: at most this many (up to 10,000)",
+                        "schema": {"type": "integer", "minimum": 1, "default": 1000},
+                    },
+                    "pipeline": {
+                        "description": "only this pipeline's transitions",
+                        "schema": {"type": "string"},
+                    },
+                    "entity": {
+                        "description": "only these entities' transitions, comma-separated: "
+                        + ", ".join(sorted(ENTITIES)),
+                        "schema": {"type": "string"},
+                    },
+                },
             ),
             Endpoint("GET", "/v1/transitions", self.table, "The allowed-transition table"),
             Endpoint(
@@ -276,6 +320,13 @@ class PsmApi:
             raise refusal(exc) from None
         return JSONResponse({"transitions": [t.to_dict() for t in found]})
 
+    def replay(self, request: Request) -> Response:
+        try:
+            verdict = self.psm.replay(request.path_params["uuid"])
+        except NotFound as exc:
+            raise refusal(exc) from None
+        return JSONResponse(verdict.to_dict())
+
     def abort(self, request: Request) -> Response:
         try:
             self.psm.abort(request.path_params["uuid"], actor=_actor(request))
@@ -324,7 +375,7 @@ class PsmApi:
     # -- events --------------------------------------------------------------------
     async def events(self, request: Request) -> Response:
         after = query_int(request, "after", 0)
-        pipeline = request.query_params.get("pipeline")
+        only = _event_filter(request)
         if "text/event-stream" in request.headers.get("accept", ""):
             last = request.headers.get("last-event-id")
             if last is None and "after" not in request.query_params:
@@ -336,29 +387,39 @@ class PsmApi:
                     after = int(last)
                 except ValueError:
                     raise ApiError(400, "invalid_header", "Last-Event-ID: not an integer") from None
-            return StreamingResponse(
-                self._sse(after, pipeline),
-                media_type="text/event-stream",
-                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-            )
+            return self._stream(request, after, only)
         limit = query_int(request, "limit", 1000, minimum=1)
-        found = self.psm.events.after(after, limit=min(limit, 10_000), pipeline=pipeline)
+        found = self.psm.events.after(after, limit=min(limit, 10_000), only=only)
         return JSONResponse({"events": [t.to_dict() for t in found]})
 
-    async def _sse(self, after: int, pipeline: str | None) -> AsyncIterator[bytes]:
+    def _stream(self, request: Request, after: int, only: EventFilter) -> Response:
+        """Served by the fan-out thread when the connection can be handed to it; else
+        (another ASGI server, an unsent earlier answer) here, pulled as the client reads."""
+        detach = request.scope.get("extensions", {}).get(DETACH)
+        fanout = self.fanout
+        if fanout is not None and fanout.running and detach is not None:
+            detached = detach()
+            if detached is not None:
+                fanout.attach(detached.sock, only, after, detached.release)
+                return HandedOver()
+        return StreamingResponse(
+            self._sse(after, only),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    async def _sse(self, after: int, only: EventFilter) -> AsyncIterator[bytes]:
         hub = self.psm.events
         cursor = after
         yield b"retry: 1000\n\n"
         while True:
-            batch = hub.encoded_after(cursor, pipeline=pipeline)
+            newest = hub.last_seq  # before the read: what commits after it, it has not seen
+            batch = hub.encoded_after(cursor, only=only)
             if batch:
-                yield b"".join(
-                    b"id: %d\nevent: transition\ndata: %s\n\n" % (t.seq, data) for t, data in batch
-                )
+                yield b"".join(sse_frame(t, data) for t, data in batch)
                 cursor = batch[-1][0].seq
                 continue
-            if pipeline is not None:
-                cursor = max(cursor, hub.last_seq)
+            cursor = max(cursor, newest)
             if not await hub.wait_async(cursor, HEARTBEAT_SECONDS):
                 yield b": keep-alive\n\n"
 
@@ -376,6 +437,30 @@ class PsmApi:
         except (NotFound, Conflict) as exc:
             raise refusal(exc) from None
         return JSONResponse({"ok": True})
+
+
+class HandedOver(Response):
+    """The answer of a request whose connection another part took over: nothing is sent
+    from here; it returns once the server has let the connection go."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=200)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+
+def _event_filter(request: Request) -> EventFilter:
+    """`?pipeline=` and `?entity=` (a comma-separated list), a 400 naming a bad one."""
+    raw = request.query_params.get("entity")
+    entities = None
+    if raw is not None:
+        entities = [name.strip() for name in raw.split(",")]
+        if not all(name in ENTITIES for name in entities):
+            message = f"entity: a comma-separated list of {', '.join(sorted(ENTITIES))}"
+            raise ApiError(400, "invalid_query", message, field="entity")
+    return EventFilter.of(request.query_params.get("pipeline"), entities)
 
 
 def _check_fields(body: CreatePipeline) -> None:

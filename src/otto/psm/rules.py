@@ -3,7 +3,13 @@
 Batch by batch, context by context: what starts when a batch opens (a context whose gate
 condition is false is Skipped then, never auctioned, counted in no status), what a failing
 context does to its batch (by mode), when a batch and the run complete, what an
-abort, a retry, a hand-back, a lost lease or a stage past its deadline lead to. Nothing
+abort, a retry, a hand-back, a lost lease or a stage past its deadline lead to.
+
+Hook contexts (`rollback`, `notify`: `otto.model.Hook`) fill a run's trailing batches.
+Once the rest of the run has ended (by success, failure or abort) those batches start in
+turn; a hook whose outcome did not come about (`hook_triggered`) is Skipped then
+(`not_triggered`), the others run as any context; their outcomes count in no status
+but their own batch's, and an abort while they run stops them and the hooks after. Nothing
 here reads a database or a clock (`now` is a parameter): the store applies the moves
 in one transaction through `ledger.apply`, each one a guarded `ledger.move`, so a
 context's outcome and every consequence of it are committed together.
@@ -22,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 from otto import conditions
-from otto.model import BatchMode
+from otto.model import BatchMode, HookOn
 from otto.psm.errors import Conflict
 from otto.psm.records import Cause
 from otto.psm.states import (
@@ -91,6 +97,8 @@ class ContextState:
     # Its approval gates as stored (`contexts.gate_input`: JSON of its `enter` and `exit`
     # inputs), decoded only when one may be reached.
     gate_input: str | None = None
+    # What it reacts to, for a hook context (`contexts.hook`: JSON of `on` and `of`).
+    hook: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +108,11 @@ class BatchState:
     state: str
     status: str | None = None
     contexts: tuple[ContextState, ...] = ()  # in order
+
+    @property
+    def hooks(self) -> bool:
+        """A batch of hook contexts (they are never mixed with others)."""
+        return any(c.hook is not None for c in self.contexts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,11 +190,17 @@ def finish_context(
     return plan.moves
 
 
-def fail_context(run: RunState, context: str, cause: Cause, now: float) -> list[Move]:
+def fail_context(
+    run: RunState, context: str, cause: Cause, now: float, policy: RetryPolicy | None = None
+) -> list[Move]:
     """An infrastructure failure (e.g. provisioning): Error; it may also have been the
-    last context its batch's auction waited for."""
-    plan = _Plan(run, now)
+    last context its batch's auction waited for. A Running context whose `policy`
+    answers the failure's kind (`provision_failed: …`) runs again instead, at once."""
     ctx = run.context(context)
+    kind = (cause.reason or "").partition(":")[0]
+    if ctx.state == RUNNING and policy is not None and policy.answers(kind):
+        return auto_retry(run, ctx, cause, kind, now)
+    plan = _Plan(run, now)
     plan.finish_context(ctx, Status.ERROR, cause)
     plan.close_auction(ctx.batch, cause.actor)
     return plan.moves
@@ -194,11 +213,15 @@ def close_auction(batch: BatchState, actor: str) -> list[Move]:
 
 
 def award(batch: BatchState, context: str, orchestrator: str, actor: str) -> list[Move]:
-    """A Pending context of a live batch goes to `orchestrator` (Conflict otherwise); the
-    moves are the auction's end, when that was the last award it waited for."""
+    """A Pending context of a live batch, not yet awarded, goes to `orchestrator` (Conflict
+    otherwise: once awarded, a context is never awarded again until it is given back,
+    whoever auctions it); the moves are the auction's end, when that was the last award
+    it waited for."""
     ctx = _in(batch, context)
     if ctx.state != PENDING or batch.state not in BATCH_LIVE:
         raise Conflict(f"context {context} is not open for award", ctx.state)
+    if ctx.orchestrator is not None:
+        raise Conflict(f"context {context} is already awarded to {ctx.orchestrator}", PENDING)
     awarded = replace(ctx, orchestrator=orchestrator)
     contexts = tuple(awarded if c is ctx else c for c in batch.contexts)
     return close_auction(replace(batch, contexts=contexts), actor)
@@ -214,11 +237,13 @@ def abort(run: RunState, cause: Cause, now: float) -> list[Move]:
     ended = (PENDING, COMPLETE, NOT_RUN)
     live = next((b for b in run.batches if b.state not in ended), None)
     if live is None:  # nothing started yet
-        plan.skip_later_batches(-1, cause)
+        plan.skip_later_batches(-1, cause, hooks=True)
         plan.complete_pipeline(cause)
         return plan.moves
     for ctx in live.contexts:
         plan.stop_context(ctx.uuid, cause)
+    if live.hooks:  # the run had ended: its hooks stop, and those after them never run
+        plan.skip_later_batches(live.idx, cause, hooks=True)
     plan.settle_batch(live.idx, cause)
     return plan.moves
 
@@ -228,13 +253,15 @@ def retry(run: RunState, cause: Cause, now: float, every: bool = False) -> list[
     (`every`: all of its contexts); nothing when there is nothing to redo.
 
     What succeeded stays (unless `every`); each retried context gets a new attempt (and a
-    new auction). The run resumes at the first batch with anything to redo."""
+    new auction). The run resumes at the first batch with anything to redo; its hooks
+    all wait to decide again once it has ended."""
     redo = retried(run, every)
     if not redo:
         return []
     plan = _Plan(replace(run, abort_requested=False, abort_reason=None, abort_data=None), now)
     plan.move(Entity.PIPELINE, run.uuid, run.state, RUNNING, cause)
-    for uuid in redo:
+    hooks = [c.uuid for b in run.batches if b.hooks for c in b.contexts if c.state != PENDING]
+    for uuid in [*redo, *hooks]:
         ctx = run.context(uuid)
         columns = {"orchestrator": None, "lease_expires": None, "finished_at": None}
         plan.move(Entity.CONTEXT, uuid, ctx.state, PENDING, cause, columns=columns)
@@ -247,10 +274,11 @@ def retry(run: RunState, cause: Cause, now: float, every: bool = False) -> list[
 
 
 def retried(run: RunState, every: bool = False) -> list[str]:
-    """The contexts a retry runs again, in order."""
+    """The contexts a retry runs again, in order (hooks aside: they follow what it does)."""
     return [
         c.uuid
         for b in run.batches
+        if not b.hooks
         for c in b.contexts
         if every or c.state in RETRYABLE
     ]  # fmt: skip
@@ -337,13 +365,16 @@ def input_timed_out(run: RunState, context: str, now: float) -> list[Move]:
     return plan.moves
 
 
-def expire(run: RunState, context: str, why: Reason, now: float) -> list[Move]:
+def expire(
+    run: RunState, context: str, why: Reason, now: float, policy: RetryPolicy | None = None
+) -> list[Move]:
     """A context whose lease ran out (`agent_lost`) or whose stage is past its deadline
     and grace (`timeout`) ends, unless it already has.
 
     A lost context ends Error, or Aborted when it was being aborted (losing it is not a
     new failure: a Fanout batch is Failed by its cause, not Error by the sibling it was
-    stopping); a late one ends Failed."""
+    stopping); a late one ends Failed. A lost one whose `policy` answers `agent_lost`
+    runs again at once, as a new attempt."""
     ctx = run.context(context)
     if ctx.state not in (RUNNING, ABORTING):
         return []
@@ -351,7 +382,65 @@ def expire(run: RunState, context: str, why: Reason, now: float) -> list[Move]:
         outcome = Status.FAILED
     else:
         outcome = Status.ABORTED if ctx.state == ABORTING else Status.ERROR
+    if outcome == Status.ERROR and policy is not None and policy.answers(why):
+        return auto_retry(run, ctx, Cause("psm", why), why, now)
     return finish_context(run, context, outcome, Cause("psm", why), now)
+
+
+# Automatic retries a context may have, at most, until a person retries its run.
+AUTO_RETRIES = 1
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """The failures a context runs again after (its stage's `retry_on`), and how many
+    automatic retries it has had."""
+
+    causes: frozenset[str] = frozenset()
+    made: int = 0
+
+    def answers(self, cause: str) -> bool:
+        return cause in self.causes and self.made < AUTO_RETRIES
+
+
+def auto_retry(run: RunState, ctx: ContextState, cause: Cause, kind: str, now: float) -> list[Move]:
+    """A Running context's attempt lost to the infrastructure ends Error (`cause`, its
+    running step too) and the context runs again at once as a new attempt (`auto_retry`,
+    naming `kind`): Pending, unassigned (auctioned again), every step to run again. Its
+    batch goes on meanwhile: nothing failed that its mode reacts to."""
+    plan = _Plan(run, now)
+    error = Status.ERROR.value
+    plan.move(Entity.CONTEXT, ctx.uuid, RUNNING, error, cause,
+              columns={"lease_expires": None, "finished_at": now})  # fmt: skip
+    for step in plan.steps(ctx):
+        if step.state == RUNNING:
+            plan.move(Entity.STEP, step.uuid, RUNNING, error, cause, columns={"finished_at": now})
+    again = Cause(cause.actor, Reason.AUTO_RETRY, {"cause": kind})
+    columns = {"orchestrator": None, "finished_at": None}
+    plan.move(Entity.CONTEXT, ctx.uuid, error, PENDING, again, columns=columns)
+    columns = {"exit_code": None, "started_at": None, "finished_at": None}
+    for step in plan.steps(ctx):
+        state = plan.state(Entity.STEP, step.uuid, step.state)
+        if state != PENDING:
+            plan.move(Entity.STEP, step.uuid, state, PENDING, again, columns=columns)
+    return plan.moves
+
+
+def hook_triggered(on: str, outcome: str | None) -> bool:
+    """Whether a hook reacting `on` runs after the outcome it reacts to (None: a stage
+    that had none, skipped or never run: no hook of it runs)."""
+    if outcome is None:
+        return False
+    if on in (HookOn.ROLLBACK, HookOn.FAILURE):
+        return outcome in (Status.FAILED, Status.ERROR)
+    if on == HookOn.SUCCESS:
+        return outcome in (Status.SUCCESS, Status.UNSTABLE)
+    return True  # complete
+
+
+def hook_outcome(run: RunState, context: str | None) -> str | None:
+    """The outcome a hook of `context` (None: of the run) reacts to, once its batch started."""
+    return _Plan(run, 0.0).outcome_of(context)
 
 
 def lease_terms(
@@ -418,7 +507,10 @@ class _Plan:
             return
         self.move(Entity.BATCH, str(idx), PENDING, AUCTION_STARTED, cause)
         batch = self.run.batches[idx]
-        skipped = self.skip_unmet(batch, cause.actor)
+        if batch.hooks:
+            skipped = self.skip_untriggered(batch, cause.actor)
+        else:
+            skipped = self.skip_unmet(batch, cause.actor)
         self.hold_at_enter_gates(batch, cause.actor)
         if skipped or not batch.contexts:
             self.settle_batch(idx, cause)
@@ -468,15 +560,39 @@ class _Plan:
             if ctx.condition is None or self.ctx_state(ctx) != PENDING:
                 continue
             held, data = self.evaluate(ctx)
-            if held:
-                continue
-            cause = Cause(actor, Reason.CONDITION_FALSE, data)
-            self.move(Entity.CONTEXT, ctx.uuid, PENDING, SKIPPED, cause)
-            for step in self.steps(ctx):
-                if self.state(Entity.STEP, step.uuid, step.state) == PENDING:
-                    self.move(Entity.STEP, step.uuid, PENDING, NOT_RUN, cause)
-            skipped = True
+            if not held:
+                self.skip(ctx, Cause(actor, Reason.CONDITION_FALSE, data))
+                skipped = True
         return skipped
+
+    def skip_untriggered(self, batch: BatchState, actor: str) -> bool:
+        """Skip each Pending hook of a starting hook batch whose outcome did not come
+        about; whether any was."""
+        skipped = False
+        for ctx in batch.contexts:
+            if ctx.hook is None or self.ctx_state(ctx) != PENDING:
+                continue
+            hook = json.loads(ctx.hook)
+            outcome = self.outcome_of(hook.get("of"))
+            if not hook_triggered(hook["on"], outcome):
+                data = {"on": hook["on"], "of": hook.get("of"), "outcome": outcome}
+                self.skip(ctx, Cause(actor, Reason.NOT_TRIGGERED, data))
+                skipped = True
+        return skipped
+
+    def skip(self, ctx: ContextState, cause: Cause) -> None:
+        self.move(Entity.CONTEXT, ctx.uuid, PENDING, SKIPPED, cause)
+        for step in self.steps(ctx):
+            if self.state(Entity.STEP, step.uuid, step.state) == PENDING:
+                self.move(Entity.STEP, step.uuid, PENDING, NOT_RUN, cause)
+
+    def outcome_of(self, context: str | None) -> str | None:
+        """What a hook reacts to came to: a stage's outcome (None: it had none, skipped or
+        never run), or the run's (`context` None) as it will be recorded."""
+        if context is None:
+            return self.run_outcome().value
+        state = self.ctx_state(self.run.context(context))
+        return state if state in OUTCOMES else None
 
     def evaluate(self, ctx: ContextState) -> tuple[bool, dict[str, Any]]:
         """Whether a context's condition holds, and what to record: its text, and the
@@ -557,11 +673,17 @@ class _Plan:
             return
         status = batch_status(states, aborted=self.run.abort_requested)
         self.move(Entity.BATCH, str(idx), self.batch_state(batch), COMPLETE, cause, status.value)
-        if status.is_failure or self.run.abort_requested:
+        if not batch.hooks and (status.is_failure or self.run.abort_requested):
             self.skip_later_batches(idx, self.skip_cause(cause.actor))
-            self.complete_pipeline(cause)
-        else:
-            self.start_batch(idx + 1, cause)
+        self.start_next_batch(idx, cause)
+
+    def start_next_batch(self, after: int, cause: Cause) -> None:
+        """Start the first batch after `after` still to run, or complete the run."""
+        for batch in self.run.batches[after + 1 :]:
+            if self.batch_state(batch) == PENDING:
+                self.start_batch(batch.idx, cause)
+                return
+        self.complete_pipeline(cause)
 
     def skip_cause(self, actor: str) -> Cause:
         """Why later batches will not run: the run was aborted (and why), or a batch failed."""
@@ -569,23 +691,30 @@ class _Plan:
             return Cause(actor, Reason.PREVIOUS_BATCH_FAILED)
         return Cause(actor, self.run.abort_reason or Reason.USER_ABORT, self.run.abort_data)
 
-    def skip_later_batches(self, after: int, cause: Cause) -> None:
+    def skip_later_batches(self, after: int, cause: Cause, hooks: bool = False) -> None:
+        """The batches after `after` never run: the run's own, and (`hooks`) its hooks."""
         for batch in self.run.batches[after + 1 :]:
-            if self.batch_state(batch) != PENDING:
+            if self.batch_state(batch) != PENDING or (batch.hooks and not hooks):
                 continue
             self.move(Entity.BATCH, str(batch.idx), PENDING, NOT_RUN, cause)
             for ctx in batch.contexts:
                 self.not_run_context(ctx, cause)
 
     def complete_pipeline(self, cause: Cause) -> None:
-        batches = self.run.batches
+        state = self.state(Entity.PIPELINE, self.run.uuid, self.run.state)
+        outcome = self.run_outcome().value
+        self.move(Entity.PIPELINE, self.run.uuid, state, COMPLETE, cause, outcome)
+
+    def run_outcome(self) -> Status:
+        """The run's outcome from its own batches' (hooks aside): the worst; Aborted too
+        when it was aborted before all of them ran."""
+        batches = [b for b in self.run.batches if not b.hooks]
         ended = [self._batch_status.get(b.idx, b.status) for b in batches]
         statuses = [Status(s) for s in ended if s]
         skipped = any(self.batch_state(b) == NOT_RUN for b in batches)
         if self.run.abort_requested and (not statuses or skipped):
             statuses.append(Status.ABORTED)
-        state = self.state(Entity.PIPELINE, self.run.uuid, self.run.state)
-        self.move(Entity.PIPELINE, self.run.uuid, state, COMPLETE, cause, worst(statuses).value)
+        return worst(statuses)
 
     def reset_steps(self, ctx: ContextState, cause: Cause) -> None:
         """Every step of a context that will run again goes back to Pending."""

@@ -28,7 +28,7 @@ RUNNING = "Running"
 COMPLETE = "Complete"
 NOT_RUN = "NotRun"
 ABORTING = "Aborting"
-SKIPPED = "Skipped"  # a context whose condition was false when its batch started
+SKIPPED = "Skipped"  # its condition was false, or the outcome its hook reacts to not met
 WAITING = "Waiting"  # a context held at an approval gate (`input`), holding nothing
 
 # Batch-only states, in the order a batch passes through them.
@@ -60,22 +60,30 @@ class Reason(StrEnum):
     AGENT_LOST = "agent_lost"  # its lease ran out
     TIMEOUT = "timeout"  # stopped at its stage's deadline
     RETRY = "retry"
+    # A lost (`agent_lost`) or unprovisioned (`provision_failed`) attempt runs again, as
+    # its stage's `retry_on` asks: Error → Pending, the cause in the transition's data.
+    AUTO_RETRY = "auto_retry"
     CONDITION_FALSE = "condition_false"  # Skipped: its gate's condition did not hold
     HANDED_BACK = "handed_back"  # its executor shut down before it ended
     INPUT = "input"  # Waiting: held at its gate's input for a person's answer
     APPROVED = "approved"  # a person approved a Waiting context
     REJECTED = "rejected"  # Failed: a person rejected a Waiting context
     INPUT_TIMEOUT = "input_timeout"  # Aborted: nobody answered its gate's input in time
+    NOT_TRIGGERED = "not_triggered"  # Skipped: a hook whose outcome did not come about
 
 
 def _moves(
-    always: Iterable[str] = (), retry: Iterable[str] = (), handed_back: Iterable[str] = ()
+    always: Iterable[str] = (),
+    retry: Iterable[str] = (),
+    handed_back: Iterable[str] = (),
+    auto_retry: Iterable[str] = (),
 ) -> dict[Reason | None, frozenset[str]]:
     """Where one state may go: always, or only by a transition of the given reason."""
     return {
         None: frozenset(always),
         Reason.RETRY: frozenset(retry),
         Reason.HANDED_BACK: frozenset(handed_back),
+        Reason.AUTO_RETRY: frozenset(auto_retry),
     }
 
 
@@ -113,11 +121,16 @@ TRANSITIONS: dict[Entity, dict[str, dict[Reason | None, frozenset[str]]]] = {
         # An abort races the context's own end: whatever really happened is recorded.
         ABORTING: _moves(OUTCOMES),
         **{state: _moves(retry={PENDING}) for state in _RERUN},
+        # An automatic retry: a context that just ended Error runs again at once.
+        Status.ERROR.value: _moves(retry={PENDING}, auto_retry={PENDING}),
     },
     Entity.STEP: {
         PENDING: _moves({RUNNING, NOT_RUN}),
         RUNNING: _moves(OUTCOMES, handed_back={PENDING}),
-        **{outcome: _moves(retry={PENDING}, handed_back={PENDING}) for outcome in OUTCOMES},
+        **{
+            outcome: _moves(retry={PENDING}, handed_back={PENDING}, auto_retry={PENDING})
+            for outcome in OUTCOMES
+        },
         NOT_RUN: _moves(retry={PENDING}),
     },
 }
@@ -137,7 +150,9 @@ RETRY = Reason.RETRY
 RETRY_ALLOWED = _view(Reason.RETRY, every_state=False)
 HANDED_BACK = Reason.HANDED_BACK
 HAND_BACK_ALLOWED = _view(Reason.HANDED_BACK, every_state=False)
-BY_REASON = {RETRY: RETRY_ALLOWED, HANDED_BACK: HAND_BACK_ALLOWED}
+AUTO_RETRY = Reason.AUTO_RETRY
+AUTO_RETRY_ALLOWED = _view(Reason.AUTO_RETRY, every_state=False)
+BY_REASON = {RETRY: RETRY_ALLOWED, HANDED_BACK: HAND_BACK_ALLOWED, AUTO_RETRY: AUTO_RETRY_ALLOWED}
 
 TERMINAL: dict[Entity, frozenset[str]] = {
     entity: frozenset(s for s, nexts in table.items() if not nexts)

@@ -8,7 +8,7 @@ from typing import Any
 
 from otto.psm.errors import NotFound
 from otto.psm.records import DEFAULT_BRANCH_DETAIL, Transition, iso
-from otto.psm.states import OUTCOMES, SKIPPED, WAITING
+from otto.psm.states import OUTCOMES, SKIPPED, WAITING, Reason
 from otto.psm.store.base import Row, Tx
 from otto.redact import redact_url
 
@@ -72,7 +72,8 @@ def pipeline(tx: Tx, uuid: str) -> dict[str, Any]:
         " ORDER BY s.position",
         uuid,
     )
-    why = _reasons(tx, uuid)
+    why, seen = _reasons(tx, uuid)
+    names = {c["uuid"]: c["name"] for c in contexts}
     steps_of: dict[str, list[dict[str, Any]]] = {}
     for s in steps:
         steps_of.setdefault(s["context"], []).append(
@@ -101,6 +102,7 @@ def pipeline(tx: Tx, uuid: str) -> dict[str, Any]:
                 "started_at": iso(c["started_at"]),
                 "finished_at": iso(c["finished_at"]),
                 "waiting": _waiting(c),
+                "hook": _hook(c, names, seen),
                 "steps": steps_of.get(c["uuid"], []),
             }
         )
@@ -114,6 +116,7 @@ def pipeline(tx: Tx, uuid: str) -> dict[str, Any]:
                 "mode": b["mode"],
                 "state": b["state"],
                 "status": b["status"],
+                "hooks": any(c["hook"] for c in contexts_of.get(b["idx"], [])),
                 "contexts": contexts_of.get(b["idx"], []),
             }
             for b in batches
@@ -121,15 +124,39 @@ def pipeline(tx: Tx, uuid: str) -> dict[str, Any]:
     }
 
 
-def _reasons(tx: Tx, pipeline: str) -> dict[str, str]:
+def _reasons(tx: Tx, pipeline: str) -> tuple[dict[str, str], dict[str, str | None]]:
     """Why each context and step of a run is in its state: its last transition's reason
-    (`timeout`, `exit code 2`, `agent_lost`, …), by uuid."""
+    (`timeout`, `exit code 2`, `agent_lost`, …), by uuid; and, of each hook context
+    skipped `not_triggered`, the outcome its trigger saw (None: its stage never ran)."""
     rows = tx.all(
-        "SELECT id, reason FROM transitions WHERE seq IN (SELECT MAX(seq) FROM transitions"
+        "SELECT id, reason, data FROM transitions WHERE seq IN (SELECT MAX(seq) FROM transitions"
         " WHERE pipeline = ? AND entity IN ('context', 'step') GROUP BY entity, id)",
         pipeline,
     )
-    return {r["id"]: r["reason"] for r in rows if r["reason"]}
+    seen = {
+        r["id"]: json.loads(r["data"] or "{}").get("outcome")
+        for r in rows
+        if r["reason"] == Reason.NOT_TRIGGERED
+    }
+    return {r["id"]: r["reason"] for r in rows if r["reason"]}, seen
+
+
+def _hook(
+    context: Row, names: dict[str, str], seen: dict[str, str | None]
+) -> dict[str, Any] | None:
+    """What a hook context reacts to (`on`, the stage context it is `of` and that stage's
+    name; None: the pipeline) and, once it was not triggered, the `outcome` it saw; None
+    when it is no hook."""
+    if context["hook"] is None:
+        return None
+    hook = json.loads(context["hook"])
+    of = hook.get("of")
+    return {
+        "on": hook["on"],
+        "of": of,
+        "of_name": names.get(of) if of else None,
+        "outcome": seen.get(context["uuid"]),
+    }
 
 
 # Whether a run has a context Waiting at an approval gate (a column of a pipelines query).

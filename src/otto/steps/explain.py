@@ -1,4 +1,5 @@
-"""`otto explain`: what a pipeline will run, in words, with named parameters."""
+"""`otto explain`: what a pipeline will run, in words, with named parameters; each hook
+(`rollback`, `notify`) under the stage it reacts to, the pipeline's at the end."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from pydantic import JsonValue
 
 from otto.conditions import Trigger, evaluate
 from otto.duration import duration_text
-from otto.model import Cache, Context, Gate, Input, Pipeline, Step
-from otto.parser.build import Matrix, each_variable
+from otto.model import Cache, Context, Gate, HookOn, Input, Pipeline, Step
+from otto.parser.build import Matrix, each_variable, hook_label, hooks_by_stage
 from otto.steps.manifest import Manifest, StepCallError, check_step
 
 
@@ -23,11 +24,15 @@ def explain_lines(
     """The pipeline in words; with a `trigger`, what each gate decides for such a run;
     with the file's `matrices` (by batch index), which `each` values each context got."""
     matrices = matrices or {}
-    yield f"pipeline {pipeline.uuid}: {len(pipeline.batches)} batch(es)"
+    batches = [batch for batch in pipeline.batches if not batch.hooks]
+    hooks = hooks_by_stage(pipeline)
+    count = sum(map(len, hooks.values()))
+    then = f", then {count} hook(s) that run on outcomes" if count else ""
+    yield f"pipeline {pipeline.uuid}: {len(batches)} batch(es){then}"
     if trigger is not None:
         yield f"for a run with {_trigger_phrase(trigger)}"
     outcomes: dict[str, list[str]] = {outcome: [] for outcome in OUTCOMES}
-    for number, batch in enumerate(pipeline.batches, 1):
+    for number, batch in enumerate(batches, 1):
         yield f"batch {number} ({batch.mode}): {_contexts_phrase(batch.mode, len(batch.contexts))}"
         matrix = matrices.get(number - 1)
         if matrix is not None:
@@ -38,9 +43,10 @@ def explain_lines(
                 yield f"    each: {_binding_phrase(matrix.bindings[c])}"
             if context.gate is not None:
                 yield from _gate_lines(context.gate)
+            verdict = None
             if trigger is not None:
-                outcome, line = _verdict(context, trigger)
-                outcomes[outcome].append(context.name or "(unnamed)")
+                verdict, line = _verdict(context, trigger)
+                outcomes[verdict].append(context.name or "(unnamed)")
                 yield f"    => {line}"
             for key, value in context.properties.items():
                 if key != "name":
@@ -52,12 +58,54 @@ def explain_lines(
             if context.cache is not None:
                 yield f"    cache: {_cache_phrase(context.cache)}"
             yield from _step_lines(context.steps, manifests, indent="    ")
+            for hook in hooks.get(context.uuid, []):
+                yield from _hook_lines(hook, context.name, verdict, outcomes, manifests, "    ")
+    if None in hooks:
+        yield "the run's own hooks"
+    for hook in hooks.get(None, []):
+        verdict = "would run" if trigger is not None else None
+        yield from _hook_lines(hook, None, verdict, outcomes, manifests, "  ")
     if trigger is not None:
         yield "; ".join(f"{kind}: {', '.join(names)}" for kind, names in outcomes.items() if names)
 
 
-# What a gate can decide for a context, in the order `otto explain` sums them up.
-OUTCOMES = ("would run", "skipped", "waits for input")
+# What a gate can decide for a context, in the order `otto explain` sums them up; a
+# hook's lot is decided by outcomes, not by the trigger.
+OUTCOMES = ("would run", "skipped", "waits for input", "depends on outcomes")
+
+
+def _hook_lines(
+    hook: Context,
+    stage: str | None,
+    verdict: str | None,
+    outcomes: dict[str, list[str]],
+    manifests: dict[str, Manifest],
+    indent: str,
+) -> Iterator[str]:
+    """A hook under what it reacts to (`stage` None: the run): when it runs, and, for a
+    trigger (`verdict`: what the trigger did to its stage), whether it may."""
+    assert hook.hook is not None
+    on = hook.hook.on
+    what = "the run" if stage is None else (stage or "its stage")
+    yield f"{indent}{hook_label(on)}: {_hook_phrase(on, what)}"
+    if verdict is not None:
+        name = hook.name or hook_label(on)
+        if verdict == "skipped":
+            outcomes["skipped"].append(name)
+            yield f"{indent}  => skipped: {what} is skipped, so it has no outcome to react to"
+        else:
+            outcomes["depends on outcomes"].append(name)
+            yield f"{indent}  => depends on outcomes: {_hook_phrase(on, what)}"
+    yield from _step_lines(hook.steps, manifests, indent=f"{indent}  ")
+
+
+def _hook_phrase(on: HookOn, what: str) -> str:
+    return {
+        HookOn.ROLLBACK: f"runs if {what} fails",
+        HookOn.FAILURE: f"runs if {what} fails",
+        HookOn.SUCCESS: f"runs if {what} succeeds (Success or Unstable)",
+        HookOn.COMPLETE: f"runs once {what} has ended, whatever its outcome (Aborted too)",
+    }[on]
 
 
 def _cache_phrase(cache: Cache) -> str:

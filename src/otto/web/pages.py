@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from otto.auction import Auctioneer
+from otto.hooks import AFTER_THE_RUN, reacts_to, why_not_triggered
 from otto.objectstore.base import ObjectStore
 from otto.objectstore.errors import ObjectStoreError
 from otto.objectstore.keys import context_log_key, step_log_key
@@ -68,6 +69,9 @@ class Dashboard:
             timeline=timeline,
             steps=steps,
             log_lines=log_lines,
+            after_the_run=AFTER_THE_RUN,
+            hook_reacts_to=reacts_to,
+            hook_why_not=why_not_triggered,
         )
 
     def routes(self) -> list[BaseRoute]:

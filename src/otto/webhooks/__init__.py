@@ -46,7 +46,11 @@ log = logging.getLogger("otto.webhooks")
 
 
 class Webhooks:
-    def __init__(self, psm: PipelineStateMachine, home: Path, public_url: str) -> None:
+    def __init__(
+        self, psm: PipelineStateMachine, home: Path, public_url: str, api_token: bool = True
+    ) -> None:
+        """`api_token`: whether the server's API needs a token; without one, no fork's pull
+        request runs (its steps could use the API as any local process can)."""
         self.directory = home / "projects.d"
         self.projects: dict[str, Project] = {}
         self.problems: list[Problem] = []
@@ -79,6 +83,7 @@ class Webhooks:
             self.worker.wake.set,
             psm.built,
             public_url,
+            forks=api_token,
         )
 
     def reload(self) -> None:

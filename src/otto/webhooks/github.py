@@ -38,6 +38,10 @@ log = logging.getLogger("otto.webhooks")
 
 SHA = frozenset("0123456789abcdef")
 JSON, FORM = "application/json", "application/x-www-form-urlencoded"
+FORKS_NEED_A_TOKEN = (
+    "a fork's pull request runs only on a server with an API token: without one its steps"
+    " could use the API as any local process can"
+)
 DEFAULT_RECEIVED, MAX_RECEIVED = 50, 500  # GET /v1/webhooks/deliveries: ?limit=
 LIMIT_SCHEMA = {"type": "integer", "minimum": 1, "maximum": MAX_RECEIVED, "default": 50}
 
@@ -50,9 +54,12 @@ class ForgeHooks:
         queued: Callable[[], None],
         built: Callable[[str, str], str | None],
         public_url: str,
+        forks: bool = True,
     ) -> None:
+        """`forks`: whether a fork's pull request may run at all (not on a server whose API
+        needs no token: the fork's steps could use it)."""
         self.projects, self.inbox, self.queued = projects, inbox, queued
-        self.built, self.public_url = built, public_url
+        self.built, self.public_url, self.forks = built, public_url, forks
 
     def endpoints(self) -> list[Endpoint]:
         return [
@@ -173,6 +180,8 @@ class ForgeHooks:
             push, ignored = forge.push(project, delivery, payload)
         elif forge.pull is not None and event in forge.pull_events:
             push, ignored = forge.pull(project, delivery, payload)
+            if push is not None and (push.details or {}).get("fork") and not self.forks:
+                push, ignored = None, FORKS_NEED_A_TOKEN
         received = replace(received, project=project.name)
         if push is None:
             verdict = replace(received, verdict=IGNORED, status=202, reason=ignored)

@@ -164,6 +164,13 @@ class Inbox:
         )
         return [Push.from_json(r["push"]) for r in rows]
 
+    def still_queued(self, delivery: str) -> bool:
+        """Whether a push is still to be handled (not by another replica meanwhile)."""
+        row = self.store.read(
+            lambda tx: tx.one("SELECT state FROM webhook_deliveries WHERE id = ?", delivery)
+        )
+        return row is not None and row["state"] == QUEUED
+
     def finish(
         self, delivery: str, verdict: str, reason: str = "", pipeline: str | None = None
     ) -> None:

@@ -42,6 +42,7 @@ log = logging.getLogger("otto.webhooks")
 SUPERSEDED, PR_CLOSED = "superseded", "pr_closed"
 LANES = 4  # repositories whose pushes are handled at the same time
 IDLE = 5.0  # seconds between two looks at the inbox when nothing wakes the worker
+OTHER_REPLICA_PAUSE = 1.0  # seconds before a repository another replica serves is tried
 
 
 def _checkout(push: Push) -> Checkout:
@@ -156,12 +157,22 @@ class PushWorker(threading.Thread):
 
     def _lane(self, url: str, pushes: list[Push]) -> None:
         """Handle one repository's pushes in order; stop at one whose repository did not
-        answer, to try it (and those after it) again after its back-off."""
-        self._prefetch(url, pushes)
-        for push in pushes:
-            if self.stopping.is_set() or not self._fetched(push):
+        answer, to try it (and those after it) again after its back-off.
+
+        Replicas sharing a database take a repository's pushes in turn (`Store.exclusive`):
+        one whose lock another holds looks again after a pause; one that has it handles
+        only the pushes still queued (another may have handled some since they were read)."""
+        with self.inbox.store.exclusive(f"pushes {url}") as mine:
+            if not mine:
+                with self._lock:
+                    self._not_before[url] = time.monotonic() + OTHER_REPLICA_PAUSE
                 return
-            self.handle(push)
+            pushes = [p for p in pushes if self.inbox.still_queued(p.delivery)]
+            self._prefetch(url, pushes)
+            for push in pushes:
+                if self.stopping.is_set() or not self._fetched(push):
+                    return
+                self.handle(push)
 
     def _fetched(self, push: Push) -> bool:
         """Whether `push` can be handled now: its Ottofile was read, cannot be (the run

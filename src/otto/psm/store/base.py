@@ -15,7 +15,7 @@ import logging
 import queue
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 from otto.diskspace import trouble
@@ -79,6 +79,8 @@ class Store(ABC):
         self._writer: threading.Thread | None = None
         self._closed = False
         self._closing = threading.Lock()  # no work is queued behind the stop sentinel
+        self._named: dict[str, threading.Lock] = {}  # `exclusive`'s locks
+        self._names_lock = threading.Lock()
 
     # -- the interface -------------------------------------------------------
     def write(self, fn: Callable[[Any], T]) -> T:
@@ -111,6 +113,21 @@ class Store(ABC):
 
     def listen(self, on_seq: Callable[[int], None]) -> None:  # noqa: B027 - optional hook
         """Call `on_seq(newest)` when another process commits transitions (none by default)."""
+
+    @contextlib.contextmanager
+    def exclusive(self, name: str) -> Iterator[bool]:
+        """Whether this process now holds the lock `name`, until the block ends (False:
+        someone else does; the caller skips the work). For work that replicas must not
+        do at once, like a repository's pushes. One process has the database to itself
+        (SQLite): a lock of this process is enough; PostgreSQL's holds across replicas."""
+        with self._names_lock:
+            lock = self._named.setdefault(name, threading.Lock())
+        held = lock.acquire(blocking=False)
+        try:
+            yield held
+        finally:
+            if held:
+                lock.release()
 
     def close(self) -> None:
         with self._closing:
@@ -154,10 +171,14 @@ class Store(ABC):
     def _commit_group(self, tx: WriterTx, group: list[_Work]) -> None:
         try:
             outcomes = self._run_group(tx, group, savepoints=False)
-        except _Redo:
+        except _Redo as redo:
             # A piece of work failed after it had written: run the group again,
             # this time fencing each piece off in its own savepoint.
-            tx.rollback()
+            try:
+                tx.rollback()
+            except BaseException:  # the connection itself failed: the group with it
+                self._fail_group(tx, group, redo.__cause__ or redo)
+                return
             tx.published.clear()
             outcomes = None
         except BaseException as exc:
@@ -214,6 +235,7 @@ class Store(ABC):
         with contextlib.suppress(Exception):  # as unwell as the commit: callers must hear
             tx.rollback()
         tx.published.clear()
+        tx.recover()
         self._told(exc)
         for work in group:
             work.finish(None, exc)
@@ -264,6 +286,9 @@ class WriterTx(ABC):
 
     @abstractmethod
     def rollback(self) -> None: ...
+
+    def recover(self) -> None:  # noqa: B027 - optional hook
+        """After a failed group: mend the connection if it broke (none to mend by default)."""
 
     def savepoint(self) -> None:
         self.run("SAVEPOINT work")

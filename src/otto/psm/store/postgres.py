@@ -3,14 +3,25 @@
 The writer thread group-commits like the SQLite one. Sequence numbers come
 from a counter row that the transaction holds locked until it commits, so
 they are gap-free and ordered as the commits are, across replicas too.
+
+A lost connection (the database restarted, the session was terminated) fails the work
+in flight (its callers hear it) and is made again: the writer's for the next group, a
+reader's for the same read, the listener's at once (catching up on what it missed). A
+replica that stalls inside a transaction (stopped, or cut off) would hold the counter
+row, and so every replica's writes: the database ends such a session after
+`STALLED_WRITER` seconds idle in it, and the replica's writer reconnects when it resumes.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import os
 import queue
 import re
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from functools import cache
 from typing import Any, TypeVar
 
@@ -23,6 +34,8 @@ from otto.psm.store.schema import MIGRATIONS
 T = TypeVar("T")
 MIGRATION_LOCK = 0x0770  # advisory lock id: one replica migrates at a time
 CHANNEL = "otto_transitions"
+STALLED_WRITER = 10  # seconds a writer's transaction may sit idle before it is ended
+RECONNECT_PAUSE = 0.5  # seconds between attempts to listen again
 
 
 @cache
@@ -32,15 +45,28 @@ def _pg(sql: str) -> str:
 
 
 def _connect(dsn: str) -> psycopg.Connection[Row]:
-    return psycopg.connect(dsn, autocommit=True, row_factory=dict_row)
+    # Named by process: an operator (or a test) can tell each replica's sessions apart.
+    name = f"otto {os.getpid()}"
+    return psycopg.connect(dsn, autocommit=True, row_factory=dict_row, application_name=name)
+
+
+def _connect_writer(dsn: str) -> psycopg.Connection[Row]:
+    conn = _connect(dsn)
+    conn.execute(f"SET idle_in_transaction_session_timeout = '{STALLED_WRITER}s'")
+    return conn
+
+
+def _lost(conn: psycopg.Connection[Any]) -> bool:
+    return bool(conn.closed or conn.broken)
 
 
 class _PostgresTx(WriterTx):
     dialect = "postgres"
 
-    def __init__(self, conn: psycopg.Connection[Row]) -> None:
+    def __init__(self, conn: psycopg.Connection[Row], dsn: str | None = None) -> None:
         super().__init__()
         self.conn = conn
+        self.dsn = dsn  # to connect again with (the writer's)
 
     def one(self, sql: str, *params: Any) -> Row | None:
         try:
@@ -95,6 +121,12 @@ class _PostgresTx(WriterTx):
     def rollback(self) -> None:
         self.conn.execute("ROLLBACK")
 
+    def recover(self) -> None:
+        if self.dsn is None or not _lost(self.conn):
+            return
+        with contextlib.suppress(psycopg.Error):  # still unreachable: the next group retries
+            self.conn = _connect_writer(self.dsn)
+
 
 class PostgresStore(Store):
     dialect = "postgres"
@@ -102,8 +134,9 @@ class PostgresStore(Store):
     def __init__(self, dsn: str) -> None:
         super().__init__()
         self.dsn = dsn
-        self._write_conn = _connect(dsn)
+        self._write_conn = _connect_writer(dsn)
         self._migrate()
+        self._tx = _PostgresTx(self._write_conn, dsn)
         self._readers: queue.SimpleQueue[psycopg.Connection[Row]] = queue.SimpleQueue()
         self._all_readers: list[psycopg.Connection[Row]] = []
         self._listener: psycopg.Connection[Any] | None = None
@@ -127,9 +160,27 @@ class PostgresStore(Store):
                 conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
 
     def _writer_tx(self) -> WriterTx:
-        return _PostgresTx(self._write_conn)
+        return self._tx
 
     def read(self, fn: Callable[[Any], T]) -> T:
+        try:
+            return self._read(fn)
+        except psycopg.OperationalError:
+            # A reader's session was lost, and likely its idle siblings with it (the
+            # database restarted): drop them all, read once more on a new one.
+            self._drop_idle_readers()
+            return self._read(fn)
+
+    def _drop_idle_readers(self) -> None:
+        while True:
+            try:
+                conn = self._readers.get_nowait()
+            except queue.Empty:
+                return
+            self._all_readers.remove(conn)
+            conn.close()
+
+    def _read(self, fn: Callable[[Any], T]) -> T:
         try:
             conn = self._readers.get_nowait()
         except queue.Empty:
@@ -140,26 +191,63 @@ class PostgresStore(Store):
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 return fn(_PostgresTx(conn))
         finally:
-            self._readers.put(conn)
+            if _lost(conn):
+                self._all_readers.remove(conn)
+                conn.close()
+            else:
+                self._readers.put(conn)
 
     def listen(self, on_seq: Callable[[int], None]) -> None:
-        """Call `on_seq(newest)` whenever any replica commits transitions."""
-        conn = psycopg.connect(self.dsn, autocommit=True)
-        conn.execute(f"LISTEN {CHANNEL}")
-        self._listener = conn
+        """Call `on_seq(newest)` whenever any replica commits transitions (and, once a
+        lost connection is made again, with the newest seq: what it missed meanwhile)."""
+        self._listener = self._listening()
+        thread = threading.Thread(target=self._listen_loop, args=(on_seq,), name="psm-listen")
+        thread.daemon = True
+        thread.start()
 
-        def loop() -> None:
-            try:
+    @contextlib.contextmanager
+    def exclusive(self, name: str) -> Iterator[bool]:
+        """`Store.exclusive` across replicas: a session-level advisory lock, on a connection
+        of its own (a replica that dies lets go with its connection)."""
+        with super().exclusive(name) as here:
+            if not here:
+                yield False
+                return
+            key = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big")
+            with _connect(self.dsn) as conn:
+                row = conn.execute("SELECT pg_try_advisory_lock(%s) AS held", (key - (1 << 63),))
+                held = bool((row.fetchone() or {}).get("held"))
+                yield held  # the lock goes with the connection
+
+    def _listening(self) -> psycopg.Connection[Any]:
+        conn = psycopg.connect(self.dsn, autocommit=True, application_name=f"otto {os.getpid()}")
+        conn.execute(f"LISTEN {CHANNEL}")
+        return conn
+
+    def _listen_loop(self, on_seq: Callable[[int], None]) -> None:
+        conn = self._listener
+        while conn is not None and not self._closed:
+            with contextlib.suppress(psycopg.Error):  # lost (or closed: the loop ends)
                 for note in conn.notifies():
                     on_seq(int(note.payload))
-            except psycopg.Error:
-                return  # closed
+            conn = self._listen_again(on_seq)
 
-        threading.Thread(target=loop, name="psm-listen", daemon=True).start()
+    def _listen_again(self, on_seq: Callable[[int], None]) -> psycopg.Connection[Any] | None:
+        while not self._closed:
+            time.sleep(RECONNECT_PAUSE)
+            try:
+                conn = self._listening()
+                row = conn.execute("SELECT value FROM seq_counter").fetchone()
+            except psycopg.Error:
+                continue
+            self._listener = conn
+            on_seq(int(row[0]) if row else 0)
+            return conn
+        return None
 
     def _close_connections(self) -> None:
         if self._listener is not None:
             self._listener.close()
-        self._write_conn.close()
+        self._tx.conn.close()
         for conn in self._all_readers:
             conn.close()

@@ -16,7 +16,7 @@ from otto.model import Checkout, Context, Pipeline
 from otto.psm.errors import Conflict, NotFound
 from otto.psm.records import About, Cause, gate_trigger, trigger_details
 from otto.psm.rules import BatchState, ContextState, GateInputs, RunState, StepState
-from otto.psm.states import ABORTING, PENDING, RUNNING
+from otto.psm.states import ABORTING, BATCH_AWARDED, PENDING, RUNNING, Entity, Reason
 from otto.psm.store.base import Row, Tx
 
 STAGE_TIMEOUT = "timeout"  # the stage property that bounds how long it may run
@@ -29,7 +29,7 @@ STAGE_TIMEOUT = "timeout"  # the stage property that bounds how long it may run
 _SNAPSHOT = """SELECT p.state, p.abort_requested, p.abort_reason, p.abort_data,
     b.idx, b.mode, b.state AS batch_state, b.status,
     c.uuid AS context, c.position, c.state AS context_state, c.orchestrator, c.gate_condition,
-    c.gate_input, {steps}
+    c.gate_input, c.hook, {steps}
 FROM pipelines p
 LEFT JOIN batches b ON b.pipeline = p.uuid
 LEFT JOIN contexts c ON c.pipeline = b.pipeline AND c.batch = b.idx {join}
@@ -65,7 +65,7 @@ def run_state(tx: Tx, uuid: str, steps: bool | str = True, gates: bool | None = 
 
     What conditions read (`gates`) is read too when asked, or (None) only when the next
     batch to start has a Pending context with a condition: then those contexts' steps
-    are held as well, to be skipped with them."""
+    are held as well, to be skipped with them (a hook batch's too: its hooks decide then)."""
     rows = tx.tuples(_WITH_STEPS[tx.dialect] if steps is True else _WITHOUT_STEPS, uuid)
     assert rows, f"no pipeline {uuid}"
     gated = _gated_next(rows)
@@ -94,8 +94,9 @@ def _steps_of(tx: Tx, contexts: list[str]) -> dict[str, tuple[StepState, ...]]:
 
 
 def _gated_next(rows: list[tuple[Any, ...]]) -> list[str]:
-    """The Pending contexts with a condition of the first batch not yet started (of
-    snapshot rows: batch index 4, its state 6, context 8, its state 10, condition 12)."""
+    """The Pending contexts with a condition or a hook of the first batch not yet started
+    (of snapshot rows: batch index 4, its state 6, context 8, its state 10, condition 12,
+    hook 14)."""
     first: int | None = None
     gated: list[str] = []
     for row in rows:
@@ -103,7 +104,9 @@ def _gated_next(rows: list[tuple[Any, ...]]) -> list[str]:
             first = row[4]
         if first is not None and row[4] != first:
             break
-        if first is not None and row[12] and row[10] == PENDING and row[8] not in gated:
+        if first is None or row[10] != PENDING or not (row[12] or row[14]):
+            continue
+        if row[8] not in gated:
             gated.append(row[8])
     return gated
 
@@ -143,17 +146,18 @@ def _batches(
         steps = steps_of.get(context)
         if steps is None:
             steps_of[context] = steps = []
-            contexts_of[idx].append(row[8:14])
-        if row[14] is not None:
-            steps.append(StepState(row[14], row[15]))
+            contexts_of[idx].append(row[8:15])
+        if row[15] is not None:
+            steps.append(StepState(row[15], row[16]))
 
     def held(context: str) -> tuple[StepState, ...] | None:
         return tuple(steps_of[context]) if read is None else read.get(context)
 
     return tuple(
         BatchState(idx, *batch_of[idx], tuple(
-            ContextState(c, idx, position, state, orchestrator, held(c), condition, gate_input)
-            for c, position, state, orchestrator, condition, gate_input in contexts
+            ContextState(c, idx, position, state, orchestrator, held(c), condition, gate_input,
+                         hook)
+            for c, position, state, orchestrator, condition, gate_input, hook in contexts
         ))
         for idx, contexts in contexts_of.items()
     )  # fmt: skip
@@ -228,6 +232,11 @@ def stored_gate_input(context: Context) -> str | None:
     return json.dumps({k: i.model_dump() for k, i in inputs.items() if i is not None})
 
 
+def stored_hook(context: Context) -> str | None:
+    """A hook context's trigger as `contexts.hook` keeps it (None: not a hook)."""
+    return None if context.hook is None else context.hook.model_dump_json()
+
+
 def insert_pipeline(
     tx: Tx, pipeline: Pipeline, repo: str | None, ref: str | None, sha: str | None,
     about: About, now: float,
@@ -261,7 +270,7 @@ def insert_pipeline(
             seconds = parse_duration(timeout) if timeout is not None else None
             contexts.append(
                 (context.uuid, pipeline.uuid, b, c, context.name, PENDING, seconds,
-                 stored_condition(context), stored_gate_input(context))
+                 stored_condition(context), stored_gate_input(context), stored_hook(context))
             )  # fmt: skip
             steps += [
                 (s.uuid, context.uuid, i, s.symbol, PENDING) for i, s in enumerate(context.steps)
@@ -269,7 +278,7 @@ def insert_pipeline(
     try:
         tx.many(
             "INSERT INTO contexts (uuid, pipeline, batch, position, name, state, stage_timeout,"
-            " gate_condition, gate_input) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " gate_condition, gate_input, hook) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             contexts,
         )
         tx.many(
@@ -313,8 +322,19 @@ def restart(tx: Tx, pipeline: str, now: float) -> None:
 # -- awards ------------------------------------------------------------------------
 
 
-def assign(tx: Tx, context: str, orchestrator: str) -> None:
-    tx.run("UPDATE contexts SET orchestrator = ? WHERE uuid = ?", orchestrator, context)
+def assign(tx: Tx, context: str, orchestrator: str, attempt: int) -> None:
+    """Award a context's next attempt, once: the database refuses a second award of the
+    same attempt (Conflict) whichever replica's auction makes it."""
+    done = tx.run(
+        "UPDATE contexts SET orchestrator = ? WHERE uuid = ? AND orchestrator IS NULL"
+        " AND state = ? AND attempt = ?",
+        orchestrator,
+        context,
+        PENDING,
+        attempt,
+    )
+    if done != 1:
+        raise Conflict(f"context {context} is already awarded", PENDING)
 
 
 def unassign(tx: Tx, context: str, orchestrator: str) -> None:
@@ -327,11 +347,34 @@ def unassign(tx: Tx, context: str, orchestrator: str) -> None:
     )
 
 
-def unassign_unclaimed(tx: Tx) -> int:
+def unassign_unclaimed(tx: Tx, orchestrator: str) -> int:
+    """Take back every award to `orchestrator` not yet claimed; how many."""
     return tx.run(
-        "UPDATE contexts SET orchestrator = NULL WHERE state = ? AND orchestrator IS NOT NULL",
+        "UPDATE contexts SET orchestrator = NULL WHERE state = ? AND orchestrator = ?",
         PENDING,
+        orchestrator,
     )
+
+
+def unclaimed_awards(
+    tx: Tx, orchestrator: str | None = None, pipeline: str | None = None, claimable: bool = False
+) -> list[Row]:
+    """The contexts awarded and not yet claimed (of `orchestrator`, or of any; of one
+    `pipeline`, or of all); `claimable`: only those whose batch's auction has ended."""
+    sql = (
+        "SELECT c.uuid, c.pipeline, c.name, c.orchestrator FROM contexts c"
+        " JOIN batches b ON b.pipeline = c.pipeline AND b.idx = c.batch"
+        " WHERE c.state = ? AND c.orchestrator IS NOT NULL"
+    )
+    params: list[Any] = [PENDING]
+    for column, value in (("c.orchestrator", orchestrator), ("c.pipeline", pipeline)):
+        if value is not None:
+            sql += f" AND {column} = ?"
+            params.append(value)
+    if claimable:
+        sql += f" AND b.state IN ({', '.join('?' for _ in BATCH_AWARDED)})"
+        params += sorted(BATCH_AWARDED)
+    return tx.all(sql, *params)
 
 
 # -- leases and deadlines ----------------------------------------------------------
@@ -357,6 +400,19 @@ def earliest_lease_and_deadline(tx: Tx) -> tuple[float | None, float | None]:
         " WHERE lease_expires IS NOT NULL"
     )
     return (None, None) if row is None else (row["due"], row["deadline"])
+
+
+def auto_retries(tx: Tx, pipeline: str, context: str) -> int:
+    """How many times a context was retried automatically since its run was last retried
+    by hand (an automatic retry is rare: its transitions are counted, not kept)."""
+    row = tx.one(
+        "SELECT COUNT(*) AS made FROM transitions WHERE pipeline = ? AND entity = ? AND id = ?"
+        " AND reason = ? AND seq > (SELECT COALESCE(MAX(seq), 0) FROM transitions"
+        " WHERE pipeline = ? AND entity = ? AND id = ? AND reason = ?)",
+        *(pipeline, Entity.CONTEXT.value, context, Reason.AUTO_RETRY.value),
+        *(pipeline, Entity.CONTEXT.value, context, Reason.RETRY.value),
+    )
+    return int(row["made"]) if row is not None else 0
 
 
 def leases_expired(tx: Tx, moment: float) -> list[Row]:

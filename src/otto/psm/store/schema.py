@@ -294,4 +294,9 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX contexts_input_deadline ON contexts (input_deadline)"
         " WHERE input_deadline IS NOT NULL",
     ],
+    [
+        # A hook context's trigger (JSON: `on` and `of`, as the model's `Hook`), NULL for
+        # most: the PSM decides whether it runs when its hook batch starts.
+        "ALTER TABLE contexts ADD COLUMN hook TEXT",
+    ],
 ]

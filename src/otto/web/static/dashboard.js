@@ -97,6 +97,14 @@ function connect() {
     const transition = JSON.parse(event.data);
     if (body.dataset.watch === "all" || transition.entity === body.dataset.watch) schedule();
   });
+  // This page fell behind the server's stream and was dropped: resume where it says
+  // (the event's id), and re-fetch what may have changed meanwhile.
+  source.addEventListener("resync", (event) => {
+    source.close();
+    lastId = event.lastEventId || lastId;
+    schedule(0);
+    connect();
+  });
   source.addEventListener("error", () => {
     setLive("reconnecting");
     if (source.readyState === EventSource.CLOSED) {
