@@ -542,6 +542,12 @@ def by_context(moves: Sequence[Move]) -> dict[str, list[Move]]:
     return found
 
 
+def lost(move: Move) -> bool:
+    """An attempt that ended with its agent lost: its lease ran out (`agent_lost`), or its
+    agent died without its final report (`agent_lost: its agent exited (-9) …`)."""
+    return move.to == "Error" and (move.reason or "").partition(":")[0] == "agent_lost"
+
+
 def retry_faults(contexts: dict[str, list[Move]], causes: dict[str, frozenset[str]]) -> list[str]:
     """A lost attempt retried where its stage's `retry_on` does not ask (or its one
     automatic retry is used up), or not retried where it does; an automatic retry after
@@ -551,7 +557,7 @@ def retry_faults(contexts: dict[str, list[Move]], causes: dict[str, frozenset[st
         made = 0
         for before, move, after in zip([None, *moves], moves, [*moves[1:], None], strict=False):
             retried = after is not None and after.reason == "auto_retry"
-            if move.to == "Error" and move.reason == "agent_lost":
+            if lost(move):
                 expected = "agent_lost" in causes.get(context, frozenset()) and made < 1
                 if retried != expected:
                     problems.append(f"context {context} seq {move.seq}: agent_lost, "
@@ -596,7 +602,7 @@ def attempt_faults(contexts: dict[str, list[Move]], ledger: Path) -> tuple[list[
             attempt = (
                 int(move.data.get("attempt", attempt)) if move.reason == "claimed" else attempt
             )
-            if move.reason == "agent_lost" and move.to == "Error":
+            if lost(move):
                 work_lost += (context, str(attempt)) in ran
     return problems, work_lost
 
@@ -704,8 +710,7 @@ def verdict(
         "events missed or repeated by subscribers": len(events),
     }
     result.problems += seqs + said + twice + losses + retries + events
-    result.lost = sum(m.to == "Error" and m.reason == "agent_lost" for m in moves if
-                      m.entity == "context")  # fmt: skip
+    result.lost = sum(lost(m) for m in moves if m.entity == "context")
     result.retried = sum(m.reason == "auto_retry" for m in moves if m.entity == "context")
     result.readopted = readoptions(system)
     result.approved = len(driver.approved)

@@ -60,9 +60,8 @@ def _kind(exc: BaseException) -> str | None:
     if sqlstate == "53100":
         return DISK_FULL
     module = type(exc).__module__ or ""
-    if module.startswith("psycopg") and (
-        type(exc).__name__ == "OperationalError" or str(sqlstate or "").startswith("08")
-    ):
+    operational = any(cls.__name__ == "OperationalError" for cls in type(exc).__mro__)
+    if module.startswith("psycopg") and (operational or str(sqlstate or "").startswith("08")):
         return STORE_UNAVAILABLE
     return None
 

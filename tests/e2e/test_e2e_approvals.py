@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from serverkit import Server, free_port, start_server, stop_server
+from serverkit import Server, free_port, start_server, stop_server, wait_for
 
 from .e2ekit import assert_gone, contexts, poll, read_pid, submit, wait_complete
 
@@ -42,9 +42,14 @@ def waiting(run: dict[str, Any]) -> bool:
 
 
 def nothing_held(client: httpx.Client) -> None:
-    """No orchestrator runs anything: the waiting context holds no capacity."""
-    orchestrators = client.get("/v1/orchestrators").json()["orchestrators"]
-    assert orchestrators and all(o["running"] == 0 for o in orchestrators), orchestrators
+    """No orchestrator runs anything: the waiting context holds no capacity (once its
+    orchestrator has seen its agent's end, moments after the context moved on)."""
+
+    def idle() -> list[dict[str, Any]] | None:
+        orchestrators = client.get("/v1/orchestrators").json()["orchestrators"]
+        return orchestrators if all(o["running"] == 0 for o in orchestrators) else None
+
+    assert wait_for(idle, 10.0, "no orchestrator running anything")
 
 
 def test_an_enter_input_waits_holding_nothing_across_a_kill_9_then_runs_approved(

@@ -9,10 +9,14 @@ import httpx
 
 def drive_context(
     client: httpx.Client, context: dict[str, Any], orchestrator: str, exit_code: int = 0
-) -> int:
-    """Claim one awarded context, run its steps (reporting each), finish it; returns the epoch."""
+) -> int | None:
+    """Claim one awarded context, run its steps (reporting each), finish it; returns the
+    epoch, or None when the claim is refused (409: the context moved on since it was read,
+    e.g. retried after its lease ran out), as a real orchestrator lets it go."""
     uuid = context["uuid"]
     lease = client.post(f"/v1/contexts/{uuid}/claim", json={"orchestrator": orchestrator})
+    if lease.status_code == 409:
+        return None
     lease.raise_for_status()
     ref = {"orchestrator": orchestrator, "epoch": lease.json()["epoch"]}
     for step in context["steps"]:
