@@ -26,6 +26,7 @@ from otto.psm.states import (
 from otto.status import Status, worst
 
 REFUSED = (Conflict, NotFound, IllegalTransition)  # a refused request changes nothing
+Replicas = tuple[PipelineStateMachine, PipelineStateMachine]  # two servers on one database
 ORCH = "orch-1"
 
 # -- models ----------------------------------------------------------------------

@@ -4,30 +4,19 @@ the same batches at once: the database makes one award per context attempt."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
-from psmkit import all_transitions, contexts, make_pipeline
+from psmkit import Replicas, all_transitions, contexts, make_pipeline
 
 from orchkit import Bidder
 from otto.auction import Auctioneer, Capabilities, Lot
 from otto.auction.remote_bidder import Orchestrators, Registration
-from otto.psm import Conflict, PipelineStateMachine, open_store
+from otto.psm import Conflict
 from otto.psm.store import queries
 from otto.status import Status
 from serverkit import wait_for
 
-Replicas = tuple[PipelineStateMachine, PipelineStateMachine]
 PIPELINES = 30
-
-
-@pytest.fixture
-def replicas(postgres_dsn: str) -> Iterator[Replicas]:
-    first = PipelineStateMachine(open_store(postgres_dsn))
-    second = PipelineStateMachine(open_store(postgres_dsn))
-    yield first, second
-    first.close()
-    second.close()
 
 
 class Runner(Bidder):

@@ -3,24 +3,11 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
-import pytest
+from psmkit import Replicas
 
 from otto.model import Batch, Context, Pipeline, Step
-from otto.psm import PipelineStateMachine, open_store
 from otto.status import Status
-
-Replicas = tuple[PipelineStateMachine, PipelineStateMachine]
-
-
-@pytest.fixture
-def replicas(postgres_dsn: str) -> Iterator[Replicas]:
-    first = PipelineStateMachine(open_store(postgres_dsn))
-    second = PipelineStateMachine(open_store(postgres_dsn))
-    yield first, second
-    first.close()
-    second.close()
 
 
 def _pipeline() -> Pipeline:
