@@ -50,6 +50,8 @@ from otto.psm.records import WorkOrder
 from otto.psm.states import ABORTING, Entity, Reason
 from otto.status import Status
 
+AGENT_EXIT_SECONDS = 30.0  # from its reports' end to its exit (workspace cleanup included)
+
 log = logging.getLogger("otto.orchestrator")
 
 
@@ -385,7 +387,7 @@ class Orchestrator:
 
     def _relay(self, run: Running) -> None:
         """Pass the agent's reports to the PSM, under the context's lease."""
-        finished = False
+        final: dict[str, Any] | None = None
         for line in run.agent.reports():
             try:
                 report = json.loads(line)
@@ -408,18 +410,19 @@ class Orchestrator:
                     patient=True,
                 )
             elif event == "context_finished":
-                finished = True
-                self._tell_trouble(str(report.get("reason") or ""))
-                self._report(
-                    lambda r=report: self.executor.context_finished(
-                        run.lease, Status(r["status"]), r.get("reason"), r.get("variables")
-                    ),
-                    patient=True,
-                )
-        code = run.agent.wait()
+                final = report
+        code = self._reap(run)
         if run.container is not None and not 0 <= code <= 4:  # the agent did not end it
             remove_container(run.container)
-        if not finished:  # the agent died without a word: stopped by us (an abort), or lost
+        if final is not None:  # told only now, so a context that ends holds no agent
+            self._tell_trouble(str(final.get("reason") or ""))
+            self._report(
+                lambda r=final: self.executor.context_finished(
+                    run.lease, Status(r["status"]), r.get("reason"), r.get("variables")
+                ),
+                patient=True,
+            )
+        else:  # the agent died without a word: stopped by us (an abort), or lost
             status, reason = (
                 (Status.ABORTED, f"aborted ({code})")
                 if run.stopping
@@ -432,6 +435,16 @@ class Orchestrator:
             self._running.pop(run.lot.context, None)
             self._wakeup.notify()  # a slot is free
         self.bids.poke()  # capacity freed
+
+    def _reap(self, run: Running) -> int:
+        """Wait for the agent to end; one that lingers after its last report is killed,
+        as it has nothing left to do."""
+        try:
+            return run.agent.wait(AGENT_EXIT_SECONDS)
+        except TimeoutError:
+            log.warning("agent of %s lingered after its reports; killed", run.lot.context)
+            run.agent.kill()
+            return run.agent.wait()
 
     def _tell_trouble(self, reason: str) -> None:
         kind, _, detail = reason.partition(": ")
