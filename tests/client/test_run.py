@@ -195,13 +195,15 @@ def on_terminal(
 def test_run_on_a_terminal_draws_a_live_view(tmp_path: Path) -> None:
     path = ottofile(
         tmp_path,
-        "pipeline { stage { name = 'Tty' steps { sh 'sleep 0.5; echo bad; exit 1' } } }",
+        "pipeline { stage { name = 'Tty' steps { sh 'sleep 0.5; echo bad; exit 1' }"
+        " rollback { steps { sh 'true' } } } }",
     )
     code, text = on_terminal(["run", "--clean", str(path)])
     assert code == 1
     assert "Traceback" not in text
     assert "\x1b[" in text  # drawn with colours and cursor moves
     assert "Pipeline " in text and "Tty" in text and "Ctrl-C aborts" in text
+    assert "After the run" in text and "rollback of Tty" in text  # the hook, labelled
     assert "==> Tty › step 1/1" in text and "bad" in text
 
 

@@ -15,8 +15,10 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
+from otto.client.render import context_name
 from otto.client.terminal import Terminal, duration, exit_note, plural
 from otto.client.view import FINISHED, ContextView, RunView, elapsed, timestamp
+from otto.hooks import AFTER_THE_RUN
 
 
 class Progress(Protocol):
@@ -94,7 +96,7 @@ class LineProgress:
             context = run.context(ident)
             if context is None:
                 return None
-            line = f"{term.symbol(to)} {context.name}: {to}"
+            line = f"{term.symbol(to)} {context_name(context)}: {to}"
             if to == "Running":
                 line += f" on {context.orchestrator or '?'} (attempt {context.attempt})"
             elif to in FINISHED and context.duration is not None:
@@ -169,7 +171,10 @@ class LiveProgress:
             grid.add_column(no_wrap=True, overflow="ellipsis")
         height = term.console().size.height
         crowded = sum(1 + len(b.contexts) for b in run.batches) > height - 4
+        first_hooks = next((b for b in run.batches if b.hooks), None)
         for batch in run.batches:
+            if batch is first_hooks:
+                grid.add_row("", Text(AFTER_THE_RUN, style="bold"), "", "", "")
             state = _batch_state(batch.state, batch.status)
             label = f"Batch {batch.index + 1}/{len(run.batches)} · {batch.mode}"
             grid.add_row(
@@ -184,7 +189,7 @@ class LiveProgress:
             for context in batch.contexts:
                 grid.add_row(
                     self._mark(context.uuid, context.state),
-                    f"  {context.name}",
+                    f"  {context_name(context)}",
                     term.styled(context.state, context.state),
                     duration(context.duration) if context.started_at else "",
                     self._doing(context),
