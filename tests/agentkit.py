@@ -22,6 +22,7 @@ from otto.agent.runner import ContextResult
 from otto.model import Context, Step
 from otto.objectstore import FilesystemStore, ObjectNotFound
 from otto.objectstore.keys import context_log_key, step_log_key
+from portkit import free_port
 
 PYTHON = sys.executable
 CONTROL = f"{PYTHON} -m otto.agent.control"
@@ -225,12 +226,6 @@ def commit(repo: Path, files: dict[str, str | bytes], message: str) -> str:
     git("add", "--all", cwd=repo)
     git("commit", "--quiet", "-m", message, cwd=repo)
     return git("rev-parse", "HEAD", cwd=repo)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager

@@ -31,6 +31,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from portkit import free_port
+
 __all__ = [
     "Cluster",
     "PostgresUnavailable",
@@ -66,12 +68,6 @@ def find_bindir() -> Path:
         "PostgreSQL server binaries (initdb, postgres) not found in "
         f"{', '.join(dict.fromkeys(candidates))}; install postgresql-15 or set OTTO_PG_BINDIR"
     )
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

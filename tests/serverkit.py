@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,17 +16,12 @@ from typing import Any
 import httpx
 
 from otto.client.errors import EX_UNAVAILABLE
+from portkit import free_port
 
 # For tests that follow a step's processes by the PIDs it writes down: in a sandbox those
 # are numbers of its own PID namespace. What the sandbox does to a process tree is proven
 # in tests/isolation.
 UNSANDBOXED = {"OTTO_SANDBOX": "none"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class PortTaken(RuntimeError):

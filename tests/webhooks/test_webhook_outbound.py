@@ -4,13 +4,14 @@ a real PSM, the real dispatcher and sender threads, subscribers over real HTTP."
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from hookkit import FakeSubscriber, fake_github, fake_subscriber
+from hookkit import FakeSubscriber, fake_github, fake_subscriber, silent_server
 
 from otto.parser import parse
 from otto.psm import PipelineStateMachine
@@ -42,11 +43,15 @@ def project(**fields: Any) -> Project:
 
 @contextmanager
 def outbound(
-    psm: PipelineStateMachine, projects: list[Project], backoff: tuple[float, ...] = FAST
+    psm: PipelineStateMachine,
+    projects: list[Project],
+    backoff: tuple[float, ...] = FAST,
+    **sending: Any,
 ) -> Iterator[Outbox]:
-    """The dispatcher and the sender, as `otto server` runs them, until the block ends."""
+    """The dispatcher and the sender, as `otto server` runs them, until the block ends
+    (`sending`: the sender's `workers` and `timeout`)."""
     outbox = Outbox(psm.store, start=psm.events.last_seq)
-    sender = Sender(outbox, backoff)
+    sender = Sender(outbox, backoff, **sending)
     sources = [status_entries, webhook_entries]
     inbox = Inbox(psm.store)
     url = "http://otto.example"
@@ -185,6 +190,32 @@ def test_a_restart_neither_loses_nor_repeats_a_delivery(psm: PipelineStateMachin
          (second, "Pending"), (second, "Complete")]
     )  # fmt: skip
     assert len(set(hook.deliveries())) == 5
+
+
+def test_a_shutdown_gives_back_the_rows_it_claimed_but_never_began(
+    psm: PipelineStateMachine,
+) -> None:
+    """One sending thread, held by a subscriber that never answers: the other lane's
+    row waits its turn when the server stops, and is due again at once, not held for the
+    claim's two minutes (a restart would send it only then)."""
+    with silent_server() as first, silent_server() as second:
+        hooks = [
+            {"url": f"http://{s.address}/hook", "secret_env": "HOOK_SECRET"}
+            for s in (first, second)
+        ]
+        with outbound(psm, [project(webhooks=hooks)], workers=1, timeout=1.0) as outbox:
+            pushed(psm)
+
+            def claimed() -> bool:
+                rows = outbox.list()[0]
+                return len(rows) >= 2 and all(
+                    (r.next_attempt_at or 0) > time.time() + 60 for r in rows
+                )
+
+            wait_for(claimed, what="both lanes claimed, one sending")
+        rows = outbox.list()[0]
+    assert {r.state for r in rows} == {"pending"}
+    assert all((r.next_attempt_at or 0) <= time.time() for r in rows)
 
 
 def test_statuses_due_while_down_are_sent_after_a_restart_in_order(
