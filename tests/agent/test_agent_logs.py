@@ -8,9 +8,13 @@ import json
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import quote
 
+import pytest
+
 from agentkit import AgentHarness, context, sh, spec, wait_for
+from otto.agent import logstream
 from otto.agent.logstream import LogWriter
 from otto.objectstore import FilesystemStore, ObjectNotFound
 from otto.objectstore.keys import step_log_key
@@ -103,7 +107,13 @@ def test_the_control_token_is_masked(harness: AgentHarness) -> None:
     assert out.log().splitlines()[-1] == "token=****"
 
 
-def test_log_writer_chunks_by_size_and_time(tmp_path: Path) -> None:
+def test_log_writer_chunks_by_size_and_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [1000.0]  # the writer's clock, so no preemption can make bytes due early
+    monkeypatch.setattr(
+        logstream, "time", SimpleNamespace(monotonic=lambda: now[0], sleep=time.sleep)
+    )
     store = FilesystemStore(tmp_path / "objects", fsync=False)
     logs = LogWriter(store, flush_bytes=1000, flush_interval=0.1)
     log = logs.open("p/c/s.log")
@@ -111,10 +121,11 @@ def test_log_writer_chunks_by_size_and_time(tmp_path: Path) -> None:
     logs.tick()
     assert store.get("p/c/s.log") == b"first\n"
     log.write(b"x" * 10)
+    now[0] += 0.09
     due = logs.tick()
-    assert due is not None and store.head("p/c/s.log").size == 6  # not due yet
-    time.sleep(max(0.0, due - time.monotonic()))
-    logs.tick()
+    assert due == pytest.approx(1000.1) and store.head("p/c/s.log").size == 6  # not due yet
+    now[0] = due
+    assert logs.tick() is None
     assert store.head("p/c/s.log").size == 16
     log.write(b"y" * 2000)  # over flush_bytes: appended without waiting for a tick
     wait_for(lambda: store.head("p/c/s.log").size == 2016, seconds=5)

@@ -18,13 +18,13 @@ def pids(workspace: Path) -> list[int]:
 
 
 def test_timeout_kills_the_process_tree(harness: AgentHarness) -> None:
-    ctx = context(spec("sh", script=TREE, timeout="1"), sh("touch after"))
+    ctx = context(spec("sh", script=TREE, timeout="3"), sh("touch after"))
     out = harness.run(ctx)
     assert out.status == "Failed"
     assert out.result.reason == "timeout"
     step = out.result.steps[0]
     assert (step.status.value, step.reason) == ("Failed", "timeout")
-    assert 1 <= out.elapsed < 6
+    assert 3 <= out.elapsed < 20
     assert not any(alive(pid) for pid in pids(out.workspace))
     assert not (out.workspace / "after").exists()
     assert "started" in out.log()
@@ -33,16 +33,16 @@ def test_timeout_kills_the_process_tree(harness: AgentHarness) -> None:
 
 def test_a_process_ignoring_sigterm_gets_sigkill_after_the_grace(harness: AgentHarness) -> None:
     script = "trap '' TERM; echo $$ > shell.pid; sleep 300 & echo $! > child.pid; wait; wait"
-    out = harness.run(context(spec("sh", script=script, timeout="0.5")), kill_grace=0.5)
+    out = harness.run(context(spec("sh", script=script, timeout="3")), kill_grace=0.5)
     assert (out.status, out.result.reason) == ("Failed", "timeout")
-    assert out.elapsed < 5
+    assert out.elapsed < 20
     assert not any(alive(pid) for pid in pids(out.workspace))
 
 
 def test_background_children_do_not_outlive_their_step(harness: AgentHarness) -> None:
     out = harness.run(context(sh("sleep 300 & echo $! > child.pid; echo $$ > shell.pid")))
     assert out.status == "Success"
-    assert out.elapsed < 5
+    assert out.elapsed < 20
     assert not any(alive(pid) for pid in pids(out.workspace))
 
 
@@ -96,7 +96,7 @@ def test_abort_from_another_thread(harness: AgentHarness) -> None:
 
 def test_a_timeout_on_dir_covers_its_block(harness: AgentHarness) -> None:
     block = [sh("echo $$ > ../shell.pid; sleep 300 & echo $! > ../child.pid; wait")]
-    out = harness.run(context(spec("dir", directory="sub", block=block, timeout="1")))
+    out = harness.run(context(spec("dir", directory="sub", block=block, timeout="3")))
     assert (out.status, out.result.reason) == ("Failed", "timeout")
     assert [s.reason for s in out.result.steps] == ["timeout", "timeout"]
     assert not any(alive(pid) for pid in pids(out.workspace))

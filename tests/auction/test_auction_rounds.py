@@ -100,7 +100,7 @@ def test_without_a_bid_a_context_waits_and_goes_to_a_newcomer(
     assert cpu.heard == []  # not even invited: it cannot run the context
     gpu = Bidder(auctioneer, "gpu-box", labels="gpu")
     auctioneer.register(gpu)  # registering re-auctions what waits
-    wait_for(lambda: gpu.won, 5, "the award to the newcomer")
+    wait_for(lambda: gpu.won, 30, "the award to the newcomer")
     assert orchestrators_of(psm, uuid) == {"T": "gpu-box"}
 
 
@@ -122,25 +122,25 @@ def test_an_invited_bidder_that_declines_leaves_the_context_open(
 def test_the_window_closes_early_when_everyone_answered(
     psm: PipelineStateMachine,
 ) -> None:
-    auctioneer = Auctioneer(psm, window=5.0)
+    auctioneer = Auctioneer(psm, window=30.0)
     auctioneer.register(Bidder(auctioneer, "one"))
     auctioneer.register(Bidder(auctioneer, "two", cost=3.0))
     submit(psm, ONE)
     started = time.perf_counter()
     auction = auctioneer.run_round()
-    assert time.perf_counter() - started < 1.0  # not the 5 s window
+    assert time.perf_counter() - started < 10.0  # not the 30 s window
     assert auction is not None and auction.answered == {"one", "two"}
 
 
 def test_a_silent_bidder_costs_the_window_not_more(psm: PipelineStateMachine) -> None:
-    auctioneer = Auctioneer(psm, window=0.2)
+    auctioneer = Auctioneer(psm, window=0.5)
     auctioneer.register(Bidder(auctioneer, "quick", cost=5.0))
     auctioneer.register(Bidder(auctioneer, "silent", answers=False))
     uuid = submit(psm, ONE)
     started = time.perf_counter()
     auction = auctioneer.run_round()
     took = time.perf_counter() - started
-    assert 0.18 <= took < 1.0
+    assert 0.45 <= took < 5.0
     assert auction is not None and auction.answered == {"quick"}
     assert orchestrators_of(psm, uuid) == {"Build": "quick"}
 

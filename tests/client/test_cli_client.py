@@ -7,7 +7,8 @@ import os
 import signal
 import subprocess
 import sys
-import time
+import threading
+from pathlib import Path
 
 import httpx
 import pytest
@@ -23,10 +24,9 @@ TWO_STAGES = """pipeline {
         stage { name = 'Lint' steps { sh 'echo lint-bad; exit 1' } }
     }
 }"""
-# A second between lines: `otto logs --follow` may take most of one to start on a busy
-# machine, and the lines must still be seen to arrive one by one.
+# "3" waits for a gate the test opens only once `otto logs --follow` has shown "1".
 COUNT = """pipeline {
-    stage { name = 'Count' steps { sh 'for i in 1 2 3; do echo $i; sleep 1; done' } }
+    stage { name = 'Count' steps { sh 'echo 1; until [ -e GATE ]; do sleep 0.05; done; echo 3' } }
 }"""
 SLEEP = "pipeline { stage { name = 'Nap' steps { sh 'sleep 30' } } }"
 
@@ -123,23 +123,33 @@ def test_logs_print_every_step_in_order_with_headers(server: Server, failed_run:
     assert missing.returncode == 65 and "has no context 'Nope'" in missing.stderr
 
 
-def test_logs_follow_streams_a_running_step(server: Server, client: OttoClient) -> None:
-    uuid = client.create(ottofile=COUNT).uuid
+def test_logs_follow_streams_a_running_step(
+    server: Server, client: OttoClient, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    uuid = client.create(ottofile=COUNT.replace("GATE", str(gate))).uuid
     follow = subprocess.Popen(
         [sys.executable, "-m", "otto.cli", "logs", uuid, "--follow", "--server", server.url],
         stdout=subprocess.PIPE,
         text=True,
     )
     assert follow.stdout is not None
-    arrived: dict[str, float] = {}
-    for line in follow.stdout:
-        arrived.setdefault(line.strip(), time.monotonic())
+    fallback = threading.Timer(60, gate.touch)  # never to hang: then "1" came too late
+    fallback.start()
+    lines: list[str] = []
+    try:
+        for line in follow.stdout:
+            lines.append(line.strip())
+            if lines[-1] == "1" and not gate.exists():
+                gate.touch()
+                lines.append("(gate opened)")
+    finally:
+        fallback.cancel()
     assert follow.wait(30) == 0
-    assert next(iter(arrived)).startswith("==> Count › step 1/1")
-    assert [k for k in arrived if k in ("1", "2", "3")] == ["1", "2", "3"]
-    # Lines came as they were written, not all at the end.
-    assert arrived["3"] - arrived["1"] >= 0.25
-    assert any(k.startswith("✓ Success") for k in arrived)
+    assert lines[0].startswith("==> Count › step 1/1"), lines
+    # Lines came as they were written, not all at the end: "1" while the step still ran.
+    assert [k for k in lines if k in ("1", "(gate opened)", "3")] == ["1", "(gate opened)", "3"]
+    assert any(k.startswith("✓ Success") for k in lines)
     assert client.pipeline(uuid)["state"] == "Complete"
 
 

@@ -3,29 +3,39 @@ each step seeing its own values, through a real `otto server` and real agents.""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from serverkit import Server
 
 from .e2ekit import contexts, object_bytes, step_log_key, submit, wait_complete, when
 
-MATRIX = """
-pipeline {
-    each(os: ['linux', 'mac'], py: ['3.11', '3.12']) {
-        stage {
-            name = concat('test ', it.os, ' ', it.py)
-            environment { LABEL = concat(it.os, '/', it.py) }
-            steps {
-                sh concat('echo "arg=', it.os, '-', it.py, ' env=$OTTO_EACH_OS-$OTTO_EACH_PY ',
-                          'label=$LABEL"; sleep 1')
-            }
-        }
-    }
-}
-"""
+
+def matrix(here: Path) -> str:
+    """Each step waits until all four have started: run one by one, they would time out."""
+    wait = f"touch {here}/$OTTO_CONTEXT; until [ $(ls {here} | wc -l) -ge 4 ]; do sleep 0.05; done"
+    return f"""
+    pipeline {{
+        each(os: ['linux', 'mac'], py: ['3.11', '3.12']) {{
+            stage {{
+                name = concat('test ', it.os, ' ', it.py)
+                environment {{ LABEL = concat(it.os, '/', it.py) }}
+                steps {{
+                    sh concat('echo "arg=', it.os, '-', it.py, ' env=$OTTO_EACH_OS-$OTTO_EACH_PY ',
+                              'label=$LABEL"; {wait}'), timeout: '60s'
+                }}
+            }}
+        }}
+    }}
+    """
 
 
-def test_a_two_by_two_matrix_runs_four_contexts_side_by_side(server: Server) -> None:
+def test_a_two_by_two_matrix_runs_four_contexts_side_by_side(
+    server: Server, tmp_path: Path
+) -> None:
+    here = tmp_path / "here"
+    here.mkdir()
     with server.client() as c:
-        uuid = submit(c, MATRIX)
+        uuid = submit(c, matrix(here))
         run = wait_complete(c, uuid)
         logs = {
             name: (object_bytes(c, step_log_key(run, context)) or b"").decode()

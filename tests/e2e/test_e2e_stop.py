@@ -64,7 +64,7 @@ def test_parallel_batch_wider_than_concurrency_runs_in_turns(tmp_path: Path) -> 
             }
             """,
         )
-        run = wait_complete(c, uuid, seconds=5)
+        run = wait_complete(c, uuid)
 
     assert (run["state"], run["status"]) == ("Complete", "Success")
     a, b = contexts(run)["a"], contexts(run)["b"]
@@ -91,7 +91,7 @@ def test_fanout_failure_never_starts_a_pending_sibling(tmp_path: Path) -> None:
             }}
             """,
         )
-        run = wait_complete(c, uuid, seconds=5)
+        run = wait_complete(c, uuid)
 
     assert (run["state"], run["status"]) == ("Complete", "Failed")
     states = {name: x["state"] for name, x in contexts(run).items()}

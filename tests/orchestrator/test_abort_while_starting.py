@@ -21,7 +21,7 @@ class HeldPsm(PipelineStateMachine):
     the orchestrator between its claim and its agent's start."""
 
     def __init__(self, url: str) -> None:
-        super().__init__(open_store(url), lease_seconds=30.0)
+        super().__init__(open_store(url), lease_seconds=300.0)
         self.claimed = threading.Event()
         self.go = threading.Event()
 
@@ -42,7 +42,7 @@ def test_an_abort_between_claim_and_start_stops_the_agent_at_once(tmp_path: Path
         auctioneer,
         str(tmp_path / "objects"),
         tmp_path / "workspaces",
-        lease_seconds=30.0,
+        lease_seconds=300.0,
         isolation=IsolationPolicy(sandbox="none"),
     )
     auctioneer.register(local)
@@ -50,15 +50,15 @@ def test_an_abort_between_claim_and_start_stops_the_agent_at_once(tmp_path: Path
     local.start()
     auctioneer.start()
     try:
-        time.sleep(1.0)  # past the renewal round made at start: the next is 10 s away
-        uuid = psm.create(parse("pipeline { stage { steps { sh 'sleep 60' } } }")).uuid
-        assert psm.claimed.wait(15), "the context was never claimed"
+        time.sleep(1.0)  # past the renewal round made at start: the next is 100 s away
+        uuid = psm.create(parse("pipeline { stage { steps { sh 'sleep 300' } } }")).uuid
+        assert psm.claimed.wait(60), "the context was never claimed"
         psm.abort(uuid)
         psm.go.set()
         started = time.monotonic()
-        run = wait_for(lambda: (r := psm.get(uuid))["state"] == "Complete" and r, 8.0, "the end")
-        # Lease renewal (every 10 s here) would have stopped it too, but only much later.
-        assert time.monotonic() - started < 8.0
+        run = wait_for(lambda: (r := psm.get(uuid))["state"] == "Complete" and r, 60, "the end")
+        # Lease renewal (every 100 s here) would have stopped it too, but only much later.
+        assert time.monotonic() - started < 60
         assert run["status"] == "Aborted"
         assert run["batches"][0]["contexts"][0]["status"] == "Aborted"
     finally:

@@ -45,6 +45,12 @@ def wait_for(what: Callable[[], Any], timeout: float = 30.0) -> Any:
     raise AssertionError(f"not reached in {timeout} s")
 
 
+def read_pid(path: Path) -> int:
+    """The PID a step wrote to `path`, once it is there in full."""
+    text = wait_for(lambda: path.exists() and path.read_text().endswith("\n") and path.read_text())
+    return int(text)
+
+
 def steps_running(client: httpx.Client, uuid: str, names: tuple[str, ...]) -> bool:
     run = client.get(f"/v1/pipelines/{uuid}").json()
     contexts = [c for b in run["batches"] for c in b["contexts"] if c["name"] in names]
@@ -92,10 +98,11 @@ def test_agents_outlive_a_killed_server_and_are_re_adopted(tmp_path: Path) -> No
     uuid = client.post("/v1/pipelines", json={"ottofile": ottofile}).json()["uuid"]
     wait_for(lambda: context_named(client, uuid, "bad")["state"] == "Failed")
     wait_for(lambda: steps_running(client, uuid, (*KEPT, "lost")))
+    agent, step = read_pid(tmp_path / "lost.agent"), read_pid(tmp_path / "lost.step")
     crash(server)
-    os.kill(int((tmp_path / "lost.agent").read_text()), signal.SIGKILL)
+    os.kill(agent, signal.SIGKILL)
     # Its step's process group too: nothing of the lost attempt is left to finish.
-    os.killpg(int((tmp_path / "lost.step").read_text()), signal.SIGKILL)
+    os.killpg(step, signal.SIGKILL)
 
     gate.touch()  # the others' steps finish while no server runs
     wait_for(lambda: ledger.exists() and sorted(ledger.read_text().split()) == sorted(KEPT))

@@ -99,7 +99,8 @@ def terminate_sessions(dsn: str, server: Server) -> int:
 def test_an_orchestrator_fails_over_to_the_other_replica(
     start_replicas: Callable[..., list[Server]], tmp_path: Path
 ) -> None:
-    one, two = start_replicas(**REMOTE_ONLY)
+    # A lease that outlasts the failover: this proves the failover, not the lease's expiry.
+    one, two = start_replicas(**{**REMOTE_ONLY, "OTTO_LEASE_SECONDS": "30"})
     ledger, gate = tmp_path / "ledger", tmp_path / "gate"
     with (
         orchestrator(f"{one.url},{two.url}", "worker", tmp_path, extra=["--runtime", "none"]),

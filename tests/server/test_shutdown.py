@@ -16,14 +16,14 @@ pipeline {
     stage {
         name = 'slow'
         steps {
-            sh 'echo started; sleep 3'
+            sh 'echo started; until [ -e GATE ]; do sleep 0.05; done'
         }
     }
 }
 """
 
 
-def _wait(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+def _wait(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -39,7 +39,9 @@ def test_sigterm_hands_running_contexts_back_and_a_restart_finishes_them(tmp_pat
     env = {"OTTO_SHUTDOWN_GRACE": "0.5"}
     server = start_server(home, port, **env)
     client = httpx.Client(base_url=server.url, timeout=10)
-    uuid = client.post("/v1/pipelines", json={"ottofile": SLOW}).json()["uuid"]
+    gate = tmp_path / "gate"  # the step runs on until the server is gone
+    ottofile = SLOW.replace("GATE", str(gate))
+    uuid = client.post("/v1/pipelines", json={"ottofile": ottofile}).json()["uuid"]
 
     def context() -> dict:  # type: ignore[type-arg]
         return client.get(f"/v1/pipelines/{uuid}").json()["batches"][0]["contexts"][0]
@@ -48,6 +50,7 @@ def test_sigterm_hands_running_contexts_back_and_a_restart_finishes_them(tmp_pat
     server.process.send_signal(signal.SIGTERM)
     # uvicorn shuts down gracefully, then re-raises the signal it caught.
     assert server.process.wait(20) in (0, -signal.SIGTERM)
+    gate.touch()
 
     server = start_server(home, port, **env)
     try:

@@ -195,6 +195,6 @@ def test_a_100_mb_log_opens_at_its_tail_and_the_tab_stays_responsive(
     assert 0 < shown <= 1_100_000, shown
     started = time.monotonic()
     page.evaluate("1 + 1")
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < 10.0  # a frozen tab takes minutes; a loaded box, seconds
     gates.open("big")
     expect(page.locator(f"a.step#step-{step}")).to_have_attribute("data-state", "Success")

@@ -64,7 +64,8 @@ def test_a_repository_that_hangs_or_is_down_holds_up_only_its_own_pushes(
         app = project("app", repo.url)
         projects = {p.name: p for p in (hang, down, app)}
         inbox = Inbox(psm.store)
-        mirrors = Mirrors(tmp_path / "mirrors", timeout=1.0)
+        cut = 5.0  # seconds a fetch may take: the hanging one is cut after it
+        mirrors = Mirrors(tmp_path / "mirrors", timeout=cut)
         worker = PushWorker(psm, inbox, mirrors, projects.get, backoff=(0.2, 0.2))
         hung, refused = queue_push(inbox, hang, first), queue_push(inbox, down, first)
         builds = [queue_push(inbox, app, sha) for sha in (first, second)]
@@ -74,9 +75,9 @@ def test_a_repository_that_hangs_or_is_down_holds_up_only_its_own_pushes(
             wait_for(lambda: all(outcome(inbox, d) for d in builds), what="the app's runs")
             took = time.monotonic() - started
             assert silent.held, "the hanging repository was asked"
-            assert outcome(inbox, hung) is None and outcome(inbox, refused) is None
+            assert outcome(inbox, hung) is None  # the unreachable one may be done: it fails fast
             print(f"\nthe other repository's 2 pushes took {took:.2f} s beside a hanging one")
-            assert took < 1.5  # one after the other, they would wait for 3 tries of 1 s
+            assert took < cut  # one after the other, they would wait for 3 tries of `cut`
             runs = [outcome(inbox, d) for d in builds]
             assert [(r.verdict, r.reason) for r in runs if r] == [(CREATED, "")] * 2
             created = [psm.get(r.pipeline)["created_at"] for r in runs if r and r.pipeline]
@@ -86,9 +87,10 @@ def test_a_repository_that_hangs_or_is_down_holds_up_only_its_own_pushes(
             assert time.monotonic() - started >= 0.4  # both delays of the back-off
             assert gone.reason.startswith(f"config_error: cannot fetch commit {first}:")
             assert "http://127.0.0.1:" in gone.reason and TOKEN not in gone.reason
-            timed_out = wait_for(lambda: outcome(inbox, hung), what="the hanging push")
-            assert time.monotonic() - started >= 3.0  # three tries, each cut after 1 s
-            assert "no answer" in timed_out.reason and "timed out after 1 s" in timed_out.reason
+            timed_out = wait_for(lambda: outcome(inbox, hung), 60, "the hanging push")
+            assert time.monotonic() - started >= 3 * cut  # three tries, each cut
+            assert "no answer" in timed_out.reason
+            assert f"timed out after {cut:g} s" in timed_out.reason
         finally:
             worker.stop()
     status = status_of(psm, inbox, down, gone)

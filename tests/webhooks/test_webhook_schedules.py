@@ -21,6 +21,7 @@ from otto.webhooks.schedules import Deadline, Deadlines, next_due
 from serverkit import free_port, running_server, start_server, stop_server, wait_for
 
 OTTOFILE = "pipeline {\n  stage {\n    name = 'build'\n    steps { sh 'true' }\n  }\n}\n"
+LEAP_DAY = "0 3 29 2 *"  # daily would be due now and then while the tests run: not this
 
 
 def test_cron_and_time_zone_are_checked_at_load_at_their_line(tmp_path: Path) -> None:
@@ -110,9 +111,9 @@ def scheduled_runs(client: httpx.Client) -> list[dict[str, Any]]:
 
 
 def test_a_schedule_fires_once_at_its_due_time_across_a_restart(scheduled: Scheduled) -> None:
-    # Every minute at that second: 16-20 s from now, time enough to start and stop a server
-    # before it is due even on a busy machine (tests run in parallel).
-    second = (int(time.time()) + 20) % 60
+    # Every minute at that second: 36-40 s from now, time enough to start (at most 20 s)
+    # and stop (at most 10 s) a server before it is due even on a busy machine.
+    second = (int(time.time()) + 40) % 60
     write_project(scheduled, f"* * * * * {second}")
     env = {"APP_HOOK_SECRET": "s3cret"}
     with running_server(scheduled.home, **env):
@@ -146,25 +147,25 @@ def test_a_schedule_fires_once_at_its_due_time_across_a_restart(scheduled: Sched
 def test_a_missed_due_time_fires_once_late_and_a_changed_schedule_is_replanned(
     scheduled: Scheduled,
 ) -> None:
-    write_project(scheduled, "0 3 * * *")
+    write_project(scheduled, LEAP_DAY)
     env = {"APP_HOOK_SECRET": "s3cret"}
     with running_server(scheduled.home, **env):
         wait_for(lambda: deadlines(scheduled.home), what="a deadline")
-    missed = datetime(2026, 1, 1, 3, 0, tzinfo=UTC).timestamp()  # long ago: missed many times
+    missed = datetime(2016, 2, 29, 3, 0, tzinfo=UTC).timestamp()  # missed 3 times since
     with sqlite3.connect(scheduled.home / "otto.db") as db:
         db.execute("UPDATE schedule_deadlines SET due_at = ?", (missed,))
     with running_server(scheduled.home, **env) as server, server.client() as client:
         (run,) = wait_for(lambda: scheduled_runs(client), what="the late run")
         shown = client.get(f"/v1/pipelines/{run['uuid']}").json()
         assert shown["trigger_details"] == {
-            "cron": "0 3 * * *",
-            "due": "2026-01-01T03:00:00+00:00",
+            "cron": LEAP_DAY,
+            "due": "2016-02-29T03:00:00+00:00",
             "late": True,
         }
         ((_, following, _),) = deadlines(scheduled.home)
         assert following > time.time() and datetime.fromtimestamp(following, UTC).hour == 3
         time.sleep(1.5)
-        assert len(scheduled_runs(client)) == 1  # once, not once per missed day
+        assert len(scheduled_runs(client)) == 1  # once, not once per missed due time
 
         write_project(scheduled, "30 4 * * *")  # the watcher reads it again: re-planned
         wait_for(lambda: [d[0] for d in deadlines(scheduled.home)] == ["30 4 * * *"], 10)
@@ -177,11 +178,11 @@ def test_a_missed_due_time_fires_once_late_and_a_changed_schedule_is_replanned(
 def test_a_due_time_claimed_before_a_crash_starts_its_run_exactly_once(
     scheduled: Scheduled,
 ) -> None:
-    write_project(scheduled, "0 3 * * *")
+    write_project(scheduled, LEAP_DAY)
     env = {"APP_HOOK_SECRET": "s3cret"}
     with running_server(scheduled.home, **env):
         wait_for(lambda: deadlines(scheduled.home), what="a deadline")
-    claimed = datetime(2026, 1, 1, 3, 0, tzinfo=UTC).timestamp()
+    claimed = datetime(2024, 2, 29, 3, 0, tzinfo=UTC).timestamp()
 
     def crash_after_the_claim() -> None:  # the deadline moved on; its run is not known
         with sqlite3.connect(scheduled.home / "otto.db") as db:
@@ -190,7 +191,7 @@ def test_a_due_time_claimed_before_a_crash_starts_its_run_exactly_once(
     crash_after_the_claim()  # … before the run was created
     with running_server(scheduled.home, **env) as server, server.client() as client:
         (run,) = wait_for(lambda: scheduled_runs(client), what="the claimed due time's run")
-        assert run["trigger_details"]["due"] == "2026-01-01T03:00:00+00:00"
+        assert run["trigger_details"]["due"] == "2024-02-29T03:00:00+00:00"
         wait_for(lambda: _firing(scheduled.home) == [None], what="the due time done")
     crash_after_the_claim()  # … after the run was created: not created again
     with running_server(scheduled.home, **env) as server, server.client() as client:

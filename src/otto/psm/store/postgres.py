@@ -36,6 +36,7 @@ MIGRATION_LOCK = 0x0770  # advisory lock id: one replica migrates at a time
 CHANNEL = "otto_transitions"
 STALLED_WRITER = 10  # seconds a writer's transaction may sit idle before it is ended
 RECONNECT_PAUSE = 0.5  # seconds between attempts to listen again
+LISTEN_JOIN = 10.0  # seconds `close()` waits for a listener thread to end
 
 
 @cache
@@ -139,7 +140,10 @@ class PostgresStore(Store):
         self._tx = _PostgresTx(self._write_conn, dsn)
         self._readers: queue.SimpleQueue[psycopg.Connection[Row]] = queue.SimpleQueue()
         self._all_readers: list[psycopg.Connection[Row]] = []
-        self._listener: psycopg.Connection[Any] | None = None
+        self._listener: psycopg.Connection[Any] | None = None  # the newest
+        self._listening_on: list[psycopg.Connection[Any]] = []  # every one still open
+        self._listen_threads: list[threading.Thread] = []
+        self._listen_lock = threading.Lock()
         self._start_writer()
 
     def _migrate(self) -> None:
@@ -200,9 +204,10 @@ class PostgresStore(Store):
     def listen(self, on_seq: Callable[[int], None]) -> None:
         """Call `on_seq(newest)` whenever any replica commits transitions (and, once a
         lost connection is made again, with the newest seq: what it missed meanwhile)."""
-        self._listener = self._listening()
-        thread = threading.Thread(target=self._listen_loop, args=(on_seq,), name="psm-listen")
+        self._listener = conn = self._listening()
+        thread = threading.Thread(target=self._listen_loop, args=(conn, on_seq), name="psm-listen")
         thread.daemon = True
+        self._listen_threads.append(thread)
         thread.start()
 
     @contextlib.contextmanager
@@ -222,15 +227,20 @@ class PostgresStore(Store):
     def _listening(self) -> psycopg.Connection[Any]:
         conn = psycopg.connect(self.dsn, autocommit=True, application_name=f"otto {os.getpid()}")
         conn.execute(f"LISTEN {CHANNEL}")
+        with self._listen_lock:
+            self._listening_on = [c for c in self._listening_on if not c.closed] + [conn]
         return conn
 
-    def _listen_loop(self, on_seq: Callable[[int], None]) -> None:
-        conn = self._listener
+    def _listen_loop(
+        self, conn: psycopg.Connection[Any] | None, on_seq: Callable[[int], None]
+    ) -> None:
         while conn is not None and not self._closed:
             with contextlib.suppress(psycopg.Error):  # lost (or closed: the loop ends)
                 for note in conn.notifies():
                     on_seq(int(note.payload))
             conn = self._listen_again(on_seq)
+        if conn is not None:  # made again while the store closed
+            conn.close()
 
     def _listen_again(self, on_seq: Callable[[int], None]) -> psycopg.Connection[Any] | None:
         while not self._closed:
@@ -246,8 +256,14 @@ class PostgresStore(Store):
         return None
 
     def _close_connections(self) -> None:
-        if self._listener is not None:
-            self._listener.close()
+        # The listeners first, and their threads let finish: `on_seq` may be reading.
+        with self._listen_lock:
+            listening = list(self._listening_on)
+        for conn in listening:
+            conn.close()
+        for thread in self._listen_threads:
+            if thread is not threading.current_thread():
+                thread.join(LISTEN_JOIN)
         self._tx.conn.close()
         for conn in self._all_readers:
             conn.close()
