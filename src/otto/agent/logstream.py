@@ -26,6 +26,7 @@ the pipe goes on while a big chunk is written (the GIL is free meanwhile).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -256,14 +257,9 @@ class LogStream:
             except OffsetMismatch as exc:
                 if self._offset == 0 and not self._cleared:
                     self._cleared = True  # the log of an earlier attempt: start afresh
-                    try:
-                        self._store.delete(self.key)
-                    except ObjectNotFound:
-                        pass
-                    except Exception as error:
-                        self._fail(error)
-                        return
-                    continue
+                    if self._retried(self._clear):
+                        continue
+                    return
                 if not self._landed(chunk):
                     self._fail(exc)
                 return
@@ -284,25 +280,34 @@ class LogStream:
             return True
         return False
 
+    def _clear(self) -> None:
+        with contextlib.suppress(ObjectNotFound):
+            self._store.delete(self.key)
+
     def _put_empty(self) -> None:
-        try:
-            self._store.put(self.key, b"", content_type="text/plain; charset=utf-8")
-        except Exception as exc:
-            self._fail(exc)
+        self._retried(
+            lambda: self._store.put(self.key, b"", content_type="text/plain; charset=utf-8")
+        )
 
     def seal(self) -> None:
-        """Compact the stored log into one object (the writer calls it once closed); a
-        compaction is whole or not at all, so it is simply tried again on a failure."""
+        """Compact the stored log into one object (the writer calls it once closed)."""
         with self._io:
-            for delay in (*RETRY_DELAYS, None):
-                try:
-                    self._store.compact(self.key)
-                    return
-                except Exception as exc:
-                    if delay is None:
-                        self._fail(exc, "sealing")
-                        return
-                    time.sleep(delay)
+            self._retried(lambda: self._store.compact(self.key), "sealing")
+
+    def _retried(self, request: Callable[[], object], what: str = "storing") -> bool:
+        """Make a request that does the same however often it is made (a put, a delete,
+        a compaction: whole or not at all), tried again after a failure, e.g. a replica
+        that went away before it answered; False once the log failed for good."""
+        for delay in (*RETRY_DELAYS, None):
+            try:
+                request()
+                return True
+            except Exception as exc:
+                if delay is None:
+                    self._fail(exc, what)
+                    return False
+                time.sleep(delay)
+        raise AssertionError("unreachable")
 
     def _fail(self, exc: Exception, what: str = "storing") -> None:
         kind = trouble(exc)  # disk_full, store_unavailable: the reason starts with its name
