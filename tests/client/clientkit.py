@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -44,3 +45,28 @@ def wait_step_running(client: OttoClient, uuid: str, timeout: float = 30) -> Non
             return
         time.sleep(0.05)
     raise AssertionError(f"no step of {uuid} started within {timeout} s")
+
+
+def follow_logs(server: Server, uuid: str, gate: Path, opens_on: str) -> list[str]:
+    """The lines `otto logs UUID --follow` prints, stripped; `gate` is touched (and
+    "(gate opened)" recorded) as the line `opens_on` arrives, so a step waiting on it
+    proves that line came while the step still ran."""
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "otto.cli", "logs", uuid, "--follow", "--server", server.url],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert follow.stdout is not None
+    fallback = threading.Timer(60, gate.touch)  # never to hang: then the line came too late
+    fallback.start()
+    lines: list[str] = []
+    try:
+        for line in follow.stdout:
+            lines.append(line.strip())
+            if lines[-1] == opens_on and not gate.exists():
+                gate.touch()
+                lines.append("(gate opened)")
+    finally:
+        fallback.cancel()
+    assert follow.wait(30) == 0
+    return lines

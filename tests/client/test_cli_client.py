@@ -7,12 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import httpx
 import pytest
-from clientkit import otto, wait_complete, wait_step_running
+from clientkit import follow_logs, otto, wait_complete, wait_step_running
 
 from otto.client import OttoClient
 from serverkit import Server, free_port
@@ -128,24 +127,7 @@ def test_logs_follow_streams_a_running_step(
 ) -> None:
     gate = tmp_path / "gate"
     uuid = client.create(ottofile=COUNT.replace("GATE", str(gate))).uuid
-    follow = subprocess.Popen(
-        [sys.executable, "-m", "otto.cli", "logs", uuid, "--follow", "--server", server.url],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert follow.stdout is not None
-    fallback = threading.Timer(60, gate.touch)  # never to hang: then "1" came too late
-    fallback.start()
-    lines: list[str] = []
-    try:
-        for line in follow.stdout:
-            lines.append(line.strip())
-            if lines[-1] == "1" and not gate.exists():
-                gate.touch()
-                lines.append("(gate opened)")
-    finally:
-        fallback.cancel()
-    assert follow.wait(30) == 0
+    lines = follow_logs(server, uuid, gate, opens_on="1")
     assert lines[0].startswith("==> Count › step 1/1"), lines
     # Lines came as they were written, not all at the end: "1" while the step still ran.
     assert [k for k in lines if k in ("1", "(gate opened)", "3")] == ["1", "(gate opened)", "3"]

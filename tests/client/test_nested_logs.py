@@ -3,13 +3,10 @@ in order: by `otto logs`, `otto logs --follow` and `otto run`'s failure tail."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import threading
 from pathlib import Path
 
 import pytest
-from clientkit import otto, wait_complete
+from clientkit import follow_logs, otto, wait_complete
 
 from otto.client import OttoClient
 from serverkit import Server
@@ -76,24 +73,7 @@ def test_logs_follow_streams_a_blocks_steps_as_they_run(
 ) -> None:
     gate = tmp_path / "gate"
     uuid = client.create(ottofile=SLOW_BLOCK.replace("GATE", str(gate))).uuid
-    follow = subprocess.Popen(
-        [sys.executable, "-m", "otto.cli", "logs", uuid, "--follow", "--server", server.url],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert follow.stdout is not None
-    fallback = threading.Timer(60, gate.touch)  # never to hang: then "early" came too late
-    fallback.start()
-    lines: list[str] = []
-    try:
-        for line in follow.stdout:
-            lines.append(line.strip())
-            if lines[-1] == "early" and not gate.exists():
-                gate.touch()
-                lines.append("(gate opened)")
-    finally:
-        fallback.cancel()
-    assert follow.wait(30) == 0
+    lines = follow_logs(server, uuid, gate, opens_on="early")
     order = [
         lines.index(line)
         for line in (
