@@ -168,7 +168,7 @@ def test_a_replica_stalled_inside_a_transaction_does_not_stop_the_other(
                 )
             )
             abort.start()
-            wait_for(lambda: _waiting_on_lock(postgres_dsn, one), 10, "replica one to stall")
+            wait_for(lambda: _abort_waits_on_a_lock(postgres_dsn, one), 30, "the abort to stall")
             one.process.send_signal(signal.SIGSTOP)  # ...and stalls there, the row held
             blocker.commit()
             # The database ends its stalled transaction: the other replica goes on meanwhile.
@@ -187,11 +187,11 @@ def test_a_replica_stalled_inside_a_transaction_does_not_stop_the_other(
             gate.touch()  # never leave its steps waiting (their agents outlive the servers)
 
 
-def _waiting_on_lock(dsn: str, server: Server) -> bool:
+def _abort_waits_on_a_lock(dsn: str, server: Server) -> bool:
     with psycopg.connect(dsn, autocommit=True) as conn:
         row = conn.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
-            " AND wait_event_type = 'Lock'",
+            " AND wait_event_type = 'Lock' AND query LIKE 'UPDATE pipelines SET abort_requested%%'",
             (sessions(server),),
         ).fetchone()
     return bool(row and row[0])
