@@ -47,10 +47,14 @@ def wait_step_running(client: OttoClient, uuid: str, timeout: float = 30) -> Non
     raise AssertionError(f"no step of {uuid} started within {timeout} s")
 
 
-def follow_logs(server: Server, uuid: str, gate: Path, opens_on: str) -> list[str]:
-    """The lines `otto logs UUID --follow` prints, stripped; `gate` is touched (and
+def follow_gated_run(
+    server: Server, client: OttoClient, ottofile: str, gate: Path, opens_on: str
+) -> tuple[str, list[str]]:
+    """Start `ottofile` (its `GATE`: the path `gate`) and follow its logs: the run's UUID
+    and the lines `otto logs UUID --follow` prints, stripped. `gate` is touched (and
     "(gate opened)" recorded) as the line `opens_on` arrives, so a step waiting on it
     proves that line came while the step still ran."""
+    uuid = client.create(ottofile=ottofile.replace("GATE", str(gate))).uuid
     follow = subprocess.Popen(
         [sys.executable, "-m", "otto.cli", "logs", uuid, "--follow", "--server", server.url],
         stdout=subprocess.PIPE,
@@ -69,4 +73,4 @@ def follow_logs(server: Server, uuid: str, gate: Path, opens_on: str) -> list[st
     finally:
         fallback.cancel()
     assert follow.wait(30) == 0
-    return lines
+    return uuid, lines

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from clientkit import follow_logs, otto, wait_complete, wait_step_running
+from clientkit import follow_gated_run, otto, wait_complete, wait_step_running
 
 from otto.client import OttoClient
 from serverkit import Server, free_port
@@ -125,9 +125,7 @@ def test_logs_print_every_step_in_order_with_headers(server: Server, failed_run:
 def test_logs_follow_streams_a_running_step(
     server: Server, client: OttoClient, tmp_path: Path
 ) -> None:
-    gate = tmp_path / "gate"
-    uuid = client.create(ottofile=COUNT.replace("GATE", str(gate))).uuid
-    lines = follow_logs(server, uuid, gate, opens_on="1")
+    uuid, lines = follow_gated_run(server, client, COUNT, tmp_path / "gate", opens_on="1")
     assert lines[0].startswith("==> Count › step 1/1"), lines
     # Lines came as they were written, not all at the end: "1" while the step still ran.
     assert [k for k in lines if k in ("1", "(gate opened)", "3")] == ["1", "(gate opened)", "3"]

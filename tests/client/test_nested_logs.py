@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from clientkit import follow_logs, otto, wait_complete
+from clientkit import follow_gated_run, otto, wait_complete
 
 from otto.client import OttoClient
 from serverkit import Server
@@ -71,9 +71,7 @@ def test_logs_show_a_blocks_steps_in_order_under_it(server: Server, nested_run: 
 def test_logs_follow_streams_a_blocks_steps_as_they_run(
     server: Server, client: OttoClient, tmp_path: Path
 ) -> None:
-    gate = tmp_path / "gate"
-    uuid = client.create(ottofile=SLOW_BLOCK.replace("GATE", str(gate))).uuid
-    lines = follow_logs(server, uuid, gate, opens_on="early")
+    _, lines = follow_gated_run(server, client, SLOW_BLOCK, tmp_path / "gate", opens_on="early")
     order = [
         lines.index(line)
         for line in (
